@@ -1,0 +1,1 @@
+"""ladder_jax: SpatialLadder in JAX."""
