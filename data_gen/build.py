@@ -1,0 +1,288 @@
+"""Build SpatialLadder-26k-style data from a folder of ScanNet-layout scenes.
+
+Per scene (independent, so scenes can run in parallel and an interrupted build resumes):
+read it, measure every object's visibility and 2D box in every usable frame, generate the
+questions, copy the referenced frames, and write the finished rows to <out>/.work/<scene>.json
+atomically. Then the rows of all scenes are merged in scene order, numbered, and written:
+
+  <out>/spld_grounding_data.jsonl, <out>/spld_spatial_data.jsonl   (training scenes)
+  <out>/images/<scene>/<N>.jpg                                      (frames they reference)
+  <out>/spbench_si.parquet, <out>/spbench_mv.parquet                (held-out scenes)
+  <out>/spbench_images/<scene>/<N>.jpg
+  <out>/stats.md, <out>/stats.json                                  (Table 6 / Table 9 layout)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from data_gen import geometry, scannet, stats, tasks
+from data_gen.tasks import common, single_image
+from data_gen.tasks.options import Options
+
+log = logging.getLogger("data_gen")
+
+VSI_NAMES = {
+    "absolute distance": "object_abs_distance",
+    "object size": "object_size_estimation",
+    "relative distance": "object_rel_distance",
+    "relative direction": "object_rel_direction",
+    "object count": "object_counting",
+    "room size": "room_size_estimation",
+    "appearance order": "obj_appearance_order",
+}
+WORK = ".work"
+_FORMAT_VERSION = 1
+
+
+def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
+  """Visibility (F, O) and 2D boxes (F, O, 4) of the scene's non-structure objects in every
+  frame whose colour and depth images can be read (others are skipped and logged)."""
+  objs = [o for o in scene.objects if o.label not in opts.excluded_labels]
+  owner = np.concatenate([np.full(len(o.vertex_ids), k) for k, o in enumerate(objs)] or [np.zeros(0, int)])
+  vid = np.concatenate([o.vertex_ids for o in objs] or [np.zeros(0, int)])
+  pts, nrm = scene.vertices[vid], scene.normals[vid]
+  kd, kc = scene.k_depth[:3, :3], scene.k_color[:3, :3]
+  vis, box, frames, poses = [], [], [], []
+  for fr in scene.frames:
+    try:
+      scannet.check_image(fr.color_path)
+      depth = scannet.read_depth(fr.depth_path)
+    except scannet.SceneError as e:
+      scene.skipped.append(f"{e}, frame skipped")
+      log.warning("%s, frame skipped", e)
+      continue
+    if depth.shape != (scene.depth_size[1], scene.depth_size[0]):
+      msg = f"{fr.depth_path}: depth image is {depth.shape[::-1]}, expected {scene.depth_size}, frame skipped"
+      scene.skipped.append(msg)
+      log.warning("%s", msg)
+      continue
+    f, b = geometry.observe_many(pts, nrm, owner, len(objs), fr.pose, depth, kd, kc,
+                                 scene.color_size, opts.depth_tolerance_m)
+    vis.append(f)
+    box.append(b)
+    frames.append(fr.index)
+    poses.append(fr.pose)
+  n = len(objs)
+  return common.Observation(
+      scene=scene.name, labels=[o.label for o in objs], boxes=[o.box for o in objs],
+      frame_ids=frames, poses=np.array(poses).reshape(-1, 4, 4), k_color=kc,
+      color_size=scene.color_size, vis=np.array(vis).reshape(-1, n),
+      bbox=np.array(box).reshape(-1, n, 4), floor_area=scene.floor_area)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+  scenes_dir: str
+  out: str
+  name: str
+  heldout: bool
+  seed: int
+  opts: Options
+  fingerprint: str
+
+
+def _fingerprint(opts: Options, seed: int, heldout: bool) -> str:
+  key = json.dumps([_FORMAT_VERSION, repr(opts), seed, heldout])
+  return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _copy_frames(scene: scannet.Scene, frame_ids: list[int], dst: str) -> None:
+  os.makedirs(dst, exist_ok=True)
+  by_id = {f.index: f for f in scene.frames}
+  for i in frame_ids:
+    target = os.path.join(dst, f"{i}.jpg")
+    if not os.path.isfile(target):
+      tmp = target + ".tmp"
+      shutil.copyfile(by_id[i].color_path, tmp)
+      os.replace(tmp, target)
+
+
+def process_scene(job: _Job) -> dict:
+  """Questions of one scene as finished rows (without question ids); writes the work file."""
+  t0 = time.perf_counter()
+  work = os.path.join(job.out, WORK, f"{job.name}.json")
+  try:
+    scene = scannet.read_scene(job.scenes_dir, job.name)
+  except (scannet.SceneError, OSError) as e:
+    log.warning("scene %s skipped: %s", job.name, e)
+    result = {"scene": job.name, "fingerprint": job.fingerprint, "skipped": str(e)}
+    _write_json_atomic(work, result)
+    return result
+  obs = observe_scene(scene, job.opts)
+  modalities = ("single_image", "multi_view") if job.heldout else ("single_image", "multi_view", "video")
+  qas, sel = tasks.generate(obs, job.opts, job.seed, modalities)
+  img_dir = "spbench_images" if job.heldout else "images"
+  used = sorted({obs.frame_ids[f] for qa in qas for f in qa.frames})
+  _copy_frames(scene, used, os.path.join(job.out, img_dir, job.name))
+  spatial, grounding, bench = [], [], []
+  for qa in qas:
+    ids = [obs.frame_ids[f] for f in qa.frames]
+    if job.heldout:
+      bench.append({
+          "dataset": "synthetic" if job.name.startswith("synth") else "scannet",
+          "scene_name": job.name, "question": qa.question, "options": qa.options,
+          "ground_truth": qa.final_answer, "question_type": VSI_NAMES[qa.question_type],
+          "images": [f"{i}.jpg" for i in ids], "data_type": qa.data_type})
+      continue
+    paths = [f"{img_dir}/{job.name}/{i}.jpg" for i in ids]
+    spatial.append({"question": qa.question, "options": qa.options, "answer": qa.final_answer,
+                    "image": paths, "question_type": qa.question_type, "data_type": qa.data_type})
+    if qa.data_type == "single_image":
+      grounding.append({"question": qa.question, "answer": single_image.grounding(obs, qa),
+                        "image": paths, "data_type": "single_image"})
+  result = {
+      "scene": job.name, "fingerprint": job.fingerprint, "heldout": job.heldout,
+      "spatial": spatial, "grounding": grounding, "bench": bench,
+      "rejected": [list(k) + [v] for k, v in sorted(sel.rejected.items())],
+      "examined": [list(k) + [v] for k, v in sorted(sel.examined.items())],
+      "skipped_items": scene.skipped, "n_frames": len(obs.frame_ids), "n_objects": len(obs.labels),
+      "seconds": time.perf_counter() - t0,
+  }
+  _write_json_atomic(work, result)
+  return result
+
+
+def _write_json_atomic(path: str, obj) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f)
+  os.replace(tmp, path)
+
+
+def _write_jsonl_atomic(path: str, rows: list[dict]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for r in rows:
+      f.write(json.dumps(r, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+
+
+def choose_heldout(names: list[str], heldout, seed: int) -> set[str]:
+  """Held-out scenes: an explicit list of names, a count (int) or a fraction (float < 1),
+  drawn by `seed` from the sorted names."""
+  if heldout is None or heldout == 0:
+    return set()
+  if isinstance(heldout, (list, tuple, set)):
+    missing = set(heldout) - set(names)
+    if missing:
+      raise ValueError(f"held-out scenes not in the scenes folder: {sorted(missing)}")
+    return set(heldout)
+  k = int(heldout) if float(heldout) >= 1 else int(round(float(heldout) * len(names)))
+  if k >= len(names) and names:
+    raise ValueError(f"held-out count {k} leaves no training scene among {len(names)}")
+  order = np.random.default_rng(seed).permutation(len(names))
+  return {names[i] for i in order[:k]}
+
+
+def build_dataset(scenes_dir: str, out: str, seed: int = 0, opts: Options | None = None,
+                  heldout=0.1, workers: int = 1, scenes: list[str] | None = None,
+                  progress: bool = True) -> dict:
+  """Turn ScanNet-layout scenes into SpatialLadder-26k-style files under `out`.
+
+  heldout: names, a count or a fraction of scenes kept out of training and written as
+  SPBench-SI/MV parquet. Finished scenes found in <out>/.work with the same options are not
+  redone. Returns the statistics (also written to <out>/stats.json).
+  """
+  opts = opts or Options()
+  names = scenes if scenes is not None else scannet.list_scenes(scenes_dir)
+  names = sorted(names)
+  if not names:
+    raise scannet.SceneError(f"{scenes_dir}: no scenes (folders holding <name>/<name>.txt)")
+  held = choose_heldout(names, heldout, seed)
+  os.makedirs(os.path.join(out, WORK), exist_ok=True)
+  results: dict[str, dict] = {}
+  todo = []
+  for n in names:
+    fp = _fingerprint(opts, seed, n in held)
+    work = os.path.join(out, WORK, f"{n}.json")
+    if os.path.isfile(work):
+      try:
+        with open(work) as f:
+          r = json.load(f)
+        if r.get("fingerprint") == fp:
+          results[n] = r
+          continue
+      except (OSError, json.JSONDecodeError):
+        pass  # a damaged work file: redo the scene
+    todo.append(_Job(scenes_dir, out, n, n in held, seed, opts, fp))
+  t0 = time.perf_counter()
+  if progress and len(results):
+    print(f"[build] resuming: {len(results)} scenes already done", file=sys.stderr, flush=True)
+  pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 and len(todo) > 1 else None
+  it = pool.map(process_scene, todo) if pool else map(process_scene, todo)
+  try:
+    for k, r in enumerate(it, 1):
+      results[r["scene"]] = r
+      if progress and (k % max(1, len(todo) // 20) == 0 or k == len(todo)):
+        el = time.perf_counter() - t0
+        print(f"[build] {k}/{len(todo)} scenes, {el:.0f}s elapsed, eta {el / k * (len(todo) - k):.0f}s",
+              file=sys.stderr, flush=True)
+  finally:
+    if pool:
+      pool.shutdown()
+  return _merge(out, names, results, held)
+
+
+def _merge(out: str, names: list[str], results: dict[str, dict], held: set[str]) -> dict:
+  spatial, grounding, si, mv = [], [], [], []
+  for n in names:
+    r = results[n]
+    if "skipped" in r:
+      continue
+    spatial += r["spatial"]
+    grounding += r["grounding"]
+    for b in r["bench"]:
+      (si if b["data_type"] == "single_image" else mv).append(b)
+  spatial = [{"question_id": i, **row} for i, row in enumerate(spatial)]
+  grounding = [{"question_id": i, **row} for i, row in enumerate(grounding)]
+  _write_jsonl_atomic(os.path.join(out, "spld_spatial_data.jsonl"), spatial)
+  _write_jsonl_atomic(os.path.join(out, "spld_grounding_data.jsonl"), grounding)
+  for rows, name in ((si, "spbench_si.parquet"), (mv, "spbench_mv.parquet")):
+    write_bench_parquet(os.path.join(out, name), rows)
+  st = stats.compute(spatial, grounding, si, mv, [results[n] for n in names], held)
+  _write_json_atomic(os.path.join(out, "stats.json"), st)
+  text = stats.render(st)
+  with open(os.path.join(out, "stats.md.tmp"), "w") as f:
+    f.write(text)
+  os.replace(os.path.join(out, "stats.md.tmp"), os.path.join(out, "stats.md"))
+  print(text, flush=True)
+  return st
+
+
+BENCH_COLUMNS = ("id", "dataset", "scene_name", "question", "options", "ground_truth",
+                 "question_type", "images")
+
+
+def write_bench_parquet(path: str, rows: list[dict]) -> None:
+  """SPBench/VSI-Bench-style parquet: id, dataset, scene_name, question, options (list or
+  null), ground_truth, question_type (VSI-Bench name), images (frame file names)."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  schema = pa.schema([
+      ("id", pa.int64()), ("dataset", pa.string()), ("scene_name", pa.string()),
+      ("question", pa.string()), ("options", pa.list_(pa.string())),
+      ("ground_truth", pa.string()), ("question_type", pa.string()),
+      ("images", pa.list_(pa.string())),
+  ])
+  cols = {c: [] for c in BENCH_COLUMNS}
+  for i, r in enumerate(rows):
+    cols["id"].append(i)
+    for c in BENCH_COLUMNS[1:]:
+      cols[c].append(r[c])
+  table = pa.table(cols, schema=schema)
+  tmp = path + ".tmp"
+  pq.write_table(table, tmp)
+  os.replace(tmp, path)

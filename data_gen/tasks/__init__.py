@@ -1,0 +1,23 @@
+"""Question generation from an Observation (see common.Observation): the task types of the
+paper's Tables 5 and 6 for single-image, multi-view and video data."""
+
+from __future__ import annotations
+
+from data_gen.tasks import common, multi_view, single_image, video
+from data_gen.tasks.common import QA, Observation, Selector
+from data_gen.tasks.options import DEFAULT_CAPS, Options
+
+__all__ = ["QA", "Observation", "Options", "DEFAULT_CAPS", "generate", "Selector"]
+
+
+def generate(obs: Observation, opts: Options, seed: int,
+             modalities=("single_image", "multi_view", "video")) -> tuple[list[QA], Selector]:
+  """All questions of one scene, lettered; deterministic in (seed, scene name)."""
+  sel = Selector(obs, opts)
+  for m in modalities:
+    rng = common.scene_rng(seed, obs.scene, m)
+    {"single_image": single_image.generate, "multi_view": multi_view.generate,
+     "video": video.generate}[m](obs, opts, sel, rng)
+  qas = sorted(sel.kept, key=lambda q: ("single_image", "multi_view", "video").index(q.data_type))
+  common.assign_letters(qas, common.scene_rng(seed, obs.scene, "letters"))
+  return qas, sel

@@ -1,0 +1,63 @@
+"""Thresholds and caps of question generation. Defaults: the paper's values where it gives one
+(visibility 0.4, relative-distance ratio 2, distance > smaller object size, no
+wall/floor/ceiling, unique categories); the rest are this project's choices, documented in
+docs/data_gen.md."""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Per-scene caps per (data_type, question_type), chosen so that ~300 procedural scenes give
+# about 26k rows in the proportions of the paper's Table 6.
+DEFAULT_CAPS: dict[tuple[str, str], int] = {
+    ("single_image", "absolute distance"): 4,
+    ("single_image", "object size"): 5,
+    ("single_image", "relative distance"): 4,
+    ("single_image", "relative direction"): 8,
+    ("multi_view", "object count"): 1,
+    ("multi_view", "absolute distance"): 3,
+    ("multi_view", "object size"): 7,
+    ("multi_view", "relative distance"): 3,
+    ("multi_view", "relative direction"): 8,
+    ("video", "object count"): 2,
+    ("video", "absolute distance"): 5,
+    ("video", "object size"): 5,
+    ("video", "room size"): 1,
+    ("video", "relative distance"): 4,
+    ("video", "relative direction"): 11,
+    ("video", "appearance order"): 5,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  min_visibility: float = 0.4  # paper: objects at least 40% visible
+  rel_distance_ratio: float = 2.0  # paper: farther candidate >= 2x the nearer one
+  abs_distance_min_size: bool = True  # paper: distance > the smaller object's size
+  size_range_m: tuple[float, float] = (0.1, 3.0)  # "human-scale" longest dimension (m)
+  excluded_labels: tuple[str, ...] = ("wall", "floor", "ceiling")
+  depth_tolerance_m: float = 0.1  # depth test slack when measuring visibility
+  lr_margin: float = 0.05  # single-image left/right: |du| >= margin * image width
+  depth_margin_m: float = 0.3  # single-image front/back: |dz| >= margin
+  quadrant_margin_deg: float = 15.0  # multi-view/video quadrants: away from the boundaries
+  per_category_cap: int = 3  # questions per (scene, data_type, question_type, category)
+  per_image_cap: int = 4  # single-image questions drawn from one frame
+  caps: tuple[tuple[tuple[str, str], int], ...] = tuple(DEFAULT_CAPS.items())
+  mv_views: int = 8  # views per multi-view question (paper: 8)
+  mv_sets: int = 3  # distinct 8-view sets drawn per scene
+  video_frames: int = 16  # frames per video question, uniform along the trajectory
+  count_range: tuple[int, int] = (2, 10)  # answers of counting questions
+  appearance_n: int = 4  # categories in an appearance-order question
+  rel_direction_choices: int = 4
+  distance_decimals: int = 2
+  room_decimals: int = 1
+
+  def cap(self, data_type: str, question_type: str) -> int:
+    return dict(self.caps).get((data_type, question_type), 0)
+
+  def replace(self, **kw) -> "Options":
+    if "caps" in kw and isinstance(kw["caps"], dict):
+      merged = dict(self.caps)
+      merged.update(kw["caps"])
+      kw["caps"] = tuple(merged.items())
+    return dataclasses.replace(self, **kw)

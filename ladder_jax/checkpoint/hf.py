@@ -1,0 +1,429 @@
+"""Hugging Face Qwen2.5-VL checkpoints <-> ladder_jax NNX params, both ways from ONE key table.
+
+Every row of `KEY_TABLE` says: hub key (with `{i}` for a layer/block number), the NNX param path,
+and how the tensor is laid out (`Kind`). Stacked params (leading layer axis) are filled one
+layer slice per hub tensor. Loading reads `model.safetensors` or the shards listed in
+`model.safetensors.index.json` one tensor at a time (safetensors `safe_open`), casting each to
+the target dtype as it goes; all hub headers are checked first, so a missing, unexpected or
+misshapen tensor stops with an error before anything large is read.
+
+A ladder_jax checkpoint is a directory with
+    params.safetensors   NNX param state, keys = '/'-joined param paths (e.g. decoder/q_kernel),
+                         arrays in their stored dtype and stacked layout
+    ladder_config.json   ModelConfig.to_dict()
+    tokenizer / processor / chat-template files copied from the source checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import sys
+from typing import Callable, Iterable
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from ladder_jax.model.config import ModelConfig, from_hf_config, to_hf_config
+from ladder_jax.model.qwen25_vl import Qwen25VL
+
+# Files copied next to the weights on conversion (when the source directory has them).
+AUX_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+    "added_tokens.json", "chat_template.json", "chat_template.jinja", "preprocessor_config.json",
+    "video_preprocessor_config.json", "processor_config.json", "generation_config.json",
+)
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+LADDER_PARAMS = "params.safetensors"
+LADDER_CONFIG = "ladder_config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not match the model (names the file, tensor and shapes)."""
+
+
+# --------------------------------------------------------------------------- tensor layouts
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """How one hub tensor maps onto one (per-layer) NNX param of shape `t`."""
+
+    name: str  # "same" | "flat" | "linear" | "patch"
+    n_in: int = 1  # for "linear": how many leading target axes are input axes
+
+    def hf_shape(self, t: tuple[int, ...], cfg: ModelConfig) -> tuple[int, ...]:
+        if self.name == "same":
+            return t
+        if self.name == "flat":
+            return (math.prod(t),)
+        if self.name == "linear":  # torch Linear weight [out, in]
+            return (math.prod(t[self.n_in:]), math.prod(t[:self.n_in]))
+        if self.name == "patch":  # Conv3d weight [out, C, T, p, p]
+            v = cfg.vision
+            return (t[1], v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
+        raise AssertionError(self.name)
+
+    def to_nnx(self, a: np.ndarray, t: tuple[int, ...]) -> np.ndarray:
+        if self.name == "same":
+            return a
+        if self.name == "flat":
+            return a.reshape(t)
+        if self.name == "linear":
+            return a.T.reshape(t)
+        if self.name == "patch":
+            return a.reshape(a.shape[0], -1).T
+        raise AssertionError(self.name)
+
+    def to_hf(self, a: np.ndarray, hf: tuple[int, ...]) -> np.ndarray:
+        if self.name in ("same", "flat"):
+            return a.reshape(hf)
+        if self.name == "linear":
+            return a.reshape(hf[::-1]).T
+        if self.name == "patch":
+            return a.T.reshape(hf)
+        raise AssertionError(self.name)
+
+
+SAME, FLAT, PATCH = Kind("same"), Kind("flat"), Kind("patch")
+LINEAR, LINEAR2 = Kind("linear", 1), Kind("linear", 2)
+
+# (hub key, NNX param path, kind). `{i}` = index along the param's leading (layer) axis.
+KEY_TABLE: tuple[tuple[str, str, Kind], ...] = (
+    ("model.embed_tokens.weight", "embedding", SAME),
+    ("lm_head.weight", "lm_head", LINEAR),
+    ("model.norm.weight", "decoder/final_norm", SAME),
+    ("model.layers.{i}.input_layernorm.weight", "decoder/attn_norm", SAME),
+    ("model.layers.{i}.self_attn.q_proj.weight", "decoder/q_kernel", LINEAR),
+    ("model.layers.{i}.self_attn.q_proj.bias", "decoder/q_bias", FLAT),
+    ("model.layers.{i}.self_attn.k_proj.weight", "decoder/k_kernel", LINEAR),
+    ("model.layers.{i}.self_attn.k_proj.bias", "decoder/k_bias", FLAT),
+    ("model.layers.{i}.self_attn.v_proj.weight", "decoder/v_kernel", LINEAR),
+    ("model.layers.{i}.self_attn.v_proj.bias", "decoder/v_bias", FLAT),
+    ("model.layers.{i}.self_attn.o_proj.weight", "decoder/o_kernel", LINEAR2),
+    ("model.layers.{i}.post_attention_layernorm.weight", "decoder/mlp_norm", SAME),
+    ("model.layers.{i}.mlp.gate_proj.weight", "decoder/gate_kernel", LINEAR),
+    ("model.layers.{i}.mlp.up_proj.weight", "decoder/up_kernel", LINEAR),
+    ("model.layers.{i}.mlp.down_proj.weight", "decoder/down_kernel", LINEAR),
+    ("visual.patch_embed.proj.weight", "vision/patch_kernel", PATCH),
+    ("visual.blocks.{i}.norm1.weight", "vision/norm1", SAME),
+    ("visual.blocks.{i}.attn.qkv.weight", "vision/qkv_kernel", LINEAR),
+    ("visual.blocks.{i}.attn.qkv.bias", "vision/qkv_bias", FLAT),
+    ("visual.blocks.{i}.attn.proj.weight", "vision/proj_kernel", LINEAR2),
+    ("visual.blocks.{i}.attn.proj.bias", "vision/proj_bias", SAME),
+    ("visual.blocks.{i}.norm2.weight", "vision/norm2", SAME),
+    ("visual.blocks.{i}.mlp.gate_proj.weight", "vision/gate_kernel", LINEAR),
+    ("visual.blocks.{i}.mlp.gate_proj.bias", "vision/gate_bias", SAME),
+    ("visual.blocks.{i}.mlp.up_proj.weight", "vision/up_kernel", LINEAR),
+    ("visual.blocks.{i}.mlp.up_proj.bias", "vision/up_bias", SAME),
+    ("visual.blocks.{i}.mlp.down_proj.weight", "vision/down_kernel", LINEAR),
+    ("visual.blocks.{i}.mlp.down_proj.bias", "vision/down_bias", SAME),
+    ("visual.merger.ln_q.weight", "vision/merger_norm", SAME),
+    ("visual.merger.mlp.0.weight", "vision/merger_fc1_kernel", LINEAR),
+    ("visual.merger.mlp.0.bias", "vision/merger_fc1_bias", SAME),
+    ("visual.merger.mlp.2.weight", "vision/merger_fc2_kernel", LINEAR),
+    ("visual.merger.mlp.2.bias", "vision/merger_fc2_bias", SAME),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One hub tensor of a given model: where it goes and its expected shapes."""
+
+    hub_key: str
+    path: str
+    layer: int | None  # slice of a stacked param, or None
+    kind: Kind
+    nnx_shape: tuple[int, ...]  # per-layer target shape
+    hf_shape: tuple[int, ...]
+
+
+def _param_shapes(cfg: ModelConfig) -> dict[str, jax.ShapeDtypeStruct]:
+    abstract = nnx.eval_shape(lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0)))
+    out = {}
+    for path, var in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
+        out["/".join(str(p) for p in path)] = var.get_value()
+    return out
+
+
+def hub_entries(cfg: ModelConfig) -> dict[str, Entry]:
+    """Every hub tensor a checkpoint of `cfg` has, keyed by hub key (from KEY_TABLE)."""
+    shapes = _param_shapes(cfg)
+    entries: dict[str, Entry] = {}
+    for template, path, kind in KEY_TABLE:
+        if path not in shapes:
+            continue  # lm_head of a tied model
+        shape = tuple(shapes[path].shape)
+        if "{i}" in template:
+            t = shape[1:]
+            for i in range(shape[0]):
+                key = template.format(i=i)
+                entries[key] = Entry(key, path, i, kind, t, kind.hf_shape(t, cfg))
+        else:
+            entries[template] = Entry(template, path, None, kind, shape, kind.hf_shape(shape, cfg))
+    missing = set(shapes) - {e.path for e in entries.values()}
+    assert not missing, f"params without a KEY_TABLE row: {sorted(missing)}"
+    return entries
+
+
+# --------------------------------------------------------------------------- HF -> NNX
+
+def _hub_files(hf_dir: str) -> dict[str, str]:
+    """hub key -> safetensors file (absolute) for a single-file or sharded checkpoint."""
+    index = os.path.join(hf_dir, INDEX_FILE)
+    single = os.path.join(hf_dir, SINGLE_FILE)
+    if os.path.exists(index):
+        try:
+            with open(index) as f:
+                weight_map = json.load(f)["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{index}: unreadable index ({e!r})") from None
+        files = {}
+        for key, fname in weight_map.items():
+            path = os.path.join(hf_dir, fname)
+            if not os.path.exists(path):
+                raise CheckpointError(f"{index}: tensor {key} points to missing file {fname}")
+            files[key] = path
+        return files
+    if os.path.exists(single):
+        with safe_open(single, "numpy") as f:
+            return {k: single for k in f.keys()}
+    raise CheckpointError(f"{hf_dir}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
+
+
+def _log(msg: str, verbose: bool) -> None:
+    if verbose:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict[str, np.ndarray]:
+    """Read an HF checkpoint into {param path: numpy array in cfg.param_dtype} (NNX layout)."""
+    entries = hub_entries(cfg)
+    files = _hub_files(hf_dir)
+    tied = cfg.text.tie_word_embeddings
+    # A tied checkpoint may still carry lm_head.weight (transformers ignores it): skip it too.
+    ignored = {"lm_head.weight"} if tied else set()
+
+    unexpected = sorted(k for k in files if k not in entries and k not in ignored)
+    if unexpected:
+        raise CheckpointError(f"{hf_dir}: unexpected tensor(s) {unexpected[:8]}"
+                              f"{' ...' if len(unexpected) > 8 else ''} in {os.path.basename(files[unexpected[0]])}"
+                              f" (no row of the key table matches; config {cfg.text.num_layers} text layers, "
+                              f"{cfg.vision.depth} vision blocks)")
+    missing = sorted(k for k in entries if k not in files)
+    if missing:
+        raise CheckpointError(f"{hf_dir}: missing tensor(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+
+    by_file: dict[str, list[str]] = {}
+    for key, path in files.items():
+        if key in entries:
+            by_file.setdefault(path, []).append(key)
+    # Shape check from the headers before reading any data.
+    for path, keys in by_file.items():
+        with safe_open(path, "numpy") as f:
+            for key in keys:
+                got = tuple(f.get_slice(key).get_shape())
+                want = entries[key].hf_shape
+                if got != want:
+                    raise CheckpointError(f"{path}: tensor {key} has shape {list(got)}, expected {list(want)} "
+                                          f"(-> param {entries[key].path})")
+
+    dtype = jnp.dtype(cfg.param_dtype)
+    shapes = _param_shapes(cfg)
+    out: dict[str, np.ndarray] = {}
+    done = 0
+    for n_file, (path, keys) in enumerate(sorted(by_file.items())):
+        _log(f"reading {os.path.basename(path)} ({n_file + 1}/{len(by_file)}, {len(keys)} tensors)", verbose)
+        with safe_open(path, "numpy") as f:
+            for key in keys:
+                e = entries[key]
+                value = e.kind.to_nnx(f.get_tensor(key), e.nnx_shape).astype(dtype)
+                if e.layer is None:
+                    out[e.path] = np.ascontiguousarray(value)
+                else:
+                    if e.path not in out:
+                        out[e.path] = np.empty(shapes[e.path].shape, dtype)
+                    out[e.path][e.layer] = value
+                done += 1
+    _log(f"converted {done} tensors", verbose)
+    return out
+
+
+def params_into_model(params: dict[str, np.ndarray], cfg: ModelConfig) -> Qwen25VL:
+    """A Qwen25VL whose params are `params` (no random init is materialised)."""
+    abstract = nnx.eval_shape(lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    flat = nnx.to_flat_state(state)
+    for path, var in flat:
+        key = "/".join(str(p) for p in path)
+        if key not in params:
+            raise CheckpointError(f"no value for param {key}")
+        want = var.get_value()
+        value = params.pop(key)  # drop our reference as we go: peak stays ~1x the weights
+        if tuple(value.shape) != tuple(want.shape):
+            raise CheckpointError(f"param {key} has shape {list(value.shape)}, expected {list(want.shape)}")
+        var.set_value(jnp.asarray(value, want.dtype))
+    if params:
+        raise CheckpointError(f"values for unknown param(s) {sorted(params)}")
+    return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+def load_hf(hf_dir: str, *, dtype: str | None = None, config: ModelConfig | None = None,
+            verbose: bool = False) -> Qwen25VL:
+    """Qwen25VL from an HF checkpoint directory. dtype sets both param and compute dtype."""
+    cfg = config or from_hf_config(hf_dir)
+    if dtype is not None:
+        cfg = cfg.replace(dtype=dtype, param_dtype=dtype)
+    return params_into_model(load_hf_params(hf_dir, cfg, verbose), cfg)
+
+
+# --------------------------------------------------------------------------- NNX -> HF
+
+def model_params(model: Qwen25VL) -> dict[str, jax.Array]:
+    """{param path: array} of a model."""
+    return {"/".join(str(p) for p in path): var.get_value()
+            for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def hf_tensors(params: dict[str, jax.Array], cfg: ModelConfig, dtype=None) -> Iterable[tuple[str, np.ndarray]]:
+    """Yield (hub key, numpy tensor) in KEY_TABLE order, one at a time."""
+    for key, e in hub_entries(cfg).items():
+        a = params[e.path]
+        a = np.asarray(a if e.layer is None else a[e.layer])
+        if dtype is not None:
+            a = a.astype(dtype)
+        yield key, np.ascontiguousarray(e.kind.to_hf(a, e.hf_shape))
+
+
+def _parse_size(s: int | str) -> int:
+    if isinstance(s, int):
+        return s
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B)?\s*", s, re.I)
+    if not m:
+        raise ValueError(f"bad size {s!r} (e.g. '5GB', '500MB')")
+    mult = {None: 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    return int(float(m.group(1)) * mult[m.group(2).upper() if m.group(2) else None])
+
+
+def copy_aux_files(src_dir: str | None, out_dir: str) -> list[str]:
+    copied = []
+    if src_dir:
+        for name in AUX_FILES:
+            p = os.path.join(src_dir, name)
+            if os.path.exists(p) and os.path.abspath(p) != os.path.abspath(os.path.join(out_dir, name)):
+                shutil.copyfile(p, os.path.join(out_dir, name))
+                copied.append(name)
+    return copied
+
+
+def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max_shard_size: int | str = "50GB",
+            dtype: str | None = None, verbose: bool = False) -> None:
+    """Write `model` as an HF checkpoint directory (hub key layout, like save_pretrained).
+
+    One `model.safetensors`, or `model-0000k-of-0000n.safetensors` + index when larger than
+    max_shard_size (transformers' default is 50GB); config.json in the hub's flat layout;
+    tokenizer/processor/chat-template files copied from `source_dir`.
+    """
+    cfg: ModelConfig = model.config
+    os.makedirs(out_dir, exist_ok=True)
+    limit = _parse_size(max_shard_size)
+    np_dtype = None if dtype is None else jnp.dtype(dtype)
+    params = model_params(model)
+    # Plan shards from the shapes alone, then write one shard at a time.
+    itemsize = {k: (np_dtype or jnp.dtype(v.dtype)).itemsize for k, v in params.items()}
+    entries = hub_entries(cfg)
+    shards: list[list[str]] = [[]]
+    size = 0
+    total = total_params = 0
+    for key, e in entries.items():
+        nbytes = math.prod(e.hf_shape) * itemsize[e.path]
+        total += nbytes
+        total_params += math.prod(e.hf_shape)
+        if shards[-1] and size + nbytes > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append(key)
+        size += nbytes
+    n = len(shards)
+    names = [SINGLE_FILE] if n == 1 else [f"model-{k + 1:05d}-of-{n:05d}.safetensors" for k in range(n)]
+    weight_map = {}
+    tensors = hf_tensors(params, cfg, np_dtype)
+    for name, keys in zip(names, shards):
+        chunk = {}
+        for key in keys:
+            k, a = next(tensors)
+            assert k == key
+            chunk[k] = a
+            weight_map[k] = name
+        save_file(chunk, os.path.join(out_dir, name), metadata={"format": "pt"})
+        _log(f"wrote {name} ({len(chunk)} tensors)", verbose)
+        del chunk
+    if n > 1:
+        with open(os.path.join(out_dir, INDEX_FILE), "w") as f:
+            json.dump({"metadata": {"total_parameters": total_params, "total_size": total},
+                       "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
+    hf_cfg = to_hf_config(cfg)
+    if dtype is not None:
+        hf_cfg["torch_dtype"] = str(jnp.dtype(dtype))
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(hf_cfg, f, indent=2)
+    copied = copy_aux_files(source_dir, out_dir)
+    if "generation_config.json" not in copied:
+        with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+            json.dump({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}, f, indent=2)
+
+
+# --------------------------------------------------------------------------- ladder_jax checkpoints
+
+def save_checkpoint(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None) -> None:
+    """Write a ladder_jax checkpoint directory (params.safetensors + ladder_config.json + aux files)."""
+    os.makedirs(out_dir, exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in model_params(model).items()}
+    save_file(arrays, os.path.join(out_dir, LADDER_PARAMS), metadata={"format": "ladder_jax"})
+    with open(os.path.join(out_dir, LADDER_CONFIG), "w") as f:
+        json.dump(model.config.to_dict(), f, indent=2)
+    copy_aux_files(source_dir, out_dir)
+
+
+def load_checkpoint(ckpt_dir: str, *, dtype: str | None = None) -> Qwen25VL:
+    """Qwen25VL from a ladder_jax checkpoint directory. dtype sets both param and compute dtype."""
+    cfg_path = os.path.join(ckpt_dir, LADDER_CONFIG)
+    try:
+        with open(cfg_path) as f:
+            cfg = ModelConfig.from_dict(json.load(f))
+    except FileNotFoundError:
+        raise CheckpointError(f"{ckpt_dir}: no {LADDER_CONFIG}") from None
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg_path}: {e}") from None
+    if dtype is not None:
+        cfg = cfg.replace(dtype=dtype, param_dtype=dtype)
+    path = os.path.join(ckpt_dir, LADDER_PARAMS)
+    shapes = _param_shapes(cfg)
+    params = {}
+    with safe_open(path, "numpy") as f:
+        keys = set(f.keys())
+        if keys != set(shapes):
+            raise CheckpointError(f"{path}: missing {sorted(set(shapes) - keys)}, unexpected {sorted(keys - set(shapes))}")
+        for key in shapes:
+            got = tuple(f.get_slice(key).get_shape())
+            if got != tuple(shapes[key].shape):
+                raise CheckpointError(f"{path}: tensor {key} has shape {list(got)}, expected {list(shapes[key].shape)}")
+            params[key] = f.get_tensor(key).astype(jnp.dtype(cfg.param_dtype))
+    return params_into_model(params, cfg)
+
+
+def load_model(model_dir: str, *, dtype: str | None = None, verbose: bool = False) -> Qwen25VL:
+    """Load either a ladder_jax checkpoint (ladder_config.json) or an HF checkpoint (config.json)."""
+    if os.path.exists(os.path.join(model_dir, LADDER_CONFIG)):
+        return load_checkpoint(model_dir, dtype=dtype)
+    if os.path.exists(os.path.join(model_dir, "config.json")):
+        return load_hf(model_dir, dtype=dtype, verbose=verbose)
+    raise CheckpointError(f"{model_dir}: neither {LADDER_CONFIG} nor config.json found")

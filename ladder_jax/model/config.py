@@ -1,0 +1,409 @@
+"""Model configuration: frozen dataclasses, presets and Hugging Face config conversion.
+
+`from_hf_config` reads both layouts a Qwen2.5-VL `config.json` can have:
+
+* the hub's flat layout (as published for Qwen/Qwen2.5-VL-3B-Instruct): text keys at the top
+  level, `rope_scaling: {"type"|"rope_type": "mrope", "mrope_section": [...]}`, `vision_config`;
+* the transformers-5 layout: `text_config` and `vision_config` sub-dicts, rope settings nested
+  in `rope_parameters` (or `rope_scaling`).
+
+`to_hf_config` writes the flat hub layout, which transformers 5 also loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    """Vision tower (ViT with window attention and a 2x2 patch merger)."""
+
+    depth: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+    out_hidden_size: int
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    spatial_merge_size: int = 2
+    window_size: int = 112  # pixels
+    fullatt_block_indexes: tuple[int, ...] = (7, 15, 23, 31)
+    in_channels: int = 3
+    tokens_per_second: int = 2
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def patch_dim(self) -> int:
+        """Values per flattened patch row of `pixel_values` (3*2*14*14 = 1176)."""
+        return self.in_channels * self.temporal_patch_size * self.patch_size**2
+
+    @property
+    def merge_unit(self) -> int:
+        return self.spatial_merge_size**2
+
+    @property
+    def window_merged(self) -> int:
+        """Window side in merged tokens (112 px -> 4)."""
+        return self.window_size // self.spatial_merge_size // self.patch_size
+
+    def validate(self) -> None:
+        _positive(self, ("depth", "hidden_size", "num_heads", "intermediate_size", "out_hidden_size",
+                         "patch_size", "temporal_patch_size", "spatial_merge_size", "in_channels"))
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"vision hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+        if self.head_dim % 4:
+            raise ValueError(f"vision head_dim {self.head_dim} must be a multiple of 4 (2D rotary)")
+        if self.window_merged < 1:
+            raise ValueError(f"vision window_size {self.window_size} px is smaller than one merged token")
+        bad = [i for i in self.fullatt_block_indexes if not 0 <= i < self.depth]
+        if bad:
+            raise ValueError(f"vision fullatt_block_indexes {bad} outside [0, depth={self.depth})")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """Qwen2.5 decoder with M-RoPE."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1_000_000.0
+    mrope_section: tuple[int, int, int] = (16, 24, 24)
+    tie_word_embeddings: bool = True
+
+    def validate(self) -> None:
+        _positive(self, ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                         "head_dim", "intermediate_size"))
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"text num_heads {self.num_heads} not divisible by num_kv_heads {self.num_kv_heads}")
+        if self.num_heads * self.head_dim != self.hidden_size:
+            # transformers derives head_dim = hidden_size // num_heads; keep the two consistent.
+            raise ValueError(f"text head_dim {self.head_dim} * num_heads {self.num_heads} != hidden_size {self.hidden_size}")
+        if len(self.mrope_section) != 3 or sum(self.mrope_section) != self.head_dim // 2:
+            raise ValueError(f"text mrope_section {list(self.mrope_section)} must have 3 entries summing to "
+                             f"head_dim // 2 = {self.head_dim // 2}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    text: TextConfig
+    vision: VisionConfig
+    image_token_id: int = 151655
+    video_token_id: int = 151656
+    vision_start_token_id: int = 151652
+    vision_end_token_id: int = 151653
+    dtype: str = "float32"  # compute dtype
+    param_dtype: str = "float32"  # storage dtype of the parameters
+    remat: str = "none"  # one of REMAT_POLICIES
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        self.text.validate()
+        self.vision.validate()
+        if self.vision.out_hidden_size != self.text.hidden_size:
+            raise ValueError(f"vision out_hidden_size {self.vision.out_hidden_size} != text hidden_size "
+                             f"{self.text.hidden_size}")
+        for name in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+            if not 0 <= getattr(self, name) < self.text.vocab_size:
+                raise ValueError(f"{name} {getattr(self, name)} outside vocab of size {self.text.vocab_size}")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in DTYPES:
+                raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(self, name)!r}")
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+
+    def replace(self, **kw) -> "ModelConfig":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+        """Inverse of `to_dict` (the ladder_config.json format); unknown keys are errors."""
+        d = dict(d)
+        text = _build(TextConfig, d.pop("text"), "text")
+        vision = _build(VisionConfig, d.pop("vision"), "vision")
+        return _build(cls, d, "model", text=text, vision=vision)
+
+
+def _build(cls, d: Mapping[str, Any], where: str, **extra):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {where} config key(s) {unknown}; expected a subset of {sorted(names)}")
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+    kw.update(extra)
+    try:
+        return cls(**kw)
+    except TypeError as e:
+        raise ValueError(f"bad {where} config: {e}") from None
+
+
+def _positive(obj, names) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{type(obj).__name__}.{n} must be a positive int, got {v!r}")
+
+
+# ------------------------------------------------------------------------------------ presets
+
+def qwen25_vl_3b(**kw) -> ModelConfig:
+    return ModelConfig(
+        text=TextConfig(vocab_size=151936, hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2,
+                        head_dim=128, intermediate_size=11008, tie_word_embeddings=True),
+        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420,
+                            out_hidden_size=2048),
+        **kw)
+
+
+def qwen25_vl_7b(**kw) -> ModelConfig:
+    return ModelConfig(
+        text=TextConfig(vocab_size=152064, hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4,
+                        head_dim=128, intermediate_size=18944, tie_word_embeddings=False),
+        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420,
+                            out_hidden_size=3584),
+        **kw)
+
+
+def tiny(**kw) -> ModelConfig:
+    """Small random-weight model with the exact Qwen2.5 vocabulary ids (tests, the embedded default).
+
+    Same shapes as ladder_jax.testing.write_tiny_checkpoint; keyword arguments override TextConfig
+    fields (e.g. tie_word_embeddings=False) or ModelConfig fields (dtype, remat, ...)."""
+    text_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in dataclasses.fields(TextConfig)}}
+    return ModelConfig(
+        text=TextConfig(**{**dict(vocab_size=151936, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                                  head_dim=16, intermediate_size=128, mrope_section=(2, 3, 3),
+                                  tie_word_embeddings=True), **text_kw}),
+        vision=VisionConfig(depth=4, hidden_size=32, num_heads=4, intermediate_size=64, out_hidden_size=64,
+                            fullatt_block_indexes=(1, 3)),
+        **kw)
+
+
+PRESETS = {"qwen25_vl_3b": qwen25_vl_3b, "qwen25_vl_7b": qwen25_vl_7b, "tiny": tiny}
+
+
+# ------------------------------------------------------------------------ HF config: reading
+
+# Keys of an HF config.json that carry no information we need (bookkeeping, generation and
+# training defaults). Anything else we do not understand is an error, never silently dropped.
+_HF_IGNORED = {
+    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
+    "attention_dropout", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
+    "max_position_embeddings", "max_window_layers", "sliding_window", "use_cache", "layer_types",
+    "vision_token_id", "output_attentions", "output_hidden_states", "return_dict", "is_encoder_decoder",
+    "tokenizer_class", "attn_implementation", "_attn_implementation_autoset", "chunk_size_feed_forward",
+    "problem_type", "id2label", "label2id", "use_return_dict", "torchscript", "pruned_heads",
+    "tie_encoder_decoder", "add_cross_attention", "cross_attention_hidden_size", "is_decoder",
+    "finetuning_task", "prefix", "sep_token_id", "decoder_start_token_id", "task_specific_params",
+    "tf_legacy_loss", "use_bfloat16", "num_labels", "base_config_key",
+}
+_HF_VISION_IGNORED = {
+    "model_type", "initializer_range", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
+    "spatial_patch_size", "embed_dim", "mlp_ratio", "num_attention_heads_", "return_dict",
+    "output_attentions", "output_hidden_states", "architectures",
+}
+
+
+def _read_json(src: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]:
+    if isinstance(src, Mapping):
+        return dict(src), "<dict>"
+    path = os.fspath(src)
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    try:
+        with open(path) as f:
+            return json.load(f), path
+    except FileNotFoundError:
+        raise ValueError(f"no HF config at {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+
+
+def _rope(d: Mapping[str, Any], where: str) -> tuple[float | None, tuple[int, ...] | None]:
+    """(rope_theta, mrope_section) from rope_scaling / rope_parameters / rope_theta."""
+    theta = d.get("rope_theta")
+    section = None
+    for key in ("rope_parameters", "rope_scaling"):
+        r = d.get(key)
+        if r is None:
+            continue
+        if not isinstance(r, Mapping):
+            raise ValueError(f"{where}: field {key} must be an object, got {r!r}")
+        kind = r.get("rope_type", r.get("type", "default"))
+        if kind not in ("mrope", "default"):
+            raise ValueError(f"{where}: field {key}.rope_type {kind!r} unsupported (need mrope/default)")
+        extra = set(r) - {"rope_type", "type", "mrope_section", "rope_theta", "mrope_interleaved"}
+        if extra:
+            raise ValueError(f"{where}: unsupported {key} field(s) {sorted(extra)}")
+        if r.get("mrope_interleaved"):
+            raise ValueError(f"{where}: {key}.mrope_interleaved=true is the Qwen3 layout, not Qwen2.5-VL")
+        if "rope_theta" in r:
+            theta = r["rope_theta"]
+        if "mrope_section" in r:
+            section = tuple(int(x) for x in r["mrope_section"])
+    return theta, section
+
+
+def _check_unknown(d: Mapping[str, Any], known: set, where: str) -> None:
+    unknown = sorted(k for k in d if k not in known and not k.startswith("_"))
+    if unknown:
+        raise ValueError(f"{where}: unknown config key(s) {unknown}")
+
+
+def from_hf_config(src: str | os.PathLike | Mapping[str, Any], **overrides) -> ModelConfig:
+    """ModelConfig from an HF config.json (path, directory or dict), flat or nested layout."""
+    d, where = _read_json(src)
+    if d.get("model_type", "qwen2_5_vl") != "qwen2_5_vl":
+        raise ValueError(f"{where}: field model_type is {d.get('model_type')!r}, expected 'qwen2_5_vl'")
+    text_keys = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "head_dim", "intermediate_size", "rms_norm_eps", "rope_theta",
+                 "rope_scaling", "rope_parameters", "hidden_act", "use_sliding_window",
+                 "tie_word_embeddings"}
+    top_known = _HF_IGNORED | text_keys | {"text_config", "vision_config", "image_token_id", "video_token_id",
+                                            "vision_start_token_id", "vision_end_token_id"}
+    _check_unknown(d, top_known, where)
+
+    if isinstance(d.get("text_config"), Mapping):  # transformers-5 layout
+        t = dict(d["text_config"])
+        twhere = f"{where} text_config"
+        _check_unknown(t, _HF_IGNORED | text_keys, twhere)
+        tie = d.get("tie_word_embeddings", t.get("tie_word_embeddings", False))
+        if t.get("tie_word_embeddings") and not tie:  # transformers ties if either says so
+            tie = True
+    else:
+        t, twhere = d, where
+        tie = d.get("tie_word_embeddings", False)
+
+    def need(m, k, w):
+        if k not in m:
+            raise ValueError(f"{w}: missing field {k}")
+        return m[k]
+
+    if t.get("hidden_act", "silu") != "silu":
+        raise ValueError(f"{twhere}: field hidden_act {t['hidden_act']!r} unsupported (need silu)")
+    if t.get("use_sliding_window", False):
+        raise ValueError(f"{twhere}: use_sliding_window=true is not supported")
+    theta, section = _rope(t, twhere)
+    if section is None:
+        raise ValueError(f"{twhere}: no mrope_section in rope_scaling/rope_parameters")
+    hidden, heads = need(t, "hidden_size", twhere), need(t, "num_attention_heads", twhere)
+    head_dim = t.get("head_dim") or hidden // heads
+    text = TextConfig(
+        vocab_size=need(t, "vocab_size", twhere), hidden_size=hidden,
+        num_layers=need(t, "num_hidden_layers", twhere), num_heads=heads,
+        num_kv_heads=t.get("num_key_value_heads") or heads, head_dim=head_dim,
+        intermediate_size=need(t, "intermediate_size", twhere),
+        rms_norm_eps=float(t.get("rms_norm_eps", 1e-6)),
+        rope_theta=float(theta if theta is not None else 1_000_000.0),
+        mrope_section=section, tie_word_embeddings=bool(tie))
+
+    v = d.get("vision_config")
+    if not isinstance(v, Mapping):
+        raise ValueError(f"{where}: missing field vision_config")
+    vwhere = f"{where} vision_config"
+    vision_keys = {"depth", "hidden_size", "num_heads", "intermediate_size", "out_hidden_size", "patch_size",
+                   "temporal_patch_size", "spatial_merge_size", "window_size", "fullatt_block_indexes",
+                   "in_channels", "in_chans", "tokens_per_second", "hidden_act", "rope_parameters",
+                   "num_hidden_layers", "num_attention_heads"}
+    _check_unknown(v, _HF_VISION_IGNORED | vision_keys, vwhere)
+    if v.get("hidden_act", "silu") != "silu":
+        raise ValueError(f"{vwhere}: field hidden_act {v['hidden_act']!r} unsupported (need silu)")
+    vrope = v.get("rope_parameters") or {}
+    if vrope.get("rope_type", "axial") not in ("axial", "default"):
+        raise ValueError(f"{vwhere}: rope_parameters.rope_type {vrope.get('rope_type')!r} unsupported")
+    for k in ("patch_size", "temporal_patch_size"):
+        if isinstance(v.get(k), (list, tuple)):
+            raise ValueError(f"{vwhere}: field {k} must be an int, got {v[k]!r}")
+    vision = VisionConfig(
+        depth=v.get("depth", v.get("num_hidden_layers")), hidden_size=need(v, "hidden_size", vwhere),
+        num_heads=v.get("num_heads", v.get("num_attention_heads")),
+        intermediate_size=need(v, "intermediate_size", vwhere),
+        out_hidden_size=need(v, "out_hidden_size", vwhere),
+        patch_size=v.get("patch_size", 14), temporal_patch_size=v.get("temporal_patch_size", 2),
+        spatial_merge_size=v.get("spatial_merge_size", 2), window_size=v.get("window_size", 112),
+        fullatt_block_indexes=tuple(v.get("fullatt_block_indexes", (7, 15, 23, 31))),
+        in_channels=v.get("in_channels", v.get("in_chans", 3)),
+        tokens_per_second=v.get("tokens_per_second", 2),
+        rope_theta=float(vrope.get("rope_theta", 10000.0)))
+    ids = {k: d[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+           if k in d}
+    try:
+        return ModelConfig(text=text, vision=vision, **ids, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+# ------------------------------------------------------------------------ HF config: writing
+
+def to_hf_config(cfg: ModelConfig) -> dict:
+    """The hub's flat config.json layout for `cfg` (loadable by transformers 4.5x and 5.x)."""
+    t, v = cfg.text, cfg.vision
+    return {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "model_type": "qwen2_5_vl",
+        "attention_dropout": 0.0,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "vision_start_token_id": cfg.vision_start_token_id,
+        "vision_end_token_id": cfg.vision_end_token_id,
+        "vision_token_id": 151654,
+        "image_token_id": cfg.image_token_id,
+        "video_token_id": cfg.video_token_id,
+        "hidden_act": "silu",
+        "hidden_size": t.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": t.intermediate_size,
+        "max_position_embeddings": 128000,
+        "max_window_layers": t.num_layers,
+        "num_attention_heads": t.num_heads,
+        "num_hidden_layers": t.num_layers,
+        "num_key_value_heads": t.num_kv_heads,
+        "rms_norm_eps": t.rms_norm_eps,
+        "rope_theta": t.rope_theta,
+        "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
+        "sliding_window": 32768,
+        "use_sliding_window": False,
+        "tie_word_embeddings": t.tie_word_embeddings,
+        "torch_dtype": cfg.param_dtype,
+        "use_cache": True,
+        "vocab_size": t.vocab_size,
+        "vision_config": {
+            "depth": v.depth,
+            "hidden_act": "silu",
+            "hidden_size": v.hidden_size,
+            "intermediate_size": v.intermediate_size,
+            "num_heads": v.num_heads,
+            "in_chans": v.in_channels,
+            "in_channels": v.in_channels,
+            "out_hidden_size": v.out_hidden_size,
+            "patch_size": v.patch_size,
+            "spatial_merge_size": v.spatial_merge_size,
+            "spatial_patch_size": v.patch_size,
+            "window_size": v.window_size,
+            "fullatt_block_indexes": list(v.fullatt_block_indexes),
+            "tokens_per_second": v.tokens_per_second,
+            "temporal_patch_size": v.temporal_patch_size,
+        },
+    }

@@ -1,0 +1,140 @@
+"""Qwen2.5 text decoder: GQA with q/k/v bias, SwiGLU, RMSNorm, M-RoPE, optional KV cache.
+
+The layers are stored STACKED (leading axis = layer) and run with `jax.lax.scan`, so compile
+time does not grow with depth and the KV cache is one array per k/v.
+
+KV cache protocol (what a sampler does):
+
+    cache = KVCache.init(cfg.text, batch=B, max_len=S, dtype=...)
+    h, cache = decoder(x_prompt, positions, attention_mask, cache)   # prefill: writes slots [0, L)
+    h, cache = decoder(x_next, positions_next, ones[B, 1], cache)     # decode: writes slot L, ...
+
+Each call writes its T new keys/values at slots [cache.index, cache.index + T) for every row,
+marks them valid where `attention_mask` is 1, and lets query t attend to every valid slot
+s <= cache.index + t. Left-padded prompts therefore work as is: pad slots stay invalid forever.
+"""
+
+from __future__ import annotations
+
+import flax
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+
+from ladder_jax.model import sharding
+from ladder_jax.model.attention import attention, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.config import ModelConfig, TextConfig
+from ladder_jax.model.rope import apply_rope, mrope_cos_sin
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Decoder KV cache (a pytree).
+
+    k, v: [num_layers, B, S_max, kv_heads, head_dim]; valid: [B, S_max] bool (slot holds a real
+    token); index: [] int32, next slot to write (shared by the batch).
+    """
+
+    k: jax.Array
+    v: jax.Array
+    valid: jax.Array
+    index: jax.Array
+
+    @classmethod
+    def init(cls, cfg: TextConfig, batch: int, max_len: int, dtype=jnp.float32) -> "KVCache":
+        shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+        return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
+                   valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[2]
+
+
+class TextDecoder(nnx.Module):
+    """Stacked decoder layers + final norm (no embedding / head: see Qwen25VL)."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        t = config.text
+        self.cfg = t
+        self.dtype = jnp.dtype(config.dtype)
+        self.remat = config.remat
+        pd = jnp.dtype(config.param_dtype)
+        L, D, H, K, hd, F = t.num_layers, t.hidden_size, t.num_heads, t.num_kv_heads, t.head_dim, t.intermediate_size
+        self.attn_norm = param(rngs, "ones", (L, D), ("layers", "embed"), pd)
+        self.q_kernel = param(rngs, "normal", (L, D, H, hd), ("layers", "embed", "heads", "head_dim"), pd)
+        self.q_bias = param(rngs, "zeros", (L, H, hd), ("layers", "heads", "head_dim"), pd)
+        self.k_kernel = param(rngs, "normal", (L, D, K, hd), ("layers", "embed", "kv_heads", "head_dim"), pd)
+        self.k_bias = param(rngs, "zeros", (L, K, hd), ("layers", "kv_heads", "head_dim"), pd)
+        self.v_kernel = param(rngs, "normal", (L, D, K, hd), ("layers", "embed", "kv_heads", "head_dim"), pd)
+        self.v_bias = param(rngs, "zeros", (L, K, hd), ("layers", "kv_heads", "head_dim"), pd)
+        self.o_kernel = param(rngs, "normal", (L, H, hd, D), ("layers", "heads", "head_dim", "embed"), pd)
+        self.mlp_norm = param(rngs, "ones", (L, D), ("layers", "embed"), pd)
+        self.gate_kernel = param(rngs, "normal", (L, D, F), ("layers", "embed", "mlp"), pd)
+        self.up_kernel = param(rngs, "normal", (L, D, F), ("layers", "embed", "mlp"), pd)
+        self.down_kernel = param(rngs, "normal", (L, F, D), ("layers", "mlp", "embed"), pd)
+        self.final_norm = param(rngs, "ones", (D,), ("embed",), pd)
+
+    _LAYER_PARAMS = ("attn_norm", "q_kernel", "q_bias", "k_kernel", "k_bias", "v_kernel", "v_bias",
+                     "o_kernel", "mlp_norm", "gate_kernel", "up_kernel", "down_kernel")
+
+    def __call__(self, x: jax.Array, positions: jax.Array, attention_mask: jax.Array,
+                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+        """x: [B, T, D] embeddings; positions: [3, B, T] M-RoPE ids; attention_mask: [B, T] (1 = real).
+
+        Returns (hidden [B, T, D] after the final norm, updated cache or None).
+        """
+        t, dtype = self.cfg, self.dtype
+        b, n, _ = x.shape
+        cos, sin = mrope_cos_sin(positions, t.head_dim, t.rope_theta, t.mrope_section)
+        am = attention_mask.astype(bool)
+        if cache is None:
+            causal = jnp.arange(n)[:, None] >= jnp.arange(n)[None, :]
+            mask = causal[None] & am[:, None, :]  # [B, T, T]
+            valid = index = None
+        else:
+            index = cache.index
+            valid = jax.lax.dynamic_update_slice(cache.valid, am, (0, index))
+            slots = jnp.arange(cache.max_len)
+            causal = slots[None, :] <= (index + jnp.arange(n))[:, None]  # [T, S]
+            mask = causal[None] & valid[:, None, :]  # [B, T, S]
+
+        params = {name: getattr(self, name)[...] for name in self._LAYER_PARAMS}
+
+        def layer(x, p, kc, vc):
+            h = rms_norm(x, p["attn_norm"], t.rms_norm_eps)
+            q = dot("btd,dhk->bthk", h, p["q_kernel"], dtype) + p["q_bias"].astype(dtype)
+            k = dot("btd,dhk->bthk", h, p["k_kernel"], dtype) + p["k_bias"].astype(dtype)
+            v = dot("btd,dhk->bthk", h, p["v_kernel"], dtype) + p["v_bias"].astype(dtype)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            if kc is not None:
+                kc = jax.lax.dynamic_update_slice(kc, k.astype(kc.dtype), (0, index, 0, 0))
+                vc = jax.lax.dynamic_update_slice(vc, v.astype(vc.dtype), (0, index, 0, 0))
+                k, v = kc, vc
+            o = attention(q, k, v, mask, dtype)
+            x = x + dot("bthk,hkd->btd", o, p["o_kernel"], dtype)
+            x = sharding.constrain(x, ("batch", "length", "embed"))
+            h = rms_norm(x, p["mlp_norm"], t.rms_norm_eps)
+            g = dot("btd,df->btf", h, p["gate_kernel"], dtype)
+            u = dot("btd,df->btf", h, p["up_kernel"], dtype)
+            x = x + dot("btf,fd->btd", jax.nn.silu(g) * u, p["down_kernel"], dtype)
+            x = sharding.constrain(x, ("batch", "length", "embed"))
+            return x, kc, vc
+
+        layer = maybe_remat(layer, self.remat)
+        x = sharding.constrain(x.astype(dtype), ("batch", "length", "embed"))
+        if cache is None:
+            def body(x, p):
+                x, _, _ = layer(x, p, None, None)
+                return x, None
+            x, _ = jax.lax.scan(body, x, params)
+            new_cache = None
+        else:
+            def body(x, xs):
+                p, kc, vc = xs
+                x, kc, vc = layer(x, p, kc, vc)
+                return x, (kc, vc)
+            x, (ks, vs) = jax.lax.scan(body, x, (params, cache.k, cache.v))
+            new_cache = KVCache(k=ks, v=vs, valid=valid, index=index + n)
+        x = rms_norm(x, self.final_norm[...], t.rms_norm_eps)
+        return x, new_cache

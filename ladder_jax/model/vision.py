@@ -1,0 +1,225 @@
+"""Qwen2.5-VL vision tower: patch embedding, window-attention ViT with 2D rope, 2x2 patch merger.
+
+HOST PREPARES, DEVICE COMPUTES. `vision_layout` (numpy) turns the grid_thw rows into every
+static index the device needs (window permutation, rotary coordinates, attention segments,
+inverse permutation), padded to a bucketed patch count P. `VisionTower.__call__` takes
+`pixel_values` [P, 1176] plus that `VisionLayout` and is jit-able with static shapes.
+
+Order conventions (same as transformers): `pixel_values` rows are grouped so that each 2x2 merge
+unit is 4 consecutive rows. The blocks run in "window order": merge units are permuted so the
+units of one window (window_size px = 4x4 merged tokens by default) are contiguous. Window
+attention is restricted to a window; full-attention blocks attend within one frame (one
+temporal patch of one image or video, like transformers' cu_seqlens). The merged tokens are
+put back in the original order at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ladder_jax.model.attention import attention, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.config import ModelConfig, VisionConfig
+from ladder_jax.model.rope import apply_rope, vision_cos_sin
+
+
+@flax.struct.dataclass
+class VisionLayout:
+    """Static layout of a padded patch batch (all int32 numpy/jax arrays).
+
+    perm:        [P]     pixel_values row feeding window-order slot i
+    pos_hw:      [P, 2]  (row, column) patch coordinates of slot i, for the 2D rope
+    window_seg:  [P]     attention segment of slot i in window-attention blocks
+    full_seg:    [P]     attention segment of slot i in full-attention blocks (one per frame)
+    unperm:      [P/4]   window-order merged row holding original merged token j
+    Padding slots form one extra segment of their own and come out as the trailing merged rows.
+    """
+
+    perm: jax.Array
+    pos_hw: jax.Array
+    window_seg: jax.Array
+    full_seg: jax.Array
+    unperm: jax.Array
+
+
+def patch_bucket(n: int, minimum: int = 64) -> int:
+    """Bucketed patch count >= n: powers of two up to 4096, then multiples of 2048 (bounded recompiles)."""
+    if n <= 4096:
+        p = minimum
+        while p < n:
+            p *= 2
+        return p
+    return -(-n // 2048) * 2048
+
+
+def _check_grid(grid_thw, cfg: VisionConfig) -> np.ndarray:
+    g = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    m = cfg.spatial_merge_size
+    for i, (t, h, w) in enumerate(g):
+        if t < 1 or h < 1 or w < 1 or h % m or w % m:
+            raise ValueError(f"grid_thw row {i} = {[int(t), int(h), int(w)]}: t, h, w must be positive and h, w "
+                             f"multiples of spatial_merge_size {m}")
+    return g
+
+
+def num_patches(grid_thw) -> int:
+    g = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    return int(np.prod(g, axis=1).sum())
+
+
+def vision_layout(grid_thw: Sequence[Sequence[int]], cfg: VisionConfig,
+                  padded_patches: int | None = None) -> VisionLayout:
+    """Host-side layout for the images/videos of `grid_thw` (rows (t, h, w) in patches).
+
+    padded_patches: P (default `patch_bucket(total)`); must be a multiple of 4 and >= total.
+    """
+    g = _check_grid(grid_thw, cfg)
+    m, mu, ws = cfg.spatial_merge_size, cfg.merge_unit, cfg.window_merged
+    total = int(np.prod(g, axis=1).sum())
+    P = patch_bucket(total) if padded_patches is None else int(padded_patches)
+    if P < total or P % mu:
+        raise ValueError(f"padded_patches {P} must be >= {total} patches and a multiple of {mu}")
+
+    unit_order, pos_units, win_units, frame_units = [], [], [], []
+    unit_base = n_windows = n_frames = 0
+    for t, h, w in g:
+        lh, lw = h // m, w // m
+        # (h, w) patch coordinates of every patch of one frame, in merge-unit-major row order.
+        hh, ww = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        blk = (lh, m, lw, m)
+        pos = np.stack([hh.reshape(blk).transpose(0, 2, 1, 3).reshape(-1, mu),
+                        ww.reshape(blk).transpose(0, 2, 1, 3).reshape(-1, mu)], axis=-1)  # [lh*lw, mu, 2]
+        nwh, nww = -(-lh // ws), -(-lw // ws)
+        grid = np.full((nwh * ws, nww * ws), -1, np.int64)
+        grid[:lh, :lw] = np.arange(lh * lw).reshape(lh, lw)
+        windows = grid.reshape(nwh, ws, nww, ws).transpose(0, 2, 1, 3).reshape(nwh * nww, ws * ws)
+        for f in range(t):
+            for win in windows:
+                units = win[win >= 0]
+                if units.size == 0:
+                    continue
+                unit_order.append(unit_base + f * lh * lw + units)
+                pos_units.append(pos[units])
+                win_units.append(np.full(units.size, n_windows))
+                frame_units.append(np.full(units.size, n_frames))
+                n_windows += 1
+            n_frames += 1
+        unit_base += t * lh * lw
+
+    unit_perm = np.concatenate(unit_order)  # window-order slot -> original unit
+    n_units, p_units = total // mu, P // mu
+    pad_units = np.arange(n_units, p_units)
+    unit_perm_padded = np.concatenate([unit_perm, pad_units])
+    perm = (unit_perm_padded[:, None] * mu + np.arange(mu)).reshape(-1)
+    pos_hw = np.concatenate(pos_units + [np.zeros((len(pad_units), mu, 2), np.int64)]).reshape(-1, 2)
+    win_seg = np.repeat(np.concatenate(win_units + [np.full(len(pad_units), n_windows)]), mu)
+    full_seg = np.repeat(np.concatenate(frame_units + [np.full(len(pad_units), n_frames)]), mu)
+    unperm = np.argsort(unit_perm_padded, kind="stable")
+    i32 = lambda a: np.asarray(a, np.int32)
+    return VisionLayout(perm=i32(perm), pos_hw=i32(pos_hw), window_seg=i32(win_seg),
+                        full_seg=i32(full_seg), unperm=i32(unperm))
+
+
+def pad_patches(pixel_values: np.ndarray, padded_patches: int) -> np.ndarray:
+    """Zero rows appended so pixel_values has `padded_patches` rows."""
+    n = pixel_values.shape[0]
+    if n > padded_patches:
+        raise ValueError(f"{n} patch rows do not fit in padded_patches {padded_patches}")
+    return np.concatenate([pixel_values, np.zeros((padded_patches - n,) + pixel_values.shape[1:],
+                                                  pixel_values.dtype)])
+
+
+def prepare_vision(pixel_values: np.ndarray, grid_thw, cfg: VisionConfig,
+                   padded_patches: int | None = None) -> tuple[np.ndarray, VisionLayout]:
+    """(padded pixel_values [P, patch_dim], layout) from the processor's outputs, with shape checks."""
+    pixel_values = np.asarray(pixel_values)
+    want = num_patches(grid_thw)
+    if pixel_values.ndim != 2 or pixel_values.shape[1] != cfg.patch_dim:
+        raise ValueError(f"pixel_values shape {pixel_values.shape}, expected [N, {cfg.patch_dim}]")
+    if pixel_values.shape[0] != want:
+        raise ValueError(f"pixel_values has {pixel_values.shape[0]} rows but grid_thw {np.asarray(grid_thw).tolist()} "
+                         f"needs {want}")
+    layout = vision_layout(grid_thw, cfg, padded_patches)
+    return pad_patches(pixel_values, layout.perm.shape[0]), layout
+
+
+class VisionTower(nnx.Module):
+    """ViT (stacked blocks) + patch merger. Output: merged tokens [P/4, out_hidden_size]."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        v = config.vision
+        self.cfg = v
+        self.dtype = jnp.dtype(config.dtype)
+        self.remat = config.remat
+        pd = jnp.dtype(config.param_dtype)
+        L, D, H, hd, F = v.depth, v.hidden_size, v.num_heads, v.head_dim, v.intermediate_size
+        M = D * v.merge_unit
+        self.patch_kernel = param(rngs, "normal", (v.patch_dim, D), ("patch", "vision_embed"), pd)
+        self.norm1 = param(rngs, "ones", (L, D), ("layers", "vision_embed"), pd)
+        self.qkv_kernel = param(rngs, "normal", (L, D, 3, H, hd),
+                                ("layers", "vision_embed", None, "vision_heads", "head_dim"), pd)
+        self.qkv_bias = param(rngs, "zeros", (L, 3, H, hd), ("layers", None, "vision_heads", "head_dim"), pd)
+        self.proj_kernel = param(rngs, "normal", (L, H, hd, D), ("layers", "vision_heads", "head_dim", "vision_embed"), pd)
+        self.proj_bias = param(rngs, "zeros", (L, D), ("layers", "vision_embed"), pd)
+        self.norm2 = param(rngs, "ones", (L, D), ("layers", "vision_embed"), pd)
+        self.gate_kernel = param(rngs, "normal", (L, D, F), ("layers", "vision_embed", "vision_mlp"), pd)
+        self.gate_bias = param(rngs, "zeros", (L, F), ("layers", "vision_mlp"), pd)
+        self.up_kernel = param(rngs, "normal", (L, D, F), ("layers", "vision_embed", "vision_mlp"), pd)
+        self.up_bias = param(rngs, "zeros", (L, F), ("layers", "vision_mlp"), pd)
+        self.down_kernel = param(rngs, "normal", (L, F, D), ("layers", "vision_mlp", "vision_embed"), pd)
+        self.down_bias = param(rngs, "zeros", (L, D), ("layers", "vision_embed"), pd)
+        self.merger_norm = param(rngs, "ones", (D,), ("vision_embed",), pd)
+        self.merger_fc1_kernel = param(rngs, "normal", (M, M), (None, "vision_mlp"), pd)
+        self.merger_fc1_bias = param(rngs, "zeros", (M,), ("vision_mlp",), pd)
+        self.merger_fc2_kernel = param(rngs, "normal", (M, v.out_hidden_size), ("vision_mlp", "embed"), pd)
+        self.merger_fc2_bias = param(rngs, "zeros", (v.out_hidden_size,), ("embed",), pd)
+
+    _BLOCK_PARAMS = ("norm1", "qkv_kernel", "qkv_bias", "proj_kernel", "proj_bias", "norm2", "gate_kernel",
+                     "gate_bias", "up_kernel", "up_bias", "down_kernel", "down_bias")
+
+    def __call__(self, pixel_values: jax.Array, layout: VisionLayout) -> jax.Array:
+        """pixel_values [P, patch_dim] (padded by the host) -> merged tokens [P/4, out_hidden_size]
+        in the original (processor) order; rows past the real tokens are padding."""
+        v, dtype = self.cfg, self.dtype
+        P = pixel_values.shape[0]
+        if layout.perm.shape[0] != P:
+            raise ValueError(f"pixel_values has {P} rows but the layout was built for {layout.perm.shape[0]}")
+        x = dot("pc,cd->pd", pixel_values[layout.perm], self.patch_kernel[...], dtype)  # [P, D]
+        cos, sin = vision_cos_sin(layout.pos_hw, v.head_dim, v.rope_theta)
+        win_mask = layout.window_seg[:, None] == layout.window_seg[None, :]
+        full_mask = layout.full_seg[:, None] == layout.full_seg[None, :]
+        is_full = jnp.asarray(np.isin(np.arange(v.depth), v.fullatt_block_indexes))
+        params = {name: getattr(self, name)[...] for name in self._BLOCK_PARAMS}
+        eps = v.rms_norm_eps
+
+        def block(x, p, full):
+            mask = jnp.where(full, full_mask, win_mask)[None]  # [1, P, P]
+            h = rms_norm(x, p["norm1"], eps)
+            qkv = dot("pd,dshk->pshk", h, p["qkv_kernel"], dtype) + p["qkv_bias"].astype(dtype)
+            q, k, val = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [P, H, hd]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            o = attention(q[None], k[None], val[None], mask, dtype)[0]
+            x = x + dot("phk,hkd->pd", o, p["proj_kernel"], dtype) + p["proj_bias"].astype(dtype)
+            h = rms_norm(x, p["norm2"], eps)
+            g = dot("pd,df->pf", h, p["gate_kernel"], dtype) + p["gate_bias"].astype(dtype)
+            u = dot("pd,df->pf", h, p["up_kernel"], dtype) + p["up_bias"].astype(dtype)
+            x = x + dot("pf,fd->pd", jax.nn.silu(g) * u, p["down_kernel"], dtype) + p["down_bias"].astype(dtype)
+            return x
+
+        block = maybe_remat(block, self.remat)
+
+        def body(x, xs):
+            p, full = xs
+            return block(x, p, full), None
+
+        x, _ = jax.lax.scan(body, x, (params, is_full))
+        h = rms_norm(x, self.merger_norm[...], 1e-6).reshape(P // v.merge_unit, -1)  # [P/4, 4D]
+        h = dot("pm,mn->pn", h, self.merger_fc1_kernel[...], dtype) + self.merger_fc1_bias[...].astype(dtype)
+        h = jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(dtype)
+        h = dot("pn,no->po", h, self.merger_fc2_kernel[...], dtype) + self.merger_fc2_bias[...].astype(dtype)
+        return h[layout.unperm]

@@ -1,0 +1,97 @@
+"""Host-side assembly of a left-padded prompt batch for the sampler.
+
+Prompts are left-padded so that every row's last prompt token sits in the same cache slot and
+decoding writes one shared slot per step. Lengths and patch counts are rounded up to buckets so
+that the number of compiled prefill shapes stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax
+import jax
+import numpy as np
+
+from ladder_jax.model.config import ModelConfig
+from ladder_jax.model.vision import VisionLayout, prepare_vision
+from ladder_jax.processing.prompts import EncodedPrompt
+
+
+def length_bucket(n: int, minimum: int = 32) -> int:
+    """Padded prompt length >= n: powers of two up to 2048, then multiples of 1024."""
+    if n <= 2048:
+        b = minimum
+        while b < n:
+            b *= 2
+        return b
+    return -(-n // 1024) * 1024
+
+
+@flax.struct.dataclass
+class PromptBatch:
+    """A left-padded batch of B prompts (numpy or jax arrays).
+
+    input_ids:      int32 [B, L]   pad_id on the left
+    attention_mask: int32 [B, L]   1 = real token
+    positions:      int32 [3, B, L] M-RoPE ids of the prompt tokens
+    next_position:  int32 [B]      M-RoPE id of the first generated token (max prompt id + 1);
+                                   decode step i uses next_position + i on all three axes
+    pixel_values / image_layout:          images of all rows, in prompt order, or None
+    pixel_values_videos / video_layout:   videos likewise, or None
+    """
+
+    input_ids: jax.Array
+    attention_mask: jax.Array
+    positions: jax.Array
+    next_position: jax.Array
+    pixel_values: jax.Array | None = None
+    image_layout: VisionLayout | None = None
+    pixel_values_videos: jax.Array | None = None
+    video_layout: VisionLayout | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def prompt_length(self) -> int:
+        return self.input_ids.shape[1]
+
+
+def _vision(pixels: list[np.ndarray], grids: list[np.ndarray], cfg: ModelConfig):
+    if not pixels:
+        return None, None
+    return prepare_vision(np.concatenate(pixels), np.concatenate(grids), cfg.vision)
+
+
+def collate_prompts(prompts: Sequence[EncodedPrompt], cfg: ModelConfig, *, pad_id: int,
+                    length: int | None = None) -> PromptBatch:
+    """Left-pads `prompts` to `length` (default: the bucket of the longest prompt)."""
+    if not prompts:
+        raise ValueError("collate_prompts needs at least one prompt")
+    longest = max(len(p.input_ids) for p in prompts)
+    L = length_bucket(longest) if length is None else int(length)
+    if L < longest:
+        raise ValueError(f"prompt of {longest} tokens does not fit in length {L}")
+    B = len(prompts)
+    ids = np.full((B, L), pad_id, np.int32)
+    mask = np.zeros((B, L), np.int32)
+    pos = np.zeros((3, B, L), np.int32)
+    nxt = np.zeros((B,), np.int32)
+    img_px, img_grid, vid_px, vid_grid = [], [], [], []
+    for b, p in enumerate(prompts):
+        n = len(p.input_ids)
+        ids[b, L - n:] = p.input_ids
+        mask[b, L - n:] = 1
+        pos[:, b, L - n:] = p.position_ids
+        nxt[b] = int(p.position_ids.max()) + 1
+        if p.pixel_values is not None:
+            img_px.append(p.pixel_values)
+            img_grid.append(np.asarray(p.image_grid_thw).reshape(-1, 3))
+        if p.pixel_values_videos is not None:
+            vid_px.append(p.pixel_values_videos)
+            vid_grid.append(np.asarray(p.video_grid_thw).reshape(-1, 3))
+    pv, il = _vision(img_px, img_grid, cfg)
+    pvv, vl = _vision(vid_px, vid_grid, cfg)
+    return PromptBatch(ids, mask, pos, nxt, pv, il, pvv, vl)

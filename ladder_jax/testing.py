@@ -1,0 +1,211 @@
+"""Test helpers: a tiny random Qwen2.5-VL checkpoint in the Hugging Face hub layout, offline.
+
+`write_tiny_checkpoint(dir)` writes what a published Qwen2.5-VL checkpoint holds (config.json,
+model.safetensors with hub keys `model.layers.N...` / `visual.blocks.N...`, generation_config.json,
+tokenizer files with the exact Qwen2.5 vocabulary, chat template, preprocessor_config.json),
+but with a model small enough for CPU parity tests (about 10M parameters, almost all of them the
+151936 x 64 embedding). Deterministic from the seed; about 2.5 s the first time in a process
+(importing transformers, building the BPE merges), then a few tenths of a second.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from ladder_jax.processing import tokenizer as tok_lib
+
+TINY_TEXT_CONFIG: dict[str, Any] = dict(
+    vocab_size=151936,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,  # head_dim = hidden_size // num_attention_heads = 16
+    hidden_act="silu",
+    rms_norm_eps=1e-6,
+    max_position_embeddings=128000,
+    rope_theta=1e6,
+    mrope_section=[2, 3, 3],  # sums to head_dim // 2 = 8
+)
+TINY_VISION_CONFIG: dict[str, Any] = dict(
+    depth=4,
+    hidden_size=32,
+    num_heads=4,
+    intermediate_size=64,
+    hidden_act="silu",
+    patch_size=14,
+    temporal_patch_size=2,
+    spatial_merge_size=2,
+    window_size=112,
+    fullatt_block_indexes=[1, 3],
+    tokens_per_second=2,
+    in_channels=3,
+)
+# OpenAI CLIP normalisation, as in every Qwen2-VL / Qwen2.5-VL preprocessor_config.json.
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+_TOKEN_IDS = dict(
+    image_token_id=tok_lib.IMAGE_PAD_ID,
+    video_token_id=tok_lib.VIDEO_PAD_ID,
+    vision_start_token_id=tok_lib.VISION_START_ID,
+    vision_end_token_id=tok_lib.VISION_END_ID,
+)
+
+
+def tiny_hf_config(*, tie_word_embeddings: bool = True, vision: dict | None = None, **text: Any):
+    """A tiny `transformers.Qwen2_5_VLConfig`. `text` overrides TINY_TEXT_CONFIG keys, `vision`
+    overrides TINY_VISION_CONFIG keys; vision out_hidden_size follows the text hidden size."""
+    from transformers import Qwen2_5_VLConfig
+
+    unknown = set(text) - set(TINY_TEXT_CONFIG)
+    if unknown:
+        raise TypeError(f"unknown text config override(s) {sorted(unknown)}; known: {sorted(TINY_TEXT_CONFIG)}")
+    t = {**TINY_TEXT_CONFIG, **text}
+    v = {**TINY_VISION_CONFIG, **(vision or {})}
+    unknown = set(v) - set(TINY_VISION_CONFIG) - {"out_hidden_size"}
+    if unknown:
+        raise TypeError(f"unknown vision config override(s) {sorted(unknown)}; known: {sorted(TINY_VISION_CONFIG)}")
+    v.setdefault("out_hidden_size", t["hidden_size"])
+    head_dim = t["hidden_size"] // t["num_attention_heads"]
+    if sum(t["mrope_section"]) != head_dim // 2:
+        raise ValueError(f"mrope_section {t['mrope_section']} must sum to head_dim // 2 = {head_dim // 2}")
+    if v["out_hidden_size"] != t["hidden_size"]:
+        raise ValueError("vision out_hidden_size must equal the text hidden_size")
+    rope = {"rope_type": "default", "mrope_section": list(t.pop("mrope_section")), "rope_theta": t.pop("rope_theta")}
+    text_config = dict(
+        t,
+        rope_parameters=rope,
+        tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=tok_lib.ENDOFTEXT_ID,
+        eos_token_id=tok_lib.IM_END_ID,
+        pad_token_id=tok_lib.ENDOFTEXT_ID,
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text_config, vision_config=v, tie_word_embeddings=tie_word_embeddings, **_TOKEN_IDS
+    )
+
+
+def published_config_dict(nested: dict) -> dict:
+    """Rewrites a transformers-5 config.json (nested text_config) into the flat layout of the
+    published Qwen2.5-VL checkpoints (text keys at the top, rope_scaling {type: mrope})."""
+    nested = copy.deepcopy(nested)
+    text = nested.pop("text_config")
+    vision = nested.pop("vision_config")
+    rope = text.pop("rope_parameters")
+    for key in ("model_type", "layer_types", "dtype"):
+        text.pop(key, None)
+    # The hub files name the vision keys the way the original Qwen code did.
+    for key in ("rope_parameters", "model_type", "initializer_range"):
+        vision.pop(key, None)
+    vision["in_chans"] = vision.pop("in_channels")
+    vision["spatial_patch_size"] = vision["patch_size"]
+    flat = {
+        "architectures": nested.get("architectures", ["Qwen2_5_VLForConditionalGeneration"]),
+        "model_type": "qwen2_5_vl",
+        **text,
+        "rope_theta": rope["rope_theta"],
+        "rope_scaling": {"type": "mrope", "mrope_section": list(rope["mrope_section"])},
+        "vision_config": vision,
+        "torch_dtype": nested.get("dtype", "float32"),
+        "vision_token_id": tok_lib.SPECIAL_IDS["<|vision_pad|>"],
+        **{k: nested[k] for k in _TOKEN_IDS},
+        "tie_word_embeddings": nested["tie_word_embeddings"],
+    }
+    return flat
+
+
+def preprocessor_config(min_pixels: int, max_pixels: int) -> dict:
+    """preprocessor_config.json as published with Qwen2.5-VL (pixel limits in pixels)."""
+    return {
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": CLIP_MEAN,
+        "image_std": CLIP_STD,
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
+
+
+def _perturb_constant_params(model, seed: int) -> None:
+    """transformers initialises biases to 0 and norm scales to 1; give every 1-D parameter
+    small seeded noise so that parity tests exercise them (a dropped bias must show)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters()):
+            if p.ndim == 1:
+                p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def _redraw_matrices(model, seed: int, std: float) -> None:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters()):
+            if p.ndim >= 2:
+                p.copy_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def write_tiny_checkpoint(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    layout: Literal["transformers", "published"] = "transformers",
+    tie_word_embeddings: bool = True,
+    vision: dict | None = None,
+    min_pixels: int = 56 * 56,
+    max_pixels: int = 128 * 28 * 28,
+    tokenizer_files: Literal["tokenizer.json", "vocab"] = "tokenizer.json",
+    perturb: bool = True,
+    init_std: float | None = None,
+    **text_overrides: Any,
+) -> Path:
+    """Writes a tiny random Qwen2.5-VL checkpoint into `out_dir` and returns the path.
+
+    layout: "transformers" keeps config.json as transformers 5 writes it (nested text_config,
+      rope_parameters); "published" rewrites it flat like the Qwen hub files (rope_scaling).
+    text_overrides: keys of TINY_TEXT_CONFIG (e.g. num_hidden_layers=4); vision: keys of
+      TINY_VISION_CONFIG. max_pixels defaults to SpatialLadder's training limit 128*28*28.
+    init_std: redraw every matrix from N(0, init_std^2). transformers' 0.02 makes a tiny model's
+      greedy output one token repeated; ~0.2 gives varied sequences that exercise decoding.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = tiny_hf_config(tie_word_embeddings=tie_word_embeddings, vision=vision, **text_overrides)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    if init_std is not None:
+        _redraw_matrices(model, seed, init_std)
+    if perturb:
+        _perturb_constant_params(model, seed)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok_lib.ENDOFTEXT_ID,
+        eos_token_id=[tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID],
+        pad_token_id=tok_lib.ENDOFTEXT_ID,
+    )
+    model.save_pretrained(out)
+    if layout == "published":
+        cfg_path = out / "config.json"
+        flat = published_config_dict(json.loads(cfg_path.read_text()))
+        cfg_path.write_text(json.dumps(flat, indent=2) + "\n")
+    elif layout != "transformers":
+        raise ValueError(f"layout must be 'transformers' or 'published', got {layout!r}")
+    if tokenizer_files not in ("tokenizer.json", "vocab"):
+        raise ValueError(f"tokenizer_files must be 'tokenizer.json' or 'vocab', got {tokenizer_files!r}")
+    tok_lib.write_qwen25_tokenizer(out, vocab_files=tokenizer_files == "vocab")
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(preprocessor_config(min_pixels, max_pixels), indent=2) + "\n"
+    )
+    return out

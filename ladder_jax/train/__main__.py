@@ -1,0 +1,40 @@
+"""python -m ladder_jax.train --config configs/NAME.py [--config.key=value ...]
+
+Runs the stage (or the stages, in order) of the config; see docs/training.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    from ladder_jax.train import config_cli
+
+    try:
+        cfg = config_cli.parse_args(argv)
+    except config_cli.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # jax.distributed must start before anything touches a device.
+    from ladder_jax.train import distributed
+
+    distributed.initialize(cfg.distributed)
+    from ladder_jax.train import sft
+
+    summaries = sft.run(cfg)
+    for s in summaries:
+        s.pop("trainer", None)
+        print(json.dumps({k: v for k, v in s.items()}, default=str))
+    if any(s["preempted"] for s in summaries):
+        print("preempted: state saved; run the same command again to resume", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

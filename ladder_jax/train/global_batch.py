@@ -1,0 +1,116 @@
+"""Host side of a train step: this host's examples -> device arrays ``[k, G, ...]``.
+
+A step takes ``global_batch_size`` examples, split into ``k`` micro-batches (gradient
+accumulation) of ``G`` groups (one per (data, fsdp) shard) of ``b`` examples. Each host owns
+``G / process_count`` consecutive groups and collates only its own examples
+(ladder_jax.data.batching.collate). Within one step every group uses the same sequence-length
+and patch-count buckets (the largest any group needs, agreed across hosts), so the step's shape
+is one of ``len(seq_buckets) * len(patch_buckets)`` and compilations stay bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from ladder_jax.data import batching
+
+HOST_ONLY = ("grid_thw", "num_patches")  # collate outputs that never go to the device
+
+
+@dataclasses.dataclass(frozen=True)
+class StepLayout:
+    """How one optimizer step's examples are arranged."""
+
+    global_batch: int
+    grad_accum: int  # k
+    groups: int  # G (all hosts)
+    process_count: int = 1
+
+    def __post_init__(self):
+        k, G = self.grad_accum, self.groups
+        if self.global_batch % (k * G):
+            raise ValueError(
+                f"train.global_batch_size {self.global_batch} must be divisible by grad_accum {k} x "
+                f"{G} batch shards (mesh data*fsdp)")
+        if G % self.process_count:
+            raise ValueError(f"{G} batch shards cannot be split evenly over {self.process_count} processes")
+
+    @property
+    def group_size(self) -> int:  # b
+        return self.global_batch // (self.grad_accum * self.groups)
+
+    @property
+    def local_groups(self) -> int:
+        return self.groups // self.process_count
+
+    @property
+    def local_examples(self) -> int:
+        return self.grad_accum * self.local_groups * self.group_size
+
+
+def _bucket(n: int, buckets: Sequence[int], what: str, sources: Sequence[str]) -> int:
+    try:
+        return batching.pick_bucket(n, buckets, what)
+    except batching.BucketOverflowError as e:
+        raise batching.BucketOverflowError(f"{e} (rows {', '.join(sources)})") from None
+
+
+def max_across_hosts(values: Sequence[int]) -> tuple[int, ...]:
+    """Element-wise max of small int vectors over all processes (identity on one process)."""
+    if jax.process_count() == 1:
+        return tuple(int(v) for v in values)
+    from jax.experimental import multihost_utils
+
+    got = multihost_utils.process_allgather(np.asarray(values, np.int32))
+    return tuple(int(v) for v in np.max(np.asarray(got).reshape(-1, len(values)), axis=0))
+
+
+def assemble(features: Sequence[batching.Features], layout: StepLayout, *, seq_buckets: Sequence[int],
+             patch_buckets: Sequence[int], pad_id: int,
+             vision_layout: Callable[[np.ndarray, int], Any] | None,
+             agree: Callable[[Sequence[int]], Sequence[int]] = max_across_hosts
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """This host's ``layout.local_examples`` examples -> (device batch [k, G_local, ...], host info).
+
+    host info: ``seq_lens`` (real lengths), ``grid_thw`` (all visual items), ``shape`` (L, P).
+    """
+    if len(features) != layout.local_examples:
+        raise ValueError(f"expected {layout.local_examples} examples for this host, got {len(features)}")
+    b = layout.group_size
+    chunks = [features[i * b:(i + 1) * b] for i in range(layout.grad_accum * layout.local_groups)]
+    L = max(_bucket(max(f.length for f in c), seq_buckets, "sequence length", [f.source for f in c])
+            for c in chunks)
+    P = max(_bucket(sum(f.num_patches for f in c), patch_buckets, "total patch count of a batch group",
+                    [f.source for f in c]) for c in chunks)
+    L, P = agree((L, P))
+    cols = [batching.collate(c, seq_buckets=(L,), patch_buckets=(P,), pad_id=pad_id,
+                             vision_layout=vision_layout) for c in chunks]
+    info = {
+        "seq_lens": [f.length for f in features],
+        "grid_thw": np.concatenate([c["grid_thw"] for c in cols], axis=0),
+        "shape": (L, P),
+    }
+    dev = [{k: v for k, v in c.items() if k not in HOST_ONLY} for c in cols]
+    k, g = layout.grad_accum, layout.local_groups
+    stacked = jax.tree.map(lambda *xs: np.stack(xs).reshape((k, g) + np.shape(xs[0])), *dev)
+    return stacked, info
+
+
+def to_device(local: Any, mesh: jax.sharding.Mesh) -> Any:
+    """Local numpy [k, G_local, ...] -> global jax arrays [k, G, ...] with G over (data, fsdp)."""
+    from ladder_jax.train.mesh import BATCH
+
+    def one(a):
+        a = np.asarray(a)
+        spec = jax.sharding.PartitionSpec(None, BATCH, *([None] * (a.ndim - 2)))
+        sharding = jax.sharding.NamedSharding(mesh, spec)
+        if jax.process_count() == 1:
+            return jax.device_put(a, sharding)
+        global_shape = (a.shape[0], a.shape[1] * jax.process_count()) + a.shape[2:]
+        return jax.make_array_from_process_local_data(sharding, a, global_shape)
+
+    return jax.tree.map(one, local)

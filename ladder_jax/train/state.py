@@ -1,0 +1,116 @@
+"""Train state (step, float32 master params, optimizer state, RNG) created sharded on a mesh.
+
+Parameters live as a pure dict tree (``nnx.State.to_pure_dict``); the model's graph definition
+and its non-parameter variables stay outside the state and are merged back inside the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from ladder_jax.train import mesh as mesh_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 []
+    params: Any  # pure dict of float32 arrays
+    opt_state: Any
+    rng: jax.Array  # uint32 [2] raw key data
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParts:
+    """What the step needs besides the state: how to rebuild the model from its arrays."""
+
+    graphdef: Any
+    rest: Any  # pure dict of non-Param variables (replicated constants)
+    abstract_params: Any  # pure dict of ShapeDtypeStruct
+    param_shardings: Any  # pure dict of NamedSharding
+
+    def merge(self, params: Any) -> nnx.Module:
+        return nnx.merge(self.graphdef, params, self.rest)
+
+
+def _abstract_split(model_fn: Callable[[], nnx.Module]):
+    with nnx.use_eager_sharding(False):
+        abs_model = nnx.eval_shape(model_fn)
+    return nnx.split(abs_model, nnx.Param, ...)
+
+
+def _dict_keys(path) -> tuple:
+    return tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
+
+
+def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any,
+                        param_shardings: Any, mesh: Mesh) -> Any:
+    """Moments shard like their parameters; counters and other leaves are replicated.
+
+    An optimizer-state leaf belongs to the parameter whose dict path ends its own path (e.g.
+    ``...mu['decoder']['q_kernel']``) and has the same shape; this holds for any optax chain,
+    masked or multi-transform ones included.
+    """
+    abs_opt = jax.eval_shape(tx.init, abstract_params)
+    by_path = {}
+    for (path, sh), (_, a) in zip(jax.tree_util.tree_leaves_with_path(param_shardings),
+                                  jax.tree_util.tree_leaves_with_path(abstract_params)):
+        by_path[_dict_keys(path)] = (sh, tuple(a.shape))
+    rep = NamedSharding(mesh, P())
+
+    def one(path, leaf):
+        keys = _dict_keys(path)
+        for i in range(len(keys)):
+            hit = by_path.get(keys[i:])
+            if hit is not None and hit[1] == tuple(leaf.shape):
+                return hit[0]
+        return rep
+
+    return jax.tree_util.tree_map_with_path(one, abs_opt)
+
+
+def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
+           rules, seed: int, param_dtype=jnp.float32) -> tuple[TrainState, ModelParts, Any]:
+    """Initialises the model and optimizer directly into their shardings (jit out_shardings).
+
+    model_fn builds the model (random init); returns (state, parts, state_shardings).
+    """
+    graphdef, abs_params, abs_rest = _abstract_split(model_fn)
+    p_sh = mesh_lib.state_shardings(abs_params, mesh, rules).to_pure_dict()
+    abs_params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, param_dtype)
+                              if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                              abs_params.to_pure_dict())
+    rep = NamedSharding(mesh, P())
+    sh = TrainState(step=rep, params=p_sh, opt_state=opt_state_shardings(tx, abs_params, p_sh, mesh),
+                    rng=rep)
+
+    def init():
+        with nnx.use_eager_sharding(False):
+            model = model_fn()
+        _, params, rest = nnx.split(model, nnx.Param, ...)
+        params = jax.tree.map(lambda a: a.astype(param_dtype)
+                              if jnp.issubdtype(a.dtype, jnp.floating) else a, params.to_pure_dict())
+        state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                           rng=jax.random.key_data(jax.random.key(seed)))
+        return state, rest.to_pure_dict()
+
+    rest_sh = jax.tree.map(lambda _: rep, abs_rest.to_pure_dict())
+    with jax.set_mesh(mesh):
+        state, rest = jax.jit(init, out_shardings=(sh, rest_sh))()
+    parts = ModelParts(graphdef=graphdef, rest=rest, abstract_params=abs_params, param_shardings=p_sh)
+    return state, parts, sh
+
+
+def replace_params(state: TrainState, params: Any, shardings: TrainState,
+                   tx: optax.GradientTransformation) -> TrainState:
+    """A fresh state (step 0, new optimizer state) around loaded parameters (init_from)."""
+    params = jax.device_put(params, shardings.params)
+    opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
+    return state.replace(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)

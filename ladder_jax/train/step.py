@@ -1,0 +1,136 @@
+"""The jit-compiled SFT train step: masked next-token cross-entropy, gradient accumulation over
+micro-batches (lax.scan), bf16 compute on float32 master weights, global-norm clipping, AdamW.
+
+Device batch layout: every leaf has two leading axes ``[k, G, ...]``: ``k`` micro-batches
+(accumulated) of ``G`` groups; a group is one collated batch of ``b`` examples
+(ladder_jax.data.batching.collate: ``input_ids [b, L]``, ``position_ids [3, b, L]``,
+``pixel_values [P, 1176]``, ``vision`` layout arrays, ...). Groups are vmapped and split over
+the (data, fsdp) mesh axes, so each host collates only its own groups (multi-host) and the
+model sees ordinary batches. The loss is the sum of token losses over the whole step divided by
+the number of target tokens of the whole step, so k micro-batches give exactly the gradient of
+one batch k times the size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ladder_jax.train import mesh as mesh_lib
+
+# A forward function: (model, group batch) -> logits float [b, L, V].
+ForwardFn = Callable[[Any, Mapping[str, Any]], jax.Array]
+
+
+def token_stats(logits: jax.Array, target_ids: jax.Array, loss_mask: jax.Array) -> dict[str, jax.Array]:
+    """Sums over a batch: masked NLL, target count, correct argmax predictions.
+
+    logits [b, L, V]; target_ids int [b, L] (input shifted left); loss_mask float [b, L].
+    """
+    logits = logits.astype(jnp.float32)
+    mask = loss_mask.astype(jnp.float32)
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    tgt = jnp.take_along_axis(logits, target_ids[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    nll = logz - tgt
+    correct = (jnp.argmax(logits, axis=-1) == target_ids).astype(jnp.float32)
+    return {"nll": jnp.sum(nll * mask), "count": jnp.sum(mask), "correct": jnp.sum(correct * mask)}
+
+
+def cast_floats(tree: Any, dtype) -> Any:
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def make_loss_fn(merge: Callable[[Any], Any], forward: ForwardFn, compute_dtype,
+                 trainable: Any | None = None) -> Callable:
+    """(params f32, micro-batch [G, ...]) -> (sum NLL, stats). Frozen leaves get no gradient."""
+
+    def loss_fn(params, micro):
+        if trainable is not None:
+            params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
+        model = merge(cast_floats(params, compute_dtype))
+
+        def one_group(g):
+            return token_stats(forward(model, g), g["target_ids"], g["loss_mask"])
+
+        stats = jax.vmap(one_group, spmd_axis_name=mesh_lib.BATCH)(micro)
+        stats = jax.tree.map(jnp.sum, stats)
+        stats["tokens"] = jnp.sum(micro["attention_mask"]).astype(jnp.float32)
+        return stats["nll"], stats
+
+    return loss_fn
+
+
+def make_grad_fn(loss_fn: Callable) -> Callable:
+    """(params, batch [k, G, ...]) -> (gradient of the mean token loss, summed stats).
+
+    Micro-batches run one after the other (lax.scan) and their gradients of the SUMMED token
+    loss are added; one division by the step's target count at the end makes the result equal
+    to the gradient of one batch k times the size.
+    """
+
+    def grads_and_stats(params, batch):
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+        def body(acc, micro):
+            (_, stats), grads = grad_fn(params, micro)
+            return jax.tree.map(jnp.add, acc, grads), stats
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        grads, stats = jax.lax.scan(body, zeros, batch)
+        stats = jax.tree.map(jnp.sum, stats)
+        denom = jnp.maximum(stats["count"], 1.0)
+        return jax.tree.map(lambda g: g / denom, grads), stats
+
+    return grads_and_stats
+
+
+def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule) -> Callable:
+    """(state, batch [k, G, ...]) -> (new state, metrics); pure, to be jitted with donation."""
+    grads_and_stats = make_grad_fn(loss_fn)
+
+    def step(state, batch):
+        grads, stats = grads_and_stats(state.params, batch)
+        denom = jnp.maximum(stats["count"], 1.0)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": stats["nll"] / denom,
+            "token_accuracy": stats["correct"] / denom,
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": schedule(state.step),
+            "target_tokens": stats["count"],
+            "tokens": stats["tokens"],
+        }
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, metrics
+
+    return step
+
+
+def make_eval_fn(loss_fn: Callable) -> Callable:
+    """(params, batch [k, G, ...]) -> summed stats (no update)."""
+
+    def evaluate(params, batch):
+        def body(_, micro):
+            return None, loss_fn(params, micro)[1]
+
+        _, stats = jax.lax.scan(body, None, batch)
+        return jax.tree.map(jnp.sum, stats)
+
+    return evaluate
+
+
+def batch_shardings(batch: Mapping[str, Any], mesh) -> Any:
+    """[k, G, ...] leaves: G split over (data, fsdp)."""
+    return jax.tree.map(lambda a: jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(None, mesh_lib.BATCH)), batch)
+
+
+def jit_train_step(step_fn: Callable, state_shardings: Any, mesh) -> Callable:
+    """jit with the state donated (its buffers are reused for the new state)."""
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, rep))

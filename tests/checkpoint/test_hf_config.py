@@ -1,0 +1,109 @@
+"""from_hf_config on both config.json layouts; to_hf_config loadable by transformers."""
+
+import json
+
+import pytest
+
+from ladder_jax.model.config import ModelConfig, from_hf_config, qwen25_vl_3b, tiny, to_hf_config
+
+# config.json of Qwen/Qwen2.5-VL-3B-Instruct as published on the hub (flat layout).
+HUB_3B = {
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0,
+    "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
+    "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+    "intermediate_size": 11008, "max_position_embeddings": 128000, "max_window_layers": 70,
+    "model_type": "qwen2_5_vl", "num_attention_heads": 16, "num_hidden_layers": 36, "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": True, "use_sliding_window": False,
+    "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+                      "num_heads": 16, "in_chans": 3, "out_hidden_size": 2048, "patch_size": 14,
+                      "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+                      "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2, "temporal_patch_size": 2},
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    "vocab_size": 151936,
+}
+
+
+def test_hub_flat_layout_3b():
+    assert from_hf_config(HUB_3B) == qwen25_vl_3b()
+
+
+def test_transformers5_nested_layout(tied_dir):
+    with open(f"{tied_dir}/config.json") as f:
+        raw = json.load(f)
+    assert "text_config" in raw and "rope_parameters" in raw["text_config"]  # really the nested layout
+    assert from_hf_config(tied_dir) == tiny()
+
+
+def test_published_flat_layout_untied(untied_published_dir):
+    with open(f"{untied_published_dir}/config.json") as f:
+        raw = json.load(f)
+    assert "text_config" not in raw and raw["rope_scaling"]["type"] == "mrope"
+    assert from_hf_config(untied_published_dir) == tiny(tie_word_embeddings=False)
+
+
+def test_to_hf_config_round_trip_and_transformers_loads(tmp_path):
+    from transformers import Qwen2_5_VLConfig
+
+    for cfg in (qwen25_vl_3b(), tiny(tie_word_embeddings=False)):
+        d = to_hf_config(cfg)
+        assert from_hf_config(d) == cfg
+        (tmp_path / "config.json").write_text(json.dumps(d))
+        hf = Qwen2_5_VLConfig.from_pretrained(tmp_path)
+        t, v = hf.text_config, hf.vision_config
+        assert (t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads,
+                t.intermediate_size, t.vocab_size) == (cfg.text.hidden_size, cfg.text.num_layers, cfg.text.num_heads,
+                                                       cfg.text.num_kv_heads, cfg.text.intermediate_size,
+                                                       cfg.text.vocab_size)
+        assert list(t.rope_parameters["mrope_section"]) == list(cfg.text.mrope_section)
+        assert t.rope_parameters["rope_theta"] == cfg.text.rope_theta
+        assert bool(hf.tie_word_embeddings) == cfg.text.tie_word_embeddings
+        assert (v.depth, v.hidden_size, v.num_heads, v.out_hidden_size, list(v.fullatt_block_indexes)) == (
+            cfg.vision.depth, cfg.vision.hidden_size, cfg.vision.num_heads, cfg.vision.out_hidden_size,
+            list(cfg.vision.fullatt_block_indexes))
+
+
+def _with(d, path, value):
+    d = json.loads(json.dumps(d))
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return d
+
+
+@pytest.mark.parametrize("path,value,match", [
+    (("frobnicate",), 1, r"unknown config key\(s\) \['frobnicate'\]"),
+    (("vision_config", "frobnicate"), 1, r"vision_config: unknown config key"),
+    (("rope_scaling", "mrope_section"), [16, 24, 16], "mrope_section"),
+    (("hidden_act",), "gelu", "hidden_act"),
+    (("model_type",), "qwen2_vl", "model_type"),
+    (("rope_scaling", "type"), "yarn", "rope_type 'yarn'"),
+    (("num_key_value_heads",), 3, "num_kv_heads"),
+    (("vision_config",), KeyError, "missing field vision_config"),
+    (("vocab_size",), KeyError, "missing field vocab_size"),
+    (("vision_config", "out_hidden_size"), 1024, "out_hidden_size"),
+])
+def test_invalid_configs_raise(path, value, match):
+    with pytest.raises(ValueError, match=match):
+        from_hf_config(_with(HUB_3B, path, value))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ValueError, match="no HF config"):
+        from_hf_config(tmp_path)
+
+
+def test_ladder_config_dict_round_trip():
+    cfg = tiny(dtype="bfloat16", remat="dots")
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    bad = cfg.to_dict()
+    bad["text"]["heads"] = 3
+    with pytest.raises(ValueError, match=r"unknown text config key\(s\) \['heads'\]"):
+        ModelConfig.from_dict(bad)
+    with pytest.raises(ValueError, match="remat"):
+        tiny(remat="sometimes")

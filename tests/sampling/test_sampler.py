@@ -1,0 +1,228 @@
+"""Sampler: greedy parity with transformers generate, log-probabilities, sampling distribution,
+stop handling, seeds, GRPO groups and bounded compilation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from ladder_jax.checkpoint.hf import load_model
+from ladder_jax.processing.image import VisionPreprocessConfig
+from ladder_jax.processing.positions import mm_token_type_ids
+from ladder_jax.processing.prompts import encode_prompt
+from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, load_tokenizer
+from ladder_jax.sampling import PromptBatch, Sampler, SamplingConfig, collate_prompts
+from ladder_jax.sampling.sampler import sample_tokens
+from ladder_jax.testing import write_tiny_checkpoint
+
+NEW_TOKENS = 32
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    # init_std 0.2: varied greedy sequences (0.02 repeats one token and would hide position bugs).
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_sampler"), init_std=0.2)
+
+
+@pytest.fixture(scope="module")
+def model(ckpt):
+    return load_model(str(ckpt))
+
+
+@pytest.fixture(scope="module")
+def prompts(ckpt):
+    tok = load_tokenizer(ckpt)
+    vis = VisionPreprocessConfig.from_checkpoint(ckpt)
+    rng = np.random.default_rng(0)
+    img = lambda h, w: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    frames = [img(112, 140) for _ in range(6)]
+
+    def enc(text, **kw):
+        # transformers 5.23 resumes text after a video at the spatial extent ("spatial").
+        return encode_prompt(tok.tokenizer, tok.chat_template, vis, text, text_resume="spatial", **kw)
+
+    return {
+        "text": enc("Count from one to ten, please."),
+        "image": enc("What is in the image?", images=[img(224, 280)]),
+        "two_images": enc("Compare the two views.", images=[img(224, 280), img(336, 224)]),
+        "video": enc("What happens in the video?", video=frames),
+    }
+
+
+@pytest.fixture(scope="module")
+def hf_model(ckpt):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(str(ckpt)).eval()
+
+
+def hf_greedy(hf_model, p, n: int) -> np.ndarray:
+    import torch
+
+    kw = dict(
+        input_ids=torch.tensor(p.input_ids[None].astype(np.int64)),
+        attention_mask=torch.ones(1, len(p.input_ids), dtype=torch.long),
+        mm_token_type_ids=torch.tensor(mm_token_type_ids(p.input_ids[None]).astype(np.int64)),
+    )
+    if p.pixel_values is not None:
+        kw.update(pixel_values=torch.tensor(p.pixel_values), image_grid_thw=torch.tensor(p.image_grid_thw))
+    if p.pixel_values_videos is not None:
+        kw.update(pixel_values_videos=torch.tensor(p.pixel_values_videos),
+                  video_grid_thw=torch.tensor(p.video_grid_thw),
+                  second_per_grid_ts=torch.tensor(p.second_per_grid_ts))
+    with torch.no_grad():
+        out = hf_model.generate(**kw, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return out[0, len(p.input_ids):].numpy()
+
+
+def batch_of(model, prompts) -> PromptBatch:
+    return collate_prompts(prompts, model.config, pad_id=ENDOFTEXT_ID)
+
+
+GREEDY = SamplingConfig(max_new_tokens=NEW_TOKENS, temperature=0.0, stop_ids=())
+
+
+@pytest.fixture(scope="module")
+def greedy_sampler(model):
+    return Sampler(model, GREEDY)
+
+
+@pytest.mark.parametrize("name", ["text", "image", "two_images", "video"])
+def test_greedy_matches_transformers(name, prompts, hf_model, greedy_sampler, model):
+    p = prompts[name]
+    ref = hf_greedy(hf_model, p, NEW_TOKENS)
+    out = greedy_sampler.generate(batch_of(model, [p]))
+    np.testing.assert_array_equal(out.tokens[0], ref)
+    assert len(set(ref.tolist())) > 4, "degenerate reference: the test would not see position bugs"
+
+
+def test_greedy_padded_batch_matches_transformers(prompts, hf_model, greedy_sampler, model):
+    names = ["text", "video", "image", "two_images"]
+    out = greedy_sampler.generate(batch_of(model, [prompts[n] for n in names]))
+    for i, n in enumerate(names):
+        np.testing.assert_array_equal(out.tokens[i], hf_greedy(hf_model, prompts[n], NEW_TOKENS), err_msg=n)
+
+
+def teacher_forced_logprobs(model, batch: PromptBatch, tokens: np.ndarray, num_samples: int) -> np.ndarray:
+    """log p(token_t | prompt, tokens_<t) from one full forward (no cache) of prompt + completion."""
+    g, (n, T) = num_samples, tokens.shape
+    ids = np.concatenate([np.repeat(np.asarray(batch.input_ids), g, 0), tokens], axis=1)
+    mask = np.concatenate([np.repeat(np.asarray(batch.attention_mask), g, 0), np.ones((n, T), np.int32)], 1)
+    gen_pos = np.repeat(np.asarray(batch.next_position), g)[:, None] + np.arange(T)[None]
+    pos = np.concatenate([np.repeat(np.asarray(batch.positions), g, 1),
+                          np.broadcast_to(gen_pos[None], (3, n, T))], axis=2)
+    assert batch.pixel_values is None or g == 1
+    logits = model(jnp.asarray(ids), jnp.asarray(pos), jnp.asarray(mask), pixel_values=batch.pixel_values,
+                   image_layout=batch.image_layout)
+    L = batch.input_ids.shape[1]
+    logp = jax.nn.log_softmax(logits[:, L - 1:-1], axis=-1)
+    return np.asarray(jnp.take_along_axis(logp, jnp.asarray(tokens)[..., None], -1)[..., 0])
+
+
+@pytest.mark.parametrize("cfg,names,g", [
+    (SamplingConfig(max_new_tokens=24, temperature=1.0, top_k=50, stop_ids=()), ["image", "text"], 1),
+    (SamplingConfig(max_new_tokens=24, temperature=0.7, top_p=0.9, stop_ids=()), ["text"], 3),
+])
+def test_logprobs_equal_teacher_forced_forward(cfg, names, g, model, prompts):
+    batch = batch_of(model, [prompts[n] for n in names])
+    out = Sampler(model, cfg).generate(batch, seed=3, num_samples=g)
+    ref = teacher_forced_logprobs(model, batch, out.tokens, g)
+    np.testing.assert_allclose(out.logprobs, ref, atol=1e-4, rtol=0)
+    assert out.mask.all()
+
+
+# Chi-square critical values at alpha = 1e-3 by degrees of freedom.
+CHI2_CRIT = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52}
+
+
+def intended_distribution(logits: np.ndarray, cfg: SamplingConfig) -> np.ndarray:
+    """Straightforward numpy statement of temperature -> top-k -> top-p."""
+    p = np.exp(logits / cfg.temperature - np.max(logits / cfg.temperature))
+    p /= p.sum()
+    order = np.argsort(-p, kind="stable")
+    keep = np.zeros_like(p, bool)
+    k = cfg.top_k or len(p)
+    mass = 0.0
+    for rank, i in enumerate(order[:k]):
+        if mass >= cfg.top_p:
+            break
+        keep[i] = True
+        mass += p[i]
+    q = np.where(keep, p, 0.0)
+    return q / q.sum()
+
+
+@pytest.mark.parametrize("cfg", [
+    SamplingConfig(temperature=1.0),
+    SamplingConfig(temperature=0.5),
+    SamplingConfig(temperature=1.0, top_k=3),
+    SamplingConfig(temperature=1.3, top_p=0.8),
+    SamplingConfig(temperature=0.9, top_k=4, top_p=0.7),
+])
+def test_sampling_matches_intended_distribution(cfg):
+    logits = np.array([2.0, 1.5, 1.0, 0.2, -0.5, -1.0], np.float32)
+    n = 40_000
+    tokens, _ = jax.jit(lambda lg, k: sample_tokens(lg, k, cfg))(
+        jnp.broadcast_to(jnp.asarray(logits), (n, logits.size)), jax.random.key(11))
+    counts = np.bincount(np.asarray(tokens), minlength=logits.size)
+    q = intended_distribution(logits, cfg)
+    assert counts[q == 0].sum() == 0, "sampled a token outside the top-k / nucleus"
+    support = q > 0
+    expected = n * q[support]
+    chi2 = float(((counts[support] - expected) ** 2 / expected).sum())
+    df = int(support.sum()) - 1
+    if df:
+        assert chi2 < CHI2_CRIT[df], (chi2, counts, expected)
+
+
+def test_stop_ids_end_each_row(model, prompts, greedy_sampler):
+    batch = batch_of(model, [prompts["text"], prompts["image"]])
+    free = greedy_sampler.generate(batch)
+    # Stop on the token each row emits at steps 5 and 9: rows end there, the loop exits early.
+    stop_a, stop_b = int(free.tokens[0, 5]), int(free.tokens[1, 9])
+    first = lambda row, tok: int(np.flatnonzero(free.tokens[row] == tok)[0])
+    cfg = SamplingConfig(max_new_tokens=NEW_TOKENS, temperature=0.0, stop_ids=(stop_a, stop_b))
+    out = Sampler(model, cfg).generate(batch)
+    ends = [min(first(r, stop_a) if stop_a in free.tokens[r] else NEW_TOKENS,
+                first(r, stop_b) if stop_b in free.tokens[r] else NEW_TOKENS) for r in range(2)]
+    for r, e in enumerate(ends):
+        assert out.lengths[r] == e + 1
+        np.testing.assert_array_equal(out.tokens[r, : e + 1], free.tokens[r, : e + 1])
+        assert (out.tokens[r, e + 1:] == cfg.pad_id).all()
+        assert out.mask[r, : e + 1].all() and not out.mask[r, e + 1:].any()
+        assert (out.logprobs[r, e + 1:] == 0).all()
+
+
+def test_same_seed_same_output_and_groups(model, prompts):
+    cfg = SamplingConfig(max_new_tokens=16, temperature=1.0, top_k=20, stop_ids=())
+    s = Sampler(model, cfg)
+    batch = batch_of(model, [prompts["text"], prompts["image"]])
+    a, b, c = s.generate(batch, seed=5, num_samples=4), s.generate(batch, seed=5, num_samples=4), \
+        s.generate(batch, seed=6, num_samples=4)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_array_equal(a.logprobs, b.logprobs)
+    assert not np.array_equal(a.tokens, c.tokens)
+    assert a.tokens.shape == (8, 16)
+    # The G samples of one prompt differ from each other (sampling), but greedy groups are copies.
+    assert len({tuple(r) for r in a.tokens[:4]}) > 1
+    g = Sampler(model, SamplingConfig(max_new_tokens=8, temperature=0.0, stop_ids=())).generate(batch, num_samples=3)
+    one = Sampler(model, SamplingConfig(max_new_tokens=8, temperature=0.0, stop_ids=())).generate(batch)
+    np.testing.assert_array_equal(g.tokens, np.repeat(one.tokens, 3, axis=0))
+
+
+def test_compilations_bounded_by_buckets(model, ckpt):
+    tok = load_tokenizer(ckpt)
+    vis = VisionPreprocessConfig.from_checkpoint(ckpt)
+    s = Sampler(model, SamplingConfig(max_new_tokens=4, temperature=0.0, stop_ids=()))
+    lengths = []
+    for words in (1, 3, 5, 8, 2, 40, 45, 60):
+        p = encode_prompt(tok.tokenizer, tok.chat_template, vis, " ".join(["word"] * words))
+        batch = batch_of(model, [p])
+        lengths.append(batch.prompt_length)
+        s.generate(batch)
+    buckets = len(set(lengths))
+    assert 2 <= buckets < len(lengths)
+    assert s.trace_counts == {"prefill": buckets, "decode": buckets}

@@ -1,0 +1,189 @@
+"""SFT mechanics on the tiny Qwen2.5-VL (small vocabulary): overfitting, gradient accumulation,
+resume after SIGTERM, metrics files, bounded compilations, init_from and HF export."""
+
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ladder_jax.model import config as mc
+from ladder_jax.train import defaults, sft, sources
+
+
+def small_arch():
+    # tiny preset with a 512-token vocabulary: fast steps, and overfitting is reachable.
+    return mc.tiny(vocab_size=512, image_token_id=500, video_token_id=501, vision_start_token_id=502,
+                   vision_end_token_id=503)
+
+
+def base_cfg(workdir, **train):
+    c = defaults.base_config()
+    c.workdir = str(workdir)
+    c.model.compute_dtype = "float32"
+    c.model.remat = "none"
+    c.data.seq_buckets = "pow2:64:128"
+    c.data.patch_buckets = "pow2:64:256"
+    c.optim.warmup_ratio = 0.0
+    c.metrics.progress_bar = False
+    c.metrics.tensorboard = False
+    c.metrics.plot = False
+    c.save_model = False
+    c.checkpoint.async_save = False
+    for k, v in train.items():
+        c.train[k] = v
+    return c
+
+
+def flat(tree):
+    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.fixture(scope="module")
+def arch():
+    return small_arch()
+
+
+@pytest.fixture(scope="module")
+def examples(arch):
+    return sources.synthetic_examples(8, seed=1, model_cfg=arch)
+
+
+def test_overfits_a_tiny_batch(tmp_path, arch, examples):
+    cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=60)
+    cfg.optim.lr = 1e-2
+    cfg.optim.schedule = "constant"
+    cfg.checkpoint.every_steps = 0
+    src = sources.ListSource(examples[:2], seed=0)
+    losses = []
+    s = sft.train_stage(cfg, src, {"after_step": lambda tr, st, m: losses.append(m["loss"])}, arch)
+    assert losses[0] > 4.0  # ~ln(512) at random init
+    assert losses[-1] < 0.05, losses[-10:]
+    assert s["last"]["token_accuracy"] == 1.0
+
+
+def test_accumulation_equals_one_big_batch(tmp_path, arch, examples):
+    # 4 micro-batches of 1 vs one batch of 4, same initial parameters: same gradient and loss
+    trainers = {}
+    for accum in (1, 4):
+        cfg = base_cfg(tmp_path, global_batch_size=4, grad_accum=accum, num_steps=1)
+        trainers[accum] = sft.Trainer(cfg, 1, arch)
+    g1, s1 = trainers[1].gradients(examples[:4])
+    g4, s4 = trainers[4].gradients(examples[:4])
+    assert s1["count"] == s4["count"] > 0
+    np.testing.assert_allclose(s4["nll"] / s4["count"], s1["nll"] / s1["count"], rtol=1e-6)
+    f1, f4 = flat(g1), flat(g4)
+    for k in f1:
+        scale = np.abs(f1[k]).max()
+        assert scale > 0, k
+        np.testing.assert_allclose(f4[k], f1[k], atol=1e-5 * scale, rtol=0, err_msg=k)
+
+
+def test_resume_after_sigterm_continues_the_same_trajectory(tmp_path, arch):
+    # varied lengths and image sizes: several buckets in play
+    exs = sources.synthetic_examples(12, seed=3, model_cfg=arch, min_len=10, max_len=90,
+                                     grids=((1, 4, 4), (1, 8, 8), (1, 4, 8)))
+
+    def cfg_for(wd):
+        c = base_cfg(wd, global_batch_size=2, num_steps=8)
+        c.optim.lr = 3e-3
+        c.optim.warmup_ratio = 0.25
+        c.checkpoint.every_steps = 3
+        c.metrics.tensorboard = True
+        c.metrics.plot = True
+        return c
+
+    straight = sft.train_stage(cfg_for(tmp_path / "straight"), sources.ListSource(exs, seed=5), None, arch)
+
+    wd = tmp_path / "resumed"
+
+    def preempt(tr, step, m):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    first = sft.train_stage(cfg_for(wd), sources.ListSource(exs, seed=5), {"after_step": preempt}, arch)
+    assert first["preempted"] and first["step"] == 4
+    assert sorted(os.listdir(wd / "checkpoints"))[-1] == "4"
+    second = sft.train_stage(cfg_for(wd), sources.ListSource(exs, seed=5), None, arch)
+    assert not second["preempted"] and second["step"] == 8
+
+    a, b = flat(straight["trainer"].state.params), flat(second["trainer"].state.params)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(second["last"]["loss"], straight["last"]["loss"], rtol=1e-5)
+
+    # the jitted step compiled once per (L, P) bucket pair seen, never more
+    tr = straight["trainer"]
+    assert tr._step._cache_size() == tr.num_compiled_shapes <= 2 * 3
+
+    # metrics: one JSONL record per step (the resumed run appends steps 5-8), tensorboard, plot
+    recs = [json.loads(l) for l in open(wd / "metrics.jsonl")]
+    assert [r["step"] for r in recs] == list(range(1, 9))
+    for key in ("loss", "token_accuracy", "learning_rate", "grad_norm", "tokens_per_second", "mfu"):
+        assert all(np.isfinite(r[key]) for r in recs), key
+    assert recs[0]["learning_rate"] == 0.0 and recs[2]["learning_rate"] == pytest.approx(3e-3)
+    assert any(n.startswith("events") for n in os.listdir(wd / "tensorboard"))
+    assert (wd / "loss_curve.png").stat().st_size > 1000
+
+
+def test_init_from_previous_stage_and_export(tmp_path, arch, examples):
+    cfg = base_cfg(tmp_path / "s1", global_batch_size=2, num_steps=2)
+    cfg.optim.lr = 1e-3
+    cfg.save_model = True
+    cfg.export_hf = str(tmp_path / "hf")
+    s1 = sft.train_stage(cfg, sources.ListSource(examples, seed=0), None, arch)
+    p1 = flat(s1["trainer"].state.params)
+
+    # stage 2 starts from stage 1's workdir: same parameters, fresh step and optimizer
+    cfg2 = base_cfg(tmp_path / "s2", global_batch_size=2, num_steps=1)
+    cfg2.init_from = str(tmp_path / "s1")
+    cfg2.optim.lr = 0.0  # no update: the loaded parameters come out unchanged
+    cfg2.optim.max_grad_norm = 0.0
+    s2 = sft.train_stage(cfg2, sources.ListSource(examples, seed=0), None, arch)
+    assert s2["step"] == 1
+    p2 = flat(s2["trainer"].state.params)
+    for k in p1:
+        np.testing.assert_array_equal(p2[k], p1[k], err_msg=k)
+
+    # the exported directories load back (ladder_jax model dir and HF dir) with the same weights
+    from ladder_jax.checkpoint import hf as hf_lib
+
+    model = hf_lib.load_model(str(tmp_path / "s1" / "model"), dtype="float32")
+    got = flat(sft._nest(hf_lib.model_params(model)))
+    for k in p1:
+        np.testing.assert_array_equal(got[k], p1[k], err_msg=k)
+    hf_params = hf_lib.load_hf_params(str(tmp_path / "hf"), arch)
+    for k, v in sft._flatten(jax.device_get(s1["trainer"].state.params)).items():
+        np.testing.assert_allclose(hf_params[k], np.asarray(v).astype(jnp.bfloat16).astype(np.float32),
+                                   err_msg=k)  # exported in bf16
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        assert (tmp_path / "hf" / name).is_file()
+
+    # a stage can also start from the HF export
+    cfg3 = base_cfg(tmp_path / "s3", global_batch_size=2, num_steps=1)
+    cfg3.init_from = str(tmp_path / "hf")
+    cfg3.optim.lr = 0.0
+    s3 = sft.train_stage(cfg3, sources.ListSource(examples, seed=0), None)
+    assert s3["trainer"].mcfg.text.vocab_size == 512
+
+
+def test_frozen_vision_tower_stays_put(tmp_path, arch, examples):
+    cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=2)
+    cfg.optim.lr = 1e-2
+    cfg.model.freeze_vision = True
+    cfg.checkpoint.every_steps = 0
+    tr0 = sft.Trainer(cfg, 2, arch)
+    before = flat(tr0.state.params)
+    s = sft.train_stage(cfg, sources.ListSource(examples, seed=0), None, arch)
+    after = flat(s["trainer"].state.params)
+    vision = [k for k in after if "vision" in k]
+    text = [k for k in after if "vision" not in k]
+    assert vision and text
+    for k in vision:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    assert any(not np.array_equal(after[k], before[k]) for k in text)
+    # frozen: vision counted forward-only in the FLOPs
+    assert s["last"]["flops_vision"] > 0
