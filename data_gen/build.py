@@ -54,7 +54,10 @@ def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
   pts, nrm = scene.vertices[vid], scene.normals[vid]
   kd, kc = scene.k_depth[:3, :3], scene.k_color[:3, :3]
   vis, box, frames, poses = [], [], [], []
-  for fr in scene.frames:
+  use = scene.frames
+  if opts.max_frames and len(use) > opts.max_frames:
+    use = [use[int(i)] for i in np.unique(np.round(np.linspace(0, len(use) - 1, opts.max_frames)))]
+  for fr in use:
     try:
       scannet.check_image(fr.color_path)
       depth = scannet.read_depth(fr.depth_path)

@@ -40,9 +40,10 @@ class Options:
   lr_margin: float = 0.05  # single-image left/right: |du| >= margin * image width
   depth_margin_m: float = 0.3  # single-image front/back: |dz| >= margin
   quadrant_margin_deg: float = 15.0  # multi-view/video quadrants: away from the boundaries
-  per_category_cap: int = 3  # questions per (scene, data_type, question_type, category)
+  per_category_cap: int = 4  # questions per (scene, data_type, question_type, category)
   per_image_cap: int = 4  # single-image questions drawn from one frame
   caps: tuple[tuple[tuple[str, str], int], ...] = tuple(DEFAULT_CAPS.items())
+  max_frames: int = 96  # frames used per scene, uniform along the trajectory (ScanNet has 1000s)
   mv_views: int = 8  # views per multi-view question (paper: 8)
   mv_sets: int = 3  # distinct 8-view sets drawn per scene
   video_frames: int = 16  # frames per video question, uniform along the trajectory

@@ -23,14 +23,13 @@ import os
 import re
 import shutil
 import sys
-from typing import Callable, Iterable
+from typing import Iterable
 
 import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
 
 from ladder_jax.model.config import ModelConfig, from_hf_config, to_hf_config
 from ladder_jax.model.qwen25_vl import Qwen25VL
@@ -287,6 +286,37 @@ def load_hf(hf_dir: str, *, dtype: str | None = None, config: ModelConfig | None
 
 # --------------------------------------------------------------------------- NNX -> HF
 
+_ST_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64", "int32": "I32",
+              "int64": "I64", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def write_safetensors(path: str, specs: list[tuple[str, tuple[int, ...], np.dtype]],
+                      tensors: Iterable[tuple[str, np.ndarray]], metadata: dict[str, str]) -> None:
+    """Stream tensors into a .safetensors file one at a time.
+
+    safetensors.numpy.save_file serialises the whole file in memory first (+1x the weights); here
+    the header is computed from `specs` (key, shape, dtype) and each tensor of `tensors` (same
+    order) is written as it arrives, so memory stays at one tensor.
+    """
+    header: dict = {"__metadata__": dict(metadata)}
+    offset = 0
+    for key, shape, dtype in specs:
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        header[key] = {"dtype": _ST_DTYPES[np.dtype(dtype).name], "shape": list(shape),
+                       "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format aligns the data start to 8 bytes
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for (key, shape, dtype), (k, a) in zip(specs, tensors, strict=True):
+            if k != key or tuple(a.shape) != tuple(shape) or a.dtype != np.dtype(dtype):
+                raise AssertionError(f"tensor {k} {a.shape} {a.dtype} does not match its header entry "
+                                     f"{key} {shape} {np.dtype(dtype)}")
+            f.write(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)
+
+
 def model_params(model: Qwen25VL) -> dict[str, jax.Array]:
     """{param path: array} of a model."""
     return {"/".join(str(p) for p in path): var.get_value()
@@ -357,15 +387,11 @@ def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max
     weight_map = {}
     tensors = hf_tensors(params, cfg, np_dtype)
     for name, keys in zip(names, shards):
-        chunk = {}
-        for key in keys:
-            k, a = next(tensors)
-            assert k == key
-            chunk[k] = a
-            weight_map[k] = name
-        save_file(chunk, os.path.join(out_dir, name), metadata={"format": "pt"})
-        _log(f"wrote {name} ({len(chunk)} tensors)", verbose)
-        del chunk
+        specs = [(k, entries[k].hf_shape, np_dtype or jnp.dtype(params[entries[k].path].dtype)) for k in keys]
+        write_safetensors(os.path.join(out_dir, name), specs, (next(tensors) for _ in keys),
+                          metadata={"format": "pt"})
+        weight_map.update({k: name for k in keys})
+        _log(f"wrote {name} ({len(keys)} tensors)", verbose)
     if n > 1:
         with open(os.path.join(out_dir, INDEX_FILE), "w") as f:
             json.dump({"metadata": {"total_parameters": total_params, "total_size": total},
@@ -386,8 +412,10 @@ def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max
 def save_checkpoint(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None) -> None:
     """Write a ladder_jax checkpoint directory (params.safetensors + ladder_config.json + aux files)."""
     os.makedirs(out_dir, exist_ok=True)
-    arrays = {k: np.asarray(v) for k, v in model_params(model).items()}
-    save_file(arrays, os.path.join(out_dir, LADDER_PARAMS), metadata={"format": "ladder_jax"})
+    params = model_params(model)
+    specs = [(k, tuple(v.shape), jnp.dtype(v.dtype)) for k, v in params.items()]
+    write_safetensors(os.path.join(out_dir, LADDER_PARAMS), specs,
+                      ((k, np.asarray(v)) for k, v in params.items()), metadata={"format": "ladder_jax"})
     with open(os.path.join(out_dir, LADDER_CONFIG), "w") as f:
         json.dump(model.config.to_dict(), f, indent=2)
     copy_aux_files(source_dir, out_dir)

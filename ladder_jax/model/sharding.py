@@ -67,3 +67,12 @@ def param_specs(state, rules: Rules | None = None):
         return logical_to_spec(names, rules) if names else PartitionSpec()
 
     return jax.tree.map(spec, state, is_leaf=lambda v: isinstance(v, nnx.Variable))
+
+
+def shard_model(model, mesh: jax.sharding.Mesh, rules: Rules) -> None:
+    """device_put every annotated param of an nnx model in place onto `mesh` by its logical names."""
+    import flax.nnx as nnx
+
+    for _, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        names = var.get_metadata().get("out_sharding") or (None,) * var.get_value().ndim
+        var.set_value(jax.device_put(var.get_value(), NamedSharding(mesh, logical_to_spec(names, rules))))

@@ -192,8 +192,14 @@ def stage1_example(
         resized = smart_resize(image_size[0], image_size[1], 28, min_pixels, max_pixels)
         boxes = scale_boxes(boxes, image_size=image_size, resized_size=resized)
     user = f"{question_block(question)}\n{LOCALIZATION_INSTRUCTION}"
-    target = "```json\n" + json.dumps(list(boxes), indent=4, ensure_ascii=False) + "\n```"
-    return user, target
+    return user, boxes_json(boxes)
+
+
+def boxes_json(boxes: Sequence[Mapping[str, Any]]) -> str:
+    """A ```json fenced list with one object per line, as Qwen2.5-VL writes grounding answers:
+    [\n\t{"bbox_2d": [x1, y1, x2, y2], "label": "chair"},\n\t...\n]. JSON-encoded once."""
+    rows = ",\n".join("\t" + json.dumps(dict(b), ensure_ascii=False) for b in boxes)
+    return "```json\n[\n" + rows + "\n]\n```"
 
 
 def _answer_text(answer: Any) -> str:

@@ -25,6 +25,11 @@ def main(argv=None) -> int:
     from ladder_jax.train import distributed
 
     distributed.initialize(cfg.distributed)
+    if cfg.train.compilation_cache_dir:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", cfg.train.compilation_cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     from ladder_jax.train import sft
 
     summaries = sft.run(cfg)

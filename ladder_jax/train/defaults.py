@@ -70,7 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.grad_accum = 1  # micro-batches per step (lax.scan)
     c.train.num_steps = -1  # -1: num_epochs over the data
     c.train.log_every = 1
-    c.train.eval_every = 0
+    # XLA CPU: cheaper compilation, slower code (tiny models where compiling dominates)
+    c.train.xla_fast_compile = False
+    c.train.compilation_cache_dir = ""  # persistent XLA cache ('' = off), reused across runs
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 500

@@ -94,6 +94,33 @@ class StepTiming:
     compiled: bool
 
 
+_FN_CACHE: dict[str, tuple] = {}
+
+
+def _compiled_fns(tr: "Trainer") -> tuple[Callable, Callable, Callable]:
+    """(train step, eval, gradients), jitted; shared by trainers of identical settings in one
+    process (a resumed or repeated run, tests) so each bucket shape compiles once."""
+    cfg = tr.cfg
+    key = json.dumps([tr.mcfg.to_dict(), cfg.optim.to_dict(), tr.num_steps, cfg.model.freeze_vision,
+                      cfg.model.compute_dtype, cfg.train.xla_fast_compile, str(tr.mesh),
+                      [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
+                     sort_keys=True, default=str)
+    if key in _FN_CACHE:
+        return _FN_CACHE[key]
+    trainable = (optim.trainable_mask(tr.parts.abstract_params, True)
+                 if cfg.model.freeze_vision else None)
+    loss_fn = step_lib.make_loss_fn(tr.parts.merge, forward, jnp.dtype(cfg.model.compute_dtype), trainable)
+    opts = step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None
+    fns = (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tr.tx, tr.schedule), tr.shardings,
+                                   tr.mesh, cfg.train.xla_fast_compile),
+           jax.jit(step_lib.make_eval_fn(loss_fn), compiler_options=opts),
+           jax.jit(step_lib.make_grad_fn(loss_fn), compiler_options=opts))
+    if len(_FN_CACHE) > 8:
+        _FN_CACHE.clear()
+    _FN_CACHE[key] = fns
+    return fns
+
+
 class Trainer:
     """Mesh + sharded state + jitted step for one stage."""
 
@@ -117,15 +144,7 @@ class Trainer:
                                                       cfg.model.freeze_vision)
         self.state, self.parts, self.shardings = state_lib.create(model_fn, self.tx, self.mesh, self.rules,
                                                                   cfg.seed)
-        trainable = (optim.trainable_mask(self.parts.abstract_params, True)
-                     if cfg.model.freeze_vision else None)
-        loss_fn = step_lib.make_loss_fn(self.parts.merge, forward, jnp.dtype(cfg.model.compute_dtype),
-                                        trainable)
-        self._loss_fn = loss_fn
-        self._step = step_lib.jit_train_step(step_lib.make_train_step(loss_fn, self.tx, self.schedule),
-                                             self.shardings, self.mesh)
-        self._eval = jax.jit(step_lib.make_eval_fn(loss_fn))
-        self._grads = jax.jit(step_lib.make_grad_fn(loss_fn))
+        self._step, self._eval, self._grads = _compiled_fns(self)
         self._vision_layout = lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P)
         self._shapes_seen: set = set()
         # padding is masked out; it only has to be a valid row of the embedding table

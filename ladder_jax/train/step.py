@@ -130,7 +130,12 @@ def batch_shardings(batch: Mapping[str, Any], mesh) -> Any:
         mesh, jax.sharding.PartitionSpec(None, mesh_lib.BATCH)), batch)
 
 
-def jit_train_step(step_fn: Callable, state_shardings: Any, mesh) -> Callable:
+# XLA CPU options trading generated-code speed for compile time (tiny models, tests).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def jit_train_step(step_fn: Callable, state_shardings: Any, mesh, fast_compile: bool = False) -> Callable:
     """jit with the state donated (its buffers are reused for the new state)."""
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, rep))
+    return jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, rep),
+                   compiler_options=FAST_COMPILE if fast_compile else None)

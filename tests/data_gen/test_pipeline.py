@@ -241,3 +241,44 @@ def test_cli(tmp_path):
   assert "Single-Image" in r.stdout and os.path.isfile(tmp_path / "o" / "spld_spatial_data.jsonl")
   r = run("build", "--scenes", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2"))
   assert r.returncode == 2 and "nowhere: scenes folder does not exist" in r.stderr
+
+
+def test_tfds_random_access_and_grain(data, tmp_path):
+  grain = pytest.importorskip("grain")  # installed in the project environment
+  from data_gen import tfds_builders
+
+  _, _, out, _ = data
+  src = tfds_builders.prepare(out, str(tmp_path / "tfds"))
+  spatial = {r["question_id"]: r for r in _rows(os.path.join(out, "spld_spatial_data.jsonl"))}
+  ground = {r["question_id"]: r for r in _rows(os.path.join(out, "spld_grounding_data.jsonl"))}
+  ds = src["spatial"]["train"]
+  assert len(ds) == len(spatial)
+  for i in range(len(ds)):
+    x = ds[i]
+    r = spatial[int(x["question_id"])]
+    assert x["question"].decode() == r["question"] and x["answer"].decode() == r["answer"]
+    assert [p.decode() for p in x["image"]] == r["image"]
+    assert (None if not x["has_options"] else [o.decode() for o in x["options"]]) == r["options"]
+  g = src["grounding"]["train"]
+  assert len(g) == len(ground)
+  x = g[len(g) - 1]
+  r = ground[int(x["question_id"])]
+  assert np.asarray(x["answer"]["bbox_2d"]).tolist() == [a["bbox_2d"] for a in r["answer"]]
+  assert [l.decode() for l in x["answer"]["label"]] == [a["label"] for a in r["answer"]]
+  # grain reads the source with random access.
+  mds = grain.MapDataset.source(ds)
+  assert len(mds) == len(ds) and int(mds[3]["question_id"]) == int(ds[3]["question_id"])
+
+
+def test_project_readers_accept_outputs(data):
+  """ladder_jax.data.formats (the trainer's readers) parses every row and finds every image."""
+  from ladder_jax.data import formats
+
+  _, _, out, st = data
+  s = list(formats.read_spatial(os.path.join(out, "spld_spatial_data.jsonl"), check_exists=True))
+  g = list(formats.read_grounding(os.path.join(out, "spld_grounding_data.jsonl"), check_exists=True))
+  assert len(s) == st["spatial_rows"] and len(g) == st["grounding_rows"]
+  for name, n in (("spbench_si.parquet", st["spbench_si_rows"]), ("spbench_mv.parquet", st["spbench_mv_rows"])):
+    rows = list(formats.read_benchmark(os.path.join(out, name), os.path.join(out, "spbench_images"),
+                                       check_exists=True))
+    assert len(rows) == n

@@ -39,7 +39,10 @@ def test_stage1():
         "Note that each object type appears only once in the image. "
         "Then provide the 2D bounding box coordinates and labels of the related objects in JSON format."
     )
-    assert target.startswith("```json\n[\n    {\n        \"bbox_2d\": [\n            100,") and target.endswith("\n```")
+    assert target == ("```json\n[\n"
+                      '\t{"bbox_2d": [100, 50, 648, 484], "label": "chair"},\n'
+                      '\t{"bbox_2d": [0, 0, 1295, 967], "label": "table"}\n'
+                      "]\n```")
     assert json.loads(target[len("```json\n"):-len("\n```")]) == boxes  # encoded once
     # 1296 x 968 ScanNet frame at SpatialLadder's limits -> 364 x 252 model input.
     _, target = P.stage1_example("q", boxes, image_size=(968, 1296), min_pixels=16 * 28 * 28, max_pixels=128 * 28 * 28)

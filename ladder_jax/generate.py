@@ -1,0 +1,98 @@
+"""Generate one completion from a checkpoint.
+
+    python -m ladder_jax.generate --model DIR [--image PATH ...] [--video FRAMES_DIR] --prompt TEXT
+        [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+        [--dtype float32|bfloat16] [--num-frames N] [--fps F]
+
+DIR is a Hugging Face Qwen2.5-VL directory or a ladder_jax checkpoint. One user turn holds the
+images (or the video) first, then the prompt, rendered with the checkpoint's own chat template
+(add_generation_prompt) and pixel limits. Only the completion goes to stdout (without its stop
+token); progress and timings go to stderr. `--temperature 0` is greedy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IM_END_ID
+
+
+def stop_and_pad_ids(model_dir: str) -> tuple[tuple[int, ...], int]:
+    """Stop ids and pad id from the checkpoint's generation_config.json (Qwen's defaults otherwise)."""
+    stop, pad = (IM_END_ID, ENDOFTEXT_ID), ENDOFTEXT_ID
+    path = os.path.join(model_dir, "generation_config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            gen = json.load(f)
+        eos = gen.get("eos_token_id")
+        if eos is not None:
+            stop = tuple(eos) if isinstance(eos, list) else (int(eos),)
+        pad = int(gen.get("pad_token_id", pad))
+    return stop, pad
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ladder_jax.generate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="HF checkpoint dir or ladder_jax checkpoint dir")
+    p.add_argument("--image", action="append", default=[], help="image file (repeatable)")
+    p.add_argument("--video", help="folder of video frames (sorted by name)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--num-frames", type=int, default=None, help="sample this many video frames uniformly")
+    p.add_argument("--fps", type=float, default=2.0, help="frame rate of the (sampled) video frames")
+    args = p.parse_args(argv)
+    if args.image and args.video:
+        p.error("give --image or --video, not both")
+    if not os.path.isdir(args.model):
+        p.error(f"--model {args.model}: not a directory")
+    for path in args.image:
+        if not os.path.isfile(path):
+            p.error(f"--image {path}: no such file")
+    if args.video and not os.path.isdir(args.video):
+        p.error(f"--video {args.video}: not a directory")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from ladder_jax.checkpoint.hf import CheckpointError, load_model
+    from ladder_jax.processing.image import VisionPreprocessConfig
+    from ladder_jax.processing.prompts import encode_prompt
+    from ladder_jax.processing.tokenizer import load_tokenizer
+    from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
+
+    t0 = time.time()
+    try:
+        model = load_model(args.model, dtype=args.dtype)
+        tok = load_tokenizer(args.model)
+        vision = VisionPreprocessConfig.from_checkpoint(args.model)
+        prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
+                               video=args.video, num_frames=args.num_frames, fps=args.fps,
+                               tokens_per_second=model.config.vision.tokens_per_second)
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    stop, pad = stop_and_pad_ids(args.model)
+    cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                         top_p=args.top_p, stop_ids=stop, pad_id=pad)
+    print(f"loaded in {time.time() - t0:.1f}s; prompt {len(prompt.input_ids)} tokens", file=sys.stderr)
+    t1 = time.time()
+    out = Sampler(model, cfg).generate(collate_prompts([prompt], model.config, pad_id=pad), seed=args.seed)
+    n = int(out.lengths[0])
+    ids = [int(t) for t in out.tokens[0, :n] if int(t) not in stop]
+    print(f"generated {n} tokens in {time.time() - t1:.1f}s (compilation included)", file=sys.stderr)
+    sys.stdout.write(tok.tokenizer.decode(ids, skip_special_tokens=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

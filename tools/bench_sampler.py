@@ -1,0 +1,111 @@
+"""Generated tokens/s of ladder_jax's sampler against transformers `generate`, side by side.
+
+    python tools/bench_sampler.py [--batches 1 8] [--new-tokens 128] [--hidden 256] [--layers 4]
+                                  [--dtype float32|bfloat16] [--repeats 3]
+
+Both run the same random Qwen2.5-VL checkpoint (written here with transformers' save_pretrained),
+the same left-padded text prompts, greedy decoding, exactly --new-tokens tokens per row (stop ids
+off). The first jax call (compilation) is reported apart and not counted. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+
+def prompts_text(b: int) -> list[str]:
+    base = ["Describe the room in detail.", "How far is the sofa from the table?",
+            "Which object is closest to the door, the chair or the lamp?", "Count the chairs."]
+    return [base[i % len(base)] + " " * (i % 3) for i in range(b)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    import jax
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.processing.image import VisionPreprocessConfig
+    from ladder_jax.processing.positions import mm_token_type_ids
+    from ladder_jax.processing.prompts import encode_prompt
+    from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, load_tokenizer
+    from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
+    from ladder_jax.testing import write_tiny_checkpoint
+
+    head_dim = args.hidden // args.heads
+    q = head_dim // 2
+    section = [q - 2 * (3 * q // 8), 3 * q // 8, 3 * q // 8]
+    tmp = tempfile.mkdtemp(prefix="bench_sampler_")
+    ckpt = write_tiny_checkpoint(tmp, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
+                                 num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                                 num_key_value_heads=args.kv_heads, mrope_section=section,
+                                 vision={"out_hidden_size": args.hidden}, init_std=0.2)
+    tok = load_tokenizer(ckpt)
+    vis = VisionPreprocessConfig.from_checkpoint(ckpt)
+    model = load_model(str(ckpt), dtype=args.dtype)
+    hf = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        str(ckpt), dtype=torch.float32 if args.dtype == "float32" else torch.bfloat16).eval()
+    torch.set_num_threads(torch.get_num_threads())
+    n_new = args.new_tokens
+    sampler = Sampler(model, SamplingConfig(max_new_tokens=n_new, temperature=0.0, stop_ids=()))
+
+    results = {}
+    for b in args.batches:
+        encoded = [encode_prompt(tok.tokenizer, tok.chat_template, vis, t) for t in prompts_text(b)]
+        batch = collate_prompts(encoded, model.config, pad_id=ENDOFTEXT_ID)
+        t0 = time.perf_counter()
+        sampler.generate(batch)
+        compile_s = time.perf_counter() - t0
+        ours = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            out = sampler.generate(batch)
+            ours.append(time.perf_counter() - t0)
+        assert out.tokens.shape == (b, n_new)
+
+        ids = torch.tensor(np.asarray(batch.input_ids, np.int64))
+        kw = dict(input_ids=ids, attention_mask=torch.tensor(np.asarray(batch.attention_mask, np.int64)),
+                  mm_token_type_ids=torch.tensor(mm_token_type_ids(np.asarray(batch.input_ids)).astype(np.int64)),
+                  max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False, pad_token_id=ENDOFTEXT_ID)
+        ref = []
+        with torch.no_grad():
+            hf.generate(**{**kw, "max_new_tokens": 4, "min_new_tokens": 4})  # warm-up
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                hf.generate(**kw)
+                ref.append(time.perf_counter() - t0)
+        ours_tps, ref_tps = b * n_new / min(ours), b * n_new / min(ref)
+        results[f"batch{b}"] = {
+            "ladder_jax_tokens_per_s": round(ours_tps, 1), "transformers_tokens_per_s": round(ref_tps, 1),
+            "speedup_vs_reference": round(ours_tps / ref_tps, 2), "compile_s": round(compile_s, 2),
+            "prompt_length": int(batch.prompt_length)}
+        print(f"batch {b}: ladder_jax {ours_tps:8.1f} tok/s  transformers {ref_tps:8.1f} tok/s  "
+              f"ratio {ours_tps / ref_tps:5.2f}x  (compile {compile_s:.1f}s)", flush=True)
+
+    last = f"batch{args.batches[-1]}"
+    print(json.dumps({
+        "bench": "sampler", "device": str(jax.devices()[0].device_kind), "machine": platform.processor() or platform.machine(),
+        "config": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
+                   "vocab": model.config.text.vocab_size, "dtype": args.dtype, "new_tokens": n_new},
+        "results": results, "speedup_vs_reference": results[last]["speedup_vs_reference"]}))
+
+
+if __name__ == "__main__":
+    main()
