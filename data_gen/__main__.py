@@ -1,5 +1,6 @@
 """python -m data_gen synth --out DIR --scenes N --seed S
 python -m data_gen build --scenes DIR --out DIR [--seed S]
+python -m data_gen tfds --data DIR --out TFDS_DIR
 
 See docs/data_gen.md for every option."""
 
@@ -22,6 +23,15 @@ def _size(text: str) -> tuple[int, int]:
   if not (16 <= w <= 4096 and 16 <= h <= 4096):
     raise argparse.ArgumentTypeError(f"resolution {text} out of range")
   return w, h
+
+
+def _bool(text: str) -> bool:
+  t = text.strip().lower()
+  if t in ("1", "true", "yes", "on"):
+    return True
+  if t in ("0", "false", "no", "off"):
+    return False
+  raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def _heldout(text: str):
@@ -55,26 +65,41 @@ def main(argv=None) -> int:
   b.add_argument("--workers", type=int, default=1)
   b.add_argument("--only", default=None, help="comma-separated scene names to use")
   for f in dataclasses.fields(Options):
-    if f.name in ("caps", "excluded_labels") or isinstance(f.default, tuple):
+    if isinstance(f.default, tuple):
       continue
-    b.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+    kind = _bool if isinstance(f.default, bool) else type(f.default)
+    b.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
                    help=f"default {f.default}")
   b.add_argument("--size-range-m", type=float, nargs=2, default=Options.size_range_m)
   b.add_argument("--count-range", type=int, nargs=2, default=Options.count_range)
   b.add_argument("--cap", action="append", default=[],
                  help="per-scene cap DATA_TYPE:QUESTION_TYPE=N, e.g. 'video:room size=2'")
   b.add_argument("--excluded-labels", default=",".join(Options.excluded_labels))
+  b.add_argument("--label-map", default=None,
+                 help="JSON {raw: category} or ScanNet's scannetv2-labels.combined.tsv")
+  b.add_argument("--label-map-column", default="category", help="TSV column to map to")
+  t = sub.add_parser("tfds", help="ArrayRecord TFDS datasets of a built folder (random access)")
+  t.add_argument("--data", required=True, help="folder written by build")
+  t.add_argument("--out", required=True, help="TFDS data_dir")
   a = p.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
   try:
+    if a.cmd == "tfds":
+      from data_gen import tfds_builders  # imports tensorflow_datasets: only here
+
+      for key, src in tfds_builders.prepare(a.data, a.out).items():
+        print(f"{key}: {len(src['train'])} rows in {a.out}")
+      return 0
     if a.cmd == "synth":
       synthetic.write_scenes(a.out, a.scenes, a.seed, a.frames, a.resolution, a.workers,
                              (a.min_objects, a.max_objects), a.start)
       return 0
     kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Options)
-          if f.name not in ("caps", "excluded_labels")}
+          if f.name not in ("caps", "excluded_labels", "label_map")}
     kw["size_range_m"], kw["count_range"] = tuple(a.size_range_m), tuple(a.count_range)
     kw["excluded_labels"] = tuple(x.strip() for x in a.excluded_labels.split(",") if x.strip())
+    if a.label_map:
+      kw["label_map"] = build.load_label_map(a.label_map, a.label_map_column)
     caps = {}
     for c in a.cap:
       try:

@@ -48,7 +48,9 @@ _FORMAT_VERSION = 1
 def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
   """Visibility (F, O) and 2D boxes (F, O, 4) of the scene's non-structure objects in every
   frame whose colour and depth images can be read (others are skipped and logged)."""
-  objs = [o for o in scene.objects if o.label not in opts.excluded_labels]
+  lm = dict(opts.label_map)
+  objs = [dataclasses.replace(o, label=lm.get(o.label, o.label)) for o in scene.objects]
+  objs = [o for o in objs if o.label and o.label not in opts.excluded_labels]
   owner = np.concatenate([np.full(len(o.vertex_ids), k) for k, o in enumerate(objs)] or [np.zeros(0, int)])
   vid = np.concatenate([o.vertex_ids for o in objs] or [np.zeros(0, int)])
   pts, nrm = scene.vertices[vid], scene.normals[vid]
@@ -82,6 +84,32 @@ def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
       frame_ids=frames, poses=np.array(poses).reshape(-1, 4, 4), k_color=kc,
       color_size=scene.color_size, vis=np.array(vis).reshape(-1, n),
       bbox=np.array(box).reshape(-1, n, 4), floor_area=scene.floor_area)
+
+
+def load_label_map(path: str, column: str = "category") -> tuple[tuple[str, str], ...]:
+  """Label map from a JSON object {raw: category} or a TSV with a `raw_category` column and
+  `column` (ScanNet's scannetv2-labels.combined.tsv: category, nyu40class, ...)."""
+  if path.endswith(".json"):
+    with open(path) as f:
+      try:
+        m = json.load(f)
+      except json.JSONDecodeError as e:
+        raise scannet.SceneError(f"{path}: malformed JSON ({e})") from None
+    if not isinstance(m, dict):
+      raise scannet.SceneError(f"{path}: expected a JSON object raw label -> category")
+    return tuple(sorted((str(k).strip().lower(), str(v).strip().lower()) for k, v in m.items()))
+  with open(path) as f:
+    header = f.readline().rstrip("\n").split("\t")
+    if "raw_category" not in header or column not in header:
+      raise scannet.SceneError(f"{path}: TSV needs columns raw_category and {column}")
+    a, b = header.index("raw_category"), header.index(column)
+    out = {}
+    for n, line in enumerate(f, 2):
+      cells = line.rstrip("\n").split("\t")
+      if len(cells) <= max(a, b):
+        raise scannet.SceneError(f"{path}: line {n}: too few columns")
+      out[cells[a].strip().lower()] = cells[b].strip().lower()
+  return tuple(sorted(out.items()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,10 +263,11 @@ def build_dataset(scenes_dir: str, out: str, seed: int = 0, opts: Options | None
   finally:
     if pool:
       pool.shutdown()
-  return _merge(out, names, results, held)
+  return _merge(out, names, results, held, progress)
 
 
-def _merge(out: str, names: list[str], results: dict[str, dict], held: set[str]) -> dict:
+def _merge(out: str, names: list[str], results: dict[str, dict], held: set[str],
+           show: bool = True) -> dict:
   spatial, grounding, si, mv = [], [], [], []
   for n in names:
     r = results[n]
@@ -260,7 +289,8 @@ def _merge(out: str, names: list[str], results: dict[str, dict], held: set[str])
   with open(os.path.join(out, "stats.md.tmp"), "w") as f:
     f.write(text)
   os.replace(os.path.join(out, "stats.md.tmp"), os.path.join(out, "stats.md"))
-  print(text, flush=True)
+  if show:
+    print(text, flush=True)
   return st
 
 

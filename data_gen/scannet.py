@@ -79,7 +79,17 @@ _PLY_TYPES = {
 
 
 def read_ply(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-  """Vertices (v, 3) float64, triangle faces (f, 3) int64, colours (v, 3) uint8 or None."""
+  """Vertices (v, 3) float64, triangle faces (f, 3) int64, colours (v, 3) uint8 or None.
+  Raises SceneError naming the file for anything malformed."""
+  try:
+    return _read_ply(path)
+  except SceneError:
+    raise
+  except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
+    raise SceneError(f"{path}: malformed PLY ({type(e).__name__}: {e})") from None
+
+
+def _read_ply(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
   with open(path, "rb") as f:
     if f.readline().strip() != b"ply":
       raise SceneError(f"{path}: not a PLY file (first line is not 'ply')")
@@ -130,9 +140,12 @@ def read_ply(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
       if any(p[0] == "list" for p in props):
         if name != "face" or len(props) != 1:
           raise SceneError(f"{path}: unsupported list element {name!r}")
+        if count == 0:
+          faces = np.zeros((0, 3), np.int64)
+          continue
         ct, it = _PLY_TYPES[props[0][1]], _PLY_TYPES[props[0][2]]
         dt = np.dtype([("n", "<" + ct), ("i", "<" + it, (3,))])
-        if count and np.frombuffer(body, "<" + ct, 1, off)[0] == 3:
+        if len(body) >= off + count * dt.itemsize and np.frombuffer(body, "<" + ct, 1, off)[0] == 3:
           arr = np.frombuffer(body, dt, count, off)
           if np.all(arr["n"] == 3):
             faces = arr["i"].astype(np.int64)
@@ -307,7 +320,10 @@ def read_scene(root: str, name: str, min_object_vertices: int = 10,
   segs = _load_json(files["segs"])
   if "segIndices" not in segs:
     raise SceneError(f"{files['segs']}: field 'segIndices' is missing")
-  seg = np.asarray(segs["segIndices"], np.int64)
+  try:
+    seg = np.asarray(segs["segIndices"], np.int64)
+  except (TypeError, ValueError):
+    raise SceneError(f"{files['segs']}: segIndices must be a list of integers") from None
   if seg.shape != (len(verts),):
     raise SceneError(f"{files['segs']}: segIndices has {seg.size} entries for {len(verts)} vertices")
   agg = _load_json(files["agg"])
@@ -319,11 +335,11 @@ def read_scene(root: str, name: str, min_object_vertices: int = 10,
   objects, floor_faces = [], []
   for i, g in enumerate(agg["segGroups"]):
     try:
-      oid, label, segments = int(g["objectId"]), str(g["label"]).strip().lower(), list(g["segments"])
+      oid, label = int(g["objectId"]), str(g["label"]).strip().lower()
+      segments = np.asarray(list(g["segments"]), np.int64).reshape(-1)
     except (KeyError, TypeError, ValueError):
-      skipped.append(f"{files['agg']}: segGroups[{i}] lacks objectId/label/segments")
+      skipped.append(f"{files['agg']}: segGroups[{i}] lacks a valid objectId/label/segments, skipped")
       continue
-    segments = np.asarray(segments, np.int64)
     lo = np.searchsorted(seg_sorted, segments, "left")
     hi = np.searchsorted(seg_sorted, segments, "right")
     ids = np.sort(np.concatenate([order[a:b] for a, b in zip(lo, hi)] or [np.zeros(0, np.int64)]))
@@ -347,8 +363,11 @@ def read_scene(root: str, name: str, min_object_vertices: int = 10,
   frames = _read_frames(os.path.join(root, name), align, skipped)
   if not frames:
     raise SceneError(f"{os.path.join(root, name, 'pose')}: no usable frames")
-  cw, ch = int(meta.get("colorWidth", 0)), int(meta.get("colorHeight", 0))
-  dw, dh = int(meta.get("depthWidth", 0)), int(meta.get("depthHeight", 0))
+  try:
+    cw, ch = int(meta.get("colorWidth", 0)), int(meta.get("colorHeight", 0))
+    dw, dh = int(meta.get("depthWidth", 0)), int(meta.get("depthHeight", 0))
+  except ValueError:
+    raise SceneError(f"{files['meta']}: colorWidth/colorHeight/depthWidth/depthHeight must be integers") from None
   if not (cw and ch):
     cw, ch = _first_size([f.color_path for f in frames])
   if not (dw and dh):

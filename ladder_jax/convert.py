@@ -21,7 +21,7 @@ from ladder_jax.checkpoint.hf import CheckpointError, load_checkpoint, load_hf, 
 
 def _hf_to_jax(args) -> None:
     t0 = time.time()
-    print(f"loading HF checkpoint {args.hf} (dtype {args.dtype or 'from config: float32'})", file=sys.stderr)
+    print(f"loading HF checkpoint {args.hf} as {args.dtype or 'float32'}", file=sys.stderr)
     model = load_hf(args.hf, dtype=args.dtype or "float32", verbose=True)
     print(f"writing ladder_jax checkpoint {args.out}", file=sys.stderr)
     save_checkpoint(model, args.out, source_dir=args.hf)

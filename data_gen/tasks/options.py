@@ -36,6 +36,8 @@ class Options:
   abs_distance_min_size: bool = True  # paper: distance > the smaller object's size
   size_range_m: tuple[float, float] = (0.1, 3.0)  # "human-scale" longest dimension (m)
   excluded_labels: tuple[str, ...] = ("wall", "floor", "ceiling")
+  # Raw label -> category (e.g. ScanNet's "office chair" -> "chair"); "" drops the object.
+  label_map: tuple[tuple[str, str], ...] = ()
   depth_tolerance_m: float = 0.1  # depth test slack when measuring visibility
   lr_margin: float = 0.05  # single-image left/right: |du| >= margin * image width
   depth_margin_m: float = 0.3  # single-image front/back: |dz| >= margin
@@ -49,7 +51,6 @@ class Options:
   video_frames: int = 16  # frames per video question, uniform along the trajectory
   count_range: tuple[int, int] = (2, 10)  # answers of counting questions
   appearance_n: int = 4  # categories in an appearance-order question
-  rel_direction_choices: int = 4
   distance_decimals: int = 2
   room_decimals: int = 1
 

@@ -133,6 +133,31 @@ KEY_TABLE: tuple[tuple[str, str, Kind], ...] = (
 )
 
 
+# The same table as regexes on hub keys (load direction: explain a key the model has no slot for).
+KEY_PATTERNS = tuple((re.compile(re.escape(t).replace(r"\{i\}", r"(\d+)") + r"\Z"), path, kind)
+                     for t, path, kind in KEY_TABLE)
+
+
+def match_hub_key(key: str) -> tuple[str, int | None, Kind] | None:
+    """(NNX param path, layer index or None, kind) of a hub key, or None if no row matches."""
+    for pattern, path, kind in KEY_PATTERNS:
+        m = pattern.match(key)
+        if m:
+            return path, (int(m.group(1)) if m.groups() else None), kind
+    return None
+
+
+def _explain_unexpected(key: str, cfg: ModelConfig) -> str:
+    hit = match_hub_key(key)
+    if hit is None:
+        return f"{key} (no row of the key table matches)"
+    path, layer, _ = hit
+    if layer is not None:
+        n = cfg.text.num_layers if path.startswith("decoder/") else cfg.vision.depth
+        return f"{key} (-> {path}[{layer}], but the config has {n} layers/blocks)"
+    return f"{key} (-> {path}, which this config does not have)"
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One hub tensor of a given model: where it goes and its expected shapes."""
@@ -214,9 +239,8 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
     unexpected = sorted(k for k in files if k not in entries and k not in ignored)
     if unexpected:
         raise CheckpointError(f"{hf_dir}: unexpected tensor(s) {unexpected[:8]}"
-                              f"{' ...' if len(unexpected) > 8 else ''} in {os.path.basename(files[unexpected[0]])}"
-                              f" (no row of the key table matches; config {cfg.text.num_layers} text layers, "
-                              f"{cfg.vision.depth} vision blocks)")
+                              f"{' ...' if len(unexpected) > 8 else ''} in {os.path.basename(files[unexpected[0]])}: "
+                              + "; ".join(_explain_unexpected(k, cfg) for k in unexpected[:3]))
     missing = sorted(k for k in entries if k not in files)
     if missing:
         raise CheckpointError(f"{hf_dir}: missing tensor(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
@@ -228,7 +252,11 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
     # Shape check from the headers before reading any data.
     for path, keys in by_file.items():
         with safe_open(path, "numpy") as f:
+            present = set(f.keys())
             for key in keys:
+                if key not in present:
+                    raise CheckpointError(f"{INDEX_FILE} lists tensor {key} in {os.path.basename(path)}, "
+                                          f"which does not contain it")
                 got = tuple(f.get_slice(key).get_shape())
                 want = entries[key].hf_shape
                 if got != want:
@@ -238,11 +266,13 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
     dtype = jnp.dtype(cfg.param_dtype)
     shapes = _param_shapes(cfg)
     out: dict[str, np.ndarray] = {}
-    done = 0
+    done, total = 0, len(entries)
     for n_file, (path, keys) in enumerate(sorted(by_file.items())):
         _log(f"reading {os.path.basename(path)} ({n_file + 1}/{len(by_file)}, {len(keys)} tensors)", verbose)
         with safe_open(path, "numpy") as f:
             for key in keys:
+                if done and done % max(1, total // 10) == 0:
+                    _log(f"  {done}/{total} tensors", verbose)
                 e = entries[key]
                 value = e.kind.to_nnx(f.get_tensor(key), e.nnx_shape).astype(dtype)
                 if e.layer is None:

@@ -1,5 +1,7 @@
 """python -m ladder_jax.eval SUBCOMMAND ...
 
+  run    --model DIR --benchmark FILE --out DIR [...]   (ladder_jax/eval/run.py)
+  attention --model DIR --data FILE --out DIR [...]   (ladder_jax/eval/attention.py)
   score  --benchmark FILE --predictions FILE --out FILE [--answer-tag last|first]
          [--name NAME] [--table text|markdown]
          Scores a predictions JSONL ({id, prediction} per line) against a benchmark file
@@ -62,6 +64,19 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
                              Callable[[argparse.Namespace], int], str]] = {
     "score": (_add_score_args, _run_score, "score a predictions JSONL against a benchmark"),
 }
+
+
+def _register_model_subcommands() -> None:
+    # run / attention live in their own modules (they load a model); imported lazily there.
+    from ladder_jax.eval import attention, run
+
+    SUBCOMMANDS["run"] = (run.add_run_args, run.run_cli,
+                          "run a model over a benchmark (resumable), then score it")
+    SUBCOMMANDS["attention"] = (attention.add_attention_args, attention.attention_cli,
+                                "visual attention IoU / entropy over object boxes (App. C.7)")
+
+
+_register_model_subcommands()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,8 @@ def patch_bucket(n: int, minimum: int = 64) -> int:
 
 def _check_grid(grid_thw, cfg: VisionConfig) -> np.ndarray:
     g = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    if len(g) == 0:
+        raise ValueError("grid_thw is empty: pass no pixel values instead of an empty vision batch")
     m = cfg.spatial_merge_size
     for i, (t, h, w) in enumerate(g):
         if t < 1 or h < 1 or w < 1 or h % m or w % m:
@@ -148,6 +150,54 @@ def prepare_vision(pixel_values: np.ndarray, grid_thw, cfg: VisionConfig,
     return pad_patches(pixel_values, layout.perm.shape[0]), layout
 
 
+def _banded_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, width: int, dtype) -> jax.Array:
+    """Attention within contiguous segments no longer than `width` slots, in O(P * 3*width).
+
+    q, k, v: [P, H, D]; seg: [P]; P % width == 0. Query block b (slots [b*w, (b+1)*w)) can only
+    meet keys of its own segments, which lie in [(b-1)*w, (b+2)*w): three key blocks.
+    """
+    P, H, D = q.shape
+    n = P // width
+    pad = lambda a, fill: jnp.pad(a, [(width, width)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+    three = lambda a: jnp.concatenate([a[:-2], a[1:-1], a[2:]], axis=1)  # [n, 3w, ...]
+    kb = three(pad(k, 0).reshape(n + 2, width, H, D))
+    vb = three(pad(v, 0).reshape(n + 2, width, H, D))
+    sb = three(pad(seg, -1).reshape(n + 2, width))
+    mask = seg.reshape(n, width)[:, :, None] == sb[:, None, :]  # [n, w, 3w]
+    return attention(q.reshape(n, width, H, D), kb, vb, mask, dtype).reshape(P, H, D)
+
+
+def _chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, chunk: int, dtype) -> jax.Array:
+    """Segment-masked attention over all P keys, `chunk` queries at a time (memory chunk*P, not P*P)."""
+    P, H, D = q.shape
+
+    @jax.checkpoint  # keep only the inputs per chunk for the backward pass, not chunk x P probs
+    def one(args):
+        qc, sc = args
+        mask = (sc[:, None] == seg[None, :])[None]
+        return attention(qc[None], k[None], v[None], mask, dtype)[0]
+
+    out = jax.lax.map(one, (q.reshape(P // chunk, chunk, H, D), seg.reshape(P // chunk, chunk)))
+    return out.reshape(P, H, D)
+
+
+def segment_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, dtype, *,
+                      max_segment: int | None = None, chunk: int = 1024) -> jax.Array:
+    """Attention restricted to equal `seg` ids (segments are contiguous runs of slots).
+
+    max_segment: a static bound on segment length (window attention: 4 * window_merged**2);
+    then a banded O(P * 3 * max_segment) computation is used. Otherwise queries are processed
+    `chunk` at a time against all keys. Small or oddly sized P falls back to one dense mask.
+    """
+    P = q.shape[0]
+    if max_segment is not None and P % max_segment == 0 and P >= 3 * max_segment:
+        return _banded_attention(q, k, v, seg, max_segment, dtype)
+    if P > chunk and P % chunk == 0:
+        return _chunked_attention(q, k, v, seg, chunk, dtype)
+    mask = (seg[:, None] == seg[None, :])[None]
+    return attention(q[None], k[None], v[None], mask, dtype)[0]
+
+
 class VisionTower(nnx.Module):
     """ViT (stacked blocks) + patch merger. Output: merged tokens [P/4, out_hidden_size]."""
 
@@ -179,6 +229,9 @@ class VisionTower(nnx.Module):
         self.merger_fc2_kernel = param(rngs, "normal", (M, v.out_hidden_size), ("vision_mlp", "embed"), pd)
         self.merger_fc2_bias = param(rngs, "zeros", (v.out_hidden_size,), ("embed",), pd)
 
+    # Full-attention blocks process this many queries at a time (peak memory chunk * P * heads).
+    full_attention_chunk = 1024
+
     _BLOCK_PARAMS = ("norm1", "qkv_kernel", "qkv_bias", "proj_kernel", "proj_bias", "norm2", "gate_kernel",
                      "gate_bias", "up_kernel", "up_bias", "down_kernel", "down_bias")
 
@@ -191,19 +244,22 @@ class VisionTower(nnx.Module):
             raise ValueError(f"pixel_values has {P} rows but the layout was built for {layout.perm.shape[0]}")
         x = dot("pc,cd->pd", pixel_values[layout.perm], self.patch_kernel[...], dtype)  # [P, D]
         cos, sin = vision_cos_sin(layout.pos_hw, v.head_dim, v.rope_theta)
-        win_mask = layout.window_seg[:, None] == layout.window_seg[None, :]
-        full_mask = layout.full_seg[:, None] == layout.full_seg[None, :]
         is_full = jnp.asarray(np.isin(np.arange(v.depth), v.fullatt_block_indexes))
         params = {name: getattr(self, name)[...] for name in self._BLOCK_PARAMS}
         eps = v.rms_norm_eps
+        window_patches = v.merge_unit * v.window_merged**2  # longest possible window segment
+        chunk = self.full_attention_chunk
 
         def block(x, p, full):
-            mask = jnp.where(full, full_mask, win_mask)[None]  # [1, P, P]
             h = rms_norm(x, p["norm1"], eps)
             qkv = dot("pd,dshk->pshk", h, p["qkv_kernel"], dtype) + p["qkv_bias"].astype(dtype)
             q, k, val = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [P, H, hd]
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            o = attention(q[None], k[None], val[None], mask, dtype)[0]
+            o = jax.lax.cond(
+                full,
+                lambda: segment_attention(q, k, val, layout.full_seg, dtype, chunk=chunk),
+                lambda: segment_attention(q, k, val, layout.window_seg, dtype, max_segment=window_patches,
+                                          chunk=chunk))
             x = x + dot("phk,hkd->pd", o, p["proj_kernel"], dtype) + p["proj_bias"].astype(dtype)
             h = rms_norm(x, p["norm2"], eps)
             g = dot("pd,df->pf", h, p["gate_kernel"], dtype) + p["gate_bias"].astype(dtype)

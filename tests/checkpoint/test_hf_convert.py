@@ -104,7 +104,12 @@ def test_missing_tensor(broken_copy):
 
 def test_unexpected_tensor(broken_copy):
     d = broken_copy(lambda t: t.update({"model.layers.2.mlp.up_proj.weight": np.zeros((128, 64), np.float32)}))
-    with pytest.raises(CheckpointError, match=r"unexpected tensor\(s\) \['model.layers.2.mlp.up_proj.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"unexpected tensor\(s\) \['model.layers.2.mlp.up_proj.weight'\]"
+                                              r".*decoder/up_kernel\[2\], but the config has 2 layers"):
+        load_hf(d)
+    d = broken_copy(lambda t: (t.pop("model.layers.2.mlp.up_proj.weight"),
+                               t.update({"model.extra.weight": np.zeros(3, np.float32)})))
+    with pytest.raises(CheckpointError, match=r"model.extra.weight \(no row of the key table matches\)"):
         load_hf(d)
 
 
@@ -113,6 +118,30 @@ def test_misshapen_tensor(broken_copy):
     with pytest.raises(CheckpointError, match=r"visual.blocks.0.attn.qkv.weight has shape \[96, 16\], "
                                               r"expected \[96, 32\]"):
         load_hf(d)
+
+
+def test_key_patterns_invert_the_table():
+    from ladder_jax.checkpoint.hf import match_hub_key
+
+    assert match_hub_key("model.layers.17.self_attn.o_proj.weight")[:2] == ("decoder/o_kernel", 17)
+    assert match_hub_key("visual.blocks.3.attn.qkv.bias")[:2] == ("vision/qkv_bias", 3)
+    assert match_hub_key("lm_head.weight")[:2] == ("lm_head", None)
+    assert match_hub_key("model.layers.x.mlp.up_proj.weight") is None
+
+
+def test_index_pointing_to_wrong_shard(tied_dir, tmp_path):
+    d = tmp_path / "bad_index"
+    shutil.copytree(tied_dir, d)
+    keys = list(load_file(d / "model.safetensors"))
+    (d / INDEX_FILE).write_text(json.dumps({"weight_map": {**{k: "model.safetensors" for k in keys},
+                                                           "model.norm.weight": "model.safetensors"}}))
+    load_hf(str(d))  # a consistent index loads
+    tensors = load_file(d / "model.safetensors")
+    norm = tensors.pop("model.norm.weight")
+    save_file(tensors, d / "model.safetensors", metadata={"format": "pt"})
+    save_file({"model.norm.weight": norm}, d / "other.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="lists tensor model.norm.weight in model.safetensors"):
+        load_hf(str(d))
 
 
 def test_no_weights(tmp_path, tied_dir):
@@ -165,6 +194,12 @@ def test_convert_cli_both_ways(tied_dir, tmp_path, capsys):
         want = torch.tensor(ref[k]).to(torch.bfloat16).to(torch.float32).numpy()
         np.testing.assert_array_equal(back[k], want, err_msg=k)
     assert (hf / "tokenizer.json").exists() and (hf / "preprocessor_config.json").exists()
+    # reading a bf16 hub checkpoint into float32 params: exact (bf16 -> f32 is lossless)
+    back32 = model_params(load_hf(str(hf), dtype="float32"))
+    src16 = model_params(load_hf(tied_dir, dtype="bfloat16"))
+    for k in src16:
+        assert back32[k].dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(back32[k]), np.asarray(src16[k]).astype(np.float32), err_msg=k)
 
 
 def test_convert_cli_reports_bad_checkpoint(tmp_path, capsys):

@@ -77,6 +77,15 @@ def test_spatial_schema(data):
       assert letters == list("ABCD"[:len(letters)]) and all(o[1:3] == ". " for o in r["options"])
       assert r["answer"] in letters
       assert len(set(r["options"])) == len(r["options"])
+  # The correct letter cycles: per scene and question type the counts differ by at most one.
+  per = {}
+  for r in rows:
+    if r["options"]:
+      key = (r["image"][0].split("/")[1], r["data_type"], r["question_type"], len(r["options"]))
+      per.setdefault(key, []).append(r["answer"])
+  for key, answers in per.items():
+    counts = [answers.count(l) for l in "ABCD"[:key[3]]]
+    assert max(counts) - min(counts) <= 1, (key, answers)
   # Video frames are ordered along the trajectory.
   for r in rows:
     if r["data_type"] == "video":

@@ -185,3 +185,55 @@ def test_unreadable_image_and_truncated_pose(tmp_path):
     f.write(b"garbage")
   with pytest.raises(scannet.SceneError, match="color: no readable image"):
     scannet.read_scene(str(tmp_path), NAME)
+
+
+def test_malformed_ply(tmp_path):
+  d = _write_scene(str(tmp_path))
+  ply = os.path.join(d, f"{NAME}_vh_clean_2.ply")
+  with open(ply) as f:
+    text = f.read()
+  with open(ply, "w") as f:
+    head, body = text.split("end_header\n")
+    f.write(head + "end_header\nnot-a-number" + body[body.index(" "):])
+  with pytest.raises(scannet.SceneError, match="_vh_clean_2.ply: malformed PLY"):
+    scannet.read_scene(str(tmp_path), NAME)
+  with open(ply, "w") as f:
+    f.write(text[: len(text) // 2])  # truncated ascii body
+  with pytest.raises(scannet.SceneError, match="_vh_clean_2.ply: malformed PLY"):
+    scannet.read_scene(str(tmp_path), NAME)
+
+
+def test_binary_ply_unknown_type(tmp_path):
+  d = _write_scene(str(tmp_path), binary=True)
+  ply = os.path.join(d, f"{NAME}_vh_clean_2.ply")
+  data = open(ply, "rb").read().replace(b"property float z", b"property quaternion z", 1)
+  open(ply, "wb").write(data)
+  with pytest.raises(scannet.SceneError, match="malformed PLY"):
+    scannet.read_scene(str(tmp_path), NAME)
+
+
+def test_bad_aggregation_group_is_skipped(tmp_path):
+  d = _write_scene(str(tmp_path))
+  agg = os.path.join(d, f"{NAME}.aggregation.json")
+  a = json.load(open(agg))
+  a["segGroups"][2]["segments"] = ["x"]  # the chair
+  json.dump(a, open(agg, "w"))
+  s = scannet.read_scene(str(tmp_path), NAME)
+  assert [o.label for o in s.objects] == ["floor", "table"]
+  assert any("segGroups[2] lacks a valid" in r for r in s.skipped)
+
+
+def test_label_map(tmp_path):
+  _write_scene(str(tmp_path))
+  tsv = tmp_path / "labels.tsv"
+  tsv.write_text("id\traw_category\tcategory\tnyu40class\n1\ttable\tdesk\ttable\n2\tchair\t\tchair\n")
+  lm = build.load_label_map(str(tsv))
+  assert lm == (("chair", ""), ("table", "desk"))
+  s = scannet.read_scene(str(tmp_path), NAME)
+  assert build.observe_scene(s, Options(label_map=lm)).labels == ["desk"]  # "" drops the chair
+  assert build.observe_scene(s, Options(label_map=build.load_label_map(str(tsv), "nyu40class"))).labels == [
+      "table", "chair"]
+  bad = tmp_path / "bad.tsv"
+  bad.write_text("raw_category\tfoo\n")
+  with pytest.raises(scannet.SceneError, match="bad.tsv: TSV needs columns raw_category and category"):
+    build.load_label_map(str(bad))

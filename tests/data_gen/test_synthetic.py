@@ -24,8 +24,12 @@ def test_layouts_are_physical():
       assert fp.min() >= 0 and np.all(fp.max(0) <= s.room[:2])  # inside the room
       assert o.box.z_range()[1] <= s.room[2]
       # Parts stay inside the object's box.
+      c, si = np.cos(o.box.yaw), np.sin(o.box.yaw)
       for p in o.parts:
-        assert np.all(np.abs(p.center - o.box.center) + p.size / 2 <= o.box.size / 2 + 1e-9) or o.box.yaw
+        assert p.yaw == o.box.yaw
+        d = p.center - o.box.center
+        local = np.array([c * d[0] + si * d[1], -si * d[0] + c * d[1], d[2]])
+        assert np.all(np.abs(local) + p.size / 2 <= o.box.size / 2 + 1e-9)
     # Floor objects do not overlap (chairs may tuck under their table top only).
     for i, a in enumerate(floor):
       for b in floor[i + 1:]:

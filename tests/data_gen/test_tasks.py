@@ -3,7 +3,6 @@
 import collections
 
 import numpy as np
-import pytest
 
 from data_gen import geometry
 from data_gen.tasks import common, spatial, video

@@ -156,6 +156,8 @@ def test_prepare_vision_errors():
         vision_layout([(1, 15, 20)], cfg)
     with pytest.raises(ValueError, match="needs 320"):
         prepare_vision(np.zeros((300, 1176), np.float32), [IMG_A], cfg)
+    with pytest.raises(ValueError, match="grid_thw is empty"):
+        vision_layout([], cfg)
     with pytest.raises(ValueError, match="padded_patches"):
         vision_layout([IMG_A], cfg, padded_patches=100)
 

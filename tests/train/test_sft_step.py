@@ -53,14 +53,24 @@ def examples(arch):
     return sources.synthetic_examples(8, seed=1, model_cfg=arch)
 
 
-def test_overfits_a_tiny_batch(tmp_path, arch, examples):
-    cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=60)
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory, arch, examples):
+    """60 steps on 2 examples; the final model is also written as a ladder_jax and an HF dir."""
+    root = tmp_path_factory.mktemp("overfit")
+    cfg = base_cfg(root / "s1", global_batch_size=2, num_steps=60)
     cfg.optim.lr = 1e-2
     cfg.optim.schedule = "constant"
     cfg.checkpoint.every_steps = 0
-    src = sources.ListSource(examples[:2], seed=0)
+    cfg.save_model = True
+    cfg.export_hf = str(root / "hf")
     losses = []
-    s = sft.train_stage(cfg, src, {"after_step": lambda tr, st, m: losses.append(m["loss"])}, arch)
+    s = sft.train_stage(cfg, sources.ListSource(examples[:2], seed=0),
+                        {"after_step": lambda tr, st, m: losses.append(m["loss"])}, arch)
+    return root, s, losses
+
+
+def test_overfits_a_tiny_batch(overfit_run):
+    _, s, losses = overfit_run
     assert losses[0] > 4.0  # ~ln(512) at random init
     assert losses[-1] < 0.05, losses[-10:]
     assert s["last"]["token_accuracy"] == 1.0
@@ -82,9 +92,9 @@ def test_accumulation_equals_one_big_batch(tmp_path, arch, examples):
 
 
 def test_resume_after_sigterm_continues_the_same_trajectory(tmp_path, arch):
-    # varied lengths and image sizes: several buckets in play
-    exs = sources.synthetic_examples(12, seed=3, model_cfg=arch, min_len=10, max_len=90,
-                                     grids=((1, 4, 4), (1, 8, 8), (1, 4, 8)))
+    # varied lengths: two sequence buckets (64, 128) in play
+    exs = (sources.synthetic_examples(6, seed=3, model_cfg=arch, min_len=4, max_len=20)
+           + sources.synthetic_examples(6, seed=4, model_cfg=arch, min_len=80, max_len=100))
 
     def cfg_for(wd):
         c = base_cfg(wd, global_batch_size=2, num_steps=8)
@@ -114,9 +124,9 @@ def test_resume_after_sigterm_continues_the_same_trajectory(tmp_path, arch):
         np.testing.assert_allclose(b[k], a[k], atol=1e-6, err_msg=k)
     np.testing.assert_allclose(second["last"]["loss"], straight["last"]["loss"], rtol=1e-5)
 
-    # the jitted step compiled once per (L, P) bucket pair seen, never more
-    tr = straight["trainer"]
-    assert tr._step._cache_size() == tr.num_compiled_shapes <= 2 * 3
+    # the jitted step (shared by the three runs) compiled once per (L, P) bucket pair seen
+    shapes = set().union(*(r["trainer"]._shapes_seen for r in (straight, first, second)))
+    assert straight["trainer"]._step._cache_size() == len(shapes) == 2
 
     # metrics: one JSONL record per step (the resumed run appends steps 5-8), tensorboard, plot
     recs = [json.loads(l) for l in open(wd / "metrics.jsonl")]
@@ -128,61 +138,53 @@ def test_resume_after_sigterm_continues_the_same_trajectory(tmp_path, arch):
     assert (wd / "loss_curve.png").stat().st_size > 1000
 
 
-def test_init_from_previous_stage_and_export(tmp_path, arch, examples):
-    cfg = base_cfg(tmp_path / "s1", global_batch_size=2, num_steps=2)
-    cfg.optim.lr = 1e-3
-    cfg.save_model = True
-    cfg.export_hf = str(tmp_path / "hf")
-    s1 = sft.train_stage(cfg, sources.ListSource(examples, seed=0), None, arch)
-    p1 = flat(s1["trainer"].state.params)
-
-    # stage 2 starts from stage 1's workdir: same parameters, fresh step and optimizer
-    cfg2 = base_cfg(tmp_path / "s2", global_batch_size=2, num_steps=1)
-    cfg2.init_from = str(tmp_path / "s1")
-    cfg2.optim.lr = 0.0  # no update: the loaded parameters come out unchanged
-    cfg2.optim.max_grad_norm = 0.0
-    s2 = sft.train_stage(cfg2, sources.ListSource(examples, seed=0), None, arch)
-    assert s2["step"] == 1
-    p2 = flat(s2["trainer"].state.params)
-    for k in p1:
-        np.testing.assert_array_equal(p2[k], p1[k], err_msg=k)
-
-    # the exported directories load back (ladder_jax model dir and HF dir) with the same weights
+def test_init_from_previous_stage_hf_export_and_model_dir(tmp_path, overfit_run, arch):
     from ladder_jax.checkpoint import hf as hf_lib
 
-    model = hf_lib.load_model(str(tmp_path / "s1" / "model"), dtype="float32")
-    got = flat(sft._nest(hf_lib.model_params(model)))
-    for k in p1:
-        np.testing.assert_array_equal(got[k], p1[k], err_msg=k)
-    hf_params = hf_lib.load_hf_params(str(tmp_path / "hf"), arch)
+    root, s1, _ = overfit_run
+    p1 = flat(s1["trainer"].state.params)
+    cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=1)
+    # a stage starting from the previous stage's workdir gets exactly its parameters
+    for init_from in (root / "s1", root / "s1" / "model"):
+        assert sft.base_model_config_for(str(init_from)) == sft.model_config(cfg, arch)
+        tr = sft.Trainer(cfg, 1, sft.base_model_config_for(str(init_from)))
+        sft.load_init_params(tr, str(init_from))
+        assert int(tr.state.step) == 0
+        got = flat(tr.state.params)
+        for k in p1:
+            np.testing.assert_array_equal(got[k], p1[k], err_msg=f"{init_from}: {k}")
+    # the HF export (bf16 weights) loads back, and a stage can start from it
+    hf_params = hf_lib.load_hf_params(str(root / "hf"), arch)
     for k, v in sft._flatten(jax.device_get(s1["trainer"].state.params)).items():
-        np.testing.assert_allclose(hf_params[k], np.asarray(v).astype(jnp.bfloat16).astype(np.float32),
-                                   err_msg=k)  # exported in bf16
+        np.testing.assert_array_equal(hf_params[k], np.asarray(v).astype(jnp.bfloat16).astype(np.float32),
+                                      err_msg=k)
     for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
-        assert (tmp_path / "hf" / name).is_file()
-
-    # a stage can also start from the HF export
-    cfg3 = base_cfg(tmp_path / "s3", global_batch_size=2, num_steps=1)
-    cfg3.init_from = str(tmp_path / "hf")
-    cfg3.optim.lr = 0.0
-    s3 = sft.train_stage(cfg3, sources.ListSource(examples, seed=0), None)
-    assert s3["trainer"].mcfg.text.vocab_size == 512
+        assert (root / "hf" / name).is_file()
+    base = sft.base_model_config_for(str(root / "hf"))
+    assert base.text.vocab_size == 512 and base.image_token_id == 500
+    with pytest.raises(FileNotFoundError, match="neither an HF checkpoint"):
+        sft.base_model_config_for(str(tmp_path))
 
 
 def test_frozen_vision_tower_stays_put(tmp_path, arch, examples):
-    cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=2)
+    from flax import nnx
+    from ladder_jax.model.qwen25_vl import Qwen25VL
+
+    cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=1)
     cfg.optim.lr = 1e-2
     cfg.model.freeze_vision = True
     cfg.checkpoint.every_steps = 0
-    tr0 = sft.Trainer(cfg, 2, arch)
-    before = flat(tr0.state.params)
+    # the trainer initialises like the model itself (same seed)
+    before = flat(nnx.state(Qwen25VL(sft.model_config(cfg, arch), rngs=nnx.Rngs(cfg.seed)), nnx.Param)
+                  .to_pure_dict())
     s = sft.train_stage(cfg, sources.ListSource(examples, seed=0), None, arch)
     after = flat(s["trainer"].state.params)
     vision = [k for k in after if "vision" in k]
     text = [k for k in after if "vision" not in k]
     assert vision and text
+    # (eager and jitted init differ in the last bit; an lr 1e-2 update is ~50% of a weight)
     for k in vision:
-        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
-    assert any(not np.array_equal(after[k], before[k]) for k in text)
-    # frozen: vision counted forward-only in the FLOPs
+        np.testing.assert_allclose(after[k], before[k], rtol=1e-6, atol=1e-9, err_msg=k)
+    for k in text:
+        assert not np.allclose(after[k], before[k], rtol=1e-3, atol=1e-5), k
     assert s["last"]["flops_vision"] > 0

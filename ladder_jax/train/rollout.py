@@ -1,0 +1,223 @@
+"""GRPO rollouts, host side: spatial rows -> stage-3 prompts -> sampler -> texts -> parsed rewards,
+and the [k, groups, ...] device layout of one GRPO step.
+
+    enc = PromptEncoder.from_data_config(cfg.data, tokenizer_dir)
+    items = [enc(row) for row in rows]                  # Stage3Item: prompt + ground truth
+    ro = rollout(sampler, enc.tokenizer, items, group_size=G, seed=s, model_config=mcfg)
+    local = step_arrays(ro, grad_accum=k, groups=g, ...)  # numpy [k, g, ...] for the train step
+
+Rewards are parsed on the host into RewardArrays (ladder_jax.rewards.batched.parse_batch); the
+reward arithmetic and the group advantages run inside the jitted step (rewards_from_arrays,
+group_advantages). Completions of prompt p are rows p * G .. p * G + G - 1 everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from ladder_jax.data import batching
+from ladder_jax.model.config import ModelConfig
+from ladder_jax.model.vision import pad_patches, vision_layout
+from ladder_jax.processing import prompts as prompts_lib
+from ladder_jax.processing.image import VisionPreprocessConfig
+from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IMAGE_PAD_ID, VIDEO_PAD_ID
+from ladder_jax.rewards.batched import RewardArrays, parse_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage3Item:
+    """One stage-3 prompt: the encoded model input and what the reward needs."""
+
+    source: str  # "file, line N": named in every error about this row
+    question_id: int
+    user_text: str  # the stage-3 user text (question, options, think instruction, post prompt)
+    encoded: prompts_lib.EncodedPrompt
+    answer: str
+    question_type: str
+    image: tuple[str, ...]  # relative paths as in the data file (cold-start output)
+    data_type: str
+
+
+class PromptEncoder:
+    """SpatialRecord rows -> Stage3Item with the think/answer prompt (paper Appendix B.2)."""
+
+    def __init__(self, tokenizer, chat_template: str, image_cfg: VisionPreprocessConfig,
+                 video_cfg: VisionPreprocessConfig, *, max_frames: int | None, video_fps: float,
+                 tokens_per_second: float = 2.0):
+        self.tokenizer, self.chat_template = tokenizer, chat_template
+        self.image_cfg, self.video_cfg = image_cfg, video_cfg
+        self.max_frames, self.video_fps = max_frames, video_fps
+        self.tokens_per_second = tokens_per_second
+
+    @classmethod
+    def from_data_config(cls, data, tokenizer_dir) -> "PromptEncoder":
+        from ladder_jax.data.pipeline import _load_tokenizer  # cached per folder
+
+        tok, template = _load_tokenizer(str(tokenizer_dir))
+        image_cfg = VisionPreprocessConfig(min_pixels=int(data.min_pixels), max_pixels=int(data.max_pixels))
+        video_cfg = image_cfg.replace(min_pixels=int(data.video_min_pixels), max_pixels=int(data.video_max_pixels))
+        return cls(tok, template, image_cfg, video_cfg, max_frames=int(data.max_frames) or None,
+                   video_fps=float(data.video_fps))
+
+    def __call__(self, source: str, rec) -> Stage3Item:
+        """rec: a ladder_jax.data.formats.SpatialRecord."""
+        answer = rec.answer.strip()
+        if prompts_lib.is_multiple_choice(rec.question_type, rec.options):
+            answer = answer.rstrip(".").upper()
+        text, answer = prompts_lib.stage3_example(rec.question, answer, options=rec.options,
+                                                  question_type=rec.question_type)
+        paths = [str(p) for p in rec.image_paths]
+        try:
+            if rec.data_type == "video":
+                enc = prompts_lib.encode_prompt(self.tokenizer, self.chat_template, self.video_cfg, text,
+                                                video=paths, num_frames=self.max_frames, fps=self.video_fps,
+                                                tokens_per_second=self.tokens_per_second, name=source)
+            else:
+                enc = prompts_lib.encode_prompt(self.tokenizer, self.chat_template, self.image_cfg, text,
+                                                images=paths, tokens_per_second=self.tokens_per_second,
+                                                name=source)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{source}, field 'image': {e}") from None
+        return Stage3Item(source, rec.question_id, text, enc, answer, rec.question_type, tuple(rec.image),
+                          rec.data_type)
+
+
+@dataclasses.dataclass
+class Rollout:
+    """G completions for each of P prompts (N = P * G rows), numpy.
+
+    tokens [N, T] int32, mask [N, T] bool, sampler_logp [N, T] float32 (0 outside the mask),
+    texts: N decoded completions, rewards: RewardArrays of [N], timings: seconds per phase.
+    """
+
+    items: list[Stage3Item]
+    group_size: int
+    tokens: np.ndarray
+    mask: np.ndarray
+    sampler_logp: np.ndarray
+    texts: list[str]
+    rewards: RewardArrays
+    timings: dict[str, float]
+
+
+def decode_completions(tokenizer, tokens: np.ndarray, mask: np.ndarray) -> list[str]:
+    """Completion texts without special tokens (the stop id), as the reference decodes them."""
+    rows = [t[m].tolist() for t, m in zip(tokens, mask)]
+    return list(tokenizer.batch_decode(rows, skip_special_tokens=True))
+
+
+def rollout(sampler, tokenizer, items: Sequence[Stage3Item], *, group_size: int, seed: int,
+            model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID) -> Rollout:
+    """One sampler call for all prompts (prefill once, cache repeated G times), then parsing."""
+    from ladder_jax.sampling import collate_prompts
+
+    t0 = time.perf_counter()
+    batch = collate_prompts([it.encoded for it in items], model_config, pad_id=pad_id)
+    out = sampler.generate(batch, seed=seed, num_samples=group_size)
+    t1 = time.perf_counter()
+    texts = decode_completions(tokenizer, out.tokens, out.mask)
+    rep = lambda xs: [x for x in xs for _ in range(group_size)]
+    rewards = parse_batch(texts, rep([it.answer for it in items]), rep([it.question_type for it in items]))
+    t2 = time.perf_counter()
+    return Rollout(list(items), group_size, out.tokens, out.mask, out.logprobs, texts, rewards,
+                   {"rollout": t1 - t0, "reward": t2 - t1})
+
+
+# ----------------------------------------------------------------------------- step layout
+
+
+def completion_bucket(n: int, max_new_tokens: int, minimum: int = 16) -> int:
+    """Trimmed completion length >= n: a power of two, at most max_new_tokens."""
+    b = minimum
+    while b < n:
+        b *= 2
+    return min(b, max_new_tokens)
+
+
+def _visual_stream(encoded: Sequence[prompts_lib.EncodedPrompt]):
+    """All images and videos of the prompts in placeholder order (one stream, as SFT's forward)."""
+    pixels, grids = [], []
+    for e in encoded:
+        if e.pixel_values is not None:
+            pixels.append(e.pixel_values)
+            grids.append(np.asarray(e.image_grid_thw).reshape(-1, 3))
+        if e.pixel_values_videos is not None:
+            pixels.append(e.pixel_values_videos)
+            grids.append(np.asarray(e.video_grid_thw).reshape(-1, 3))
+    if not pixels:
+        return None, np.zeros((0, 3), np.int64)
+    return np.concatenate(pixels).astype(np.float32), np.concatenate(grids)
+
+
+_DUMMY_GRID = np.array([[1, 2, 2]])  # a layout for a group without any visual item (never merged)
+
+
+def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: int, T: int, P: int | None,
+                 model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID) -> dict[str, Any]:
+    """Training arrays of one group: prompts ``items`` (b) and their completions ``ro[rows]`` (b * G).
+
+    prompt_ids/prompt_mask [b, L] (left padded), prompt_pos [3, b, L], next_pos [b],
+    tokens/mask/sampler_logp [b*G, T], reward fields [b*G]; with P: pixel_values [P, 1176] and
+    ``vision`` (a VisionLayout) of every visual item in placeholder order.
+    """
+    b = len(items)
+    ids = np.full((b, L), pad_id, np.int32)
+    am = np.zeros((b, L), np.int32)
+    pos = np.zeros((3, b, L), np.int32)
+    nxt = np.zeros((b,), np.int32)
+    for i, it in enumerate(items):
+        e = it.encoded
+        n = len(e.input_ids)
+        ids[i, L - n:] = e.input_ids
+        am[i, L - n:] = 1
+        pos[:, i, L - n:] = e.position_ids
+        nxt[i] = int(e.position_ids.max()) + 1
+    out: dict[str, Any] = {
+        "prompt_ids": ids, "prompt_mask": am, "prompt_pos": pos, "next_pos": nxt,
+        "tokens": ro.tokens[rows, :T].astype(np.int32),
+        "mask": ro.mask[rows, :T],
+        "sampler_logp": ro.sampler_logp[rows, :T].astype(np.float32),
+        "rewards": RewardArrays(*(np.asarray(a)[rows] for a in ro.rewards)),
+    }
+    if P is not None:
+        pv, grid = _visual_stream([it.encoded for it in items])
+        if pv is None:
+            pv, grid = np.zeros((0, batching.PATCH_DIM), np.float32), _DUMMY_GRID
+        out["pixel_values"] = pad_patches(pv, P)
+        out["vision"] = vision_layout(grid, model_config.vision, P)
+    return out
+
+
+def step_arrays(ro: Rollout, *, grad_accum: int, groups: int, max_new_tokens: int,
+                model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID,
+                agree=lambda v: tuple(v)) -> tuple[dict[str, Any], dict[str, Any]]:
+    """This host's rollout -> (numpy tree [k, g, ...], info). The k * g groups share one prompt
+    length, completion length and patch count (the largest any needs; ``agree`` takes the max
+    over hosts), so the step's shape comes from a small set of buckets."""
+    from ladder_jax.sampling.batch import length_bucket
+    from ladder_jax.model.vision import num_patches, patch_bucket
+
+    n_groups = grad_accum * groups
+    P_prompts = len(ro.items)
+    if P_prompts % n_groups:
+        raise ValueError(f"{P_prompts} prompts do not split into {grad_accum} micro-batches x {groups} groups")
+    b, G = P_prompts // n_groups, ro.group_size
+    chunks = [ro.items[i * b:(i + 1) * b] for i in range(n_groups)]
+    L = max(length_bucket(max(len(it.encoded.input_ids) for it in c)) for c in chunks)
+    T = completion_bucket(int(ro.mask.sum(-1).max()), max_new_tokens)
+    patches = [num_patches(_visual_stream([it.encoded for it in c])[1]) for c in chunks]
+    has_vision = int(max(patches) > 0)
+    P = max(patch_bucket(max(p, 4)) for p in patches)
+    L, T, P, has_vision = agree((L, T, P, has_vision))
+    groups_out = [group_arrays(c, ro, slice(i * b * G, (i + 1) * b * G), L=L, T=T,
+                               P=P if has_vision else None, model_config=model_config, pad_id=pad_id)
+                  for i, c in enumerate(chunks)]
+    k, g = grad_accum, groups
+    import jax
+
+    stacked = jax.tree.map(lambda *xs: np.stack(xs).reshape((k, g) + np.shape(xs[0])), *groups_out)
+    return stacked, {"shape": (L, T, P if has_vision else 0), "prompts_per_group": b}
