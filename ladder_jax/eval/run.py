@@ -36,7 +36,7 @@ from ladder_jax.eval.inputs import EvalItem, load_eval_items
 from ladder_jax.eval.report import format_table
 from ladder_jax.eval.scoring import load_benchmark, load_predictions, score
 
-__all__ = ["RunConfig", "prompt_text", "plan_batches", "run_eval", "add_run_args", "run_cli"]
+__all__ = ["RunConfig", "EvalModel", "prompt_text", "plan_batches", "run_eval", "add_run_args", "run_cli"]
 
 WINDOW_BATCHES = 4  # batches encoded (and length-sorted) together; bounds host memory
 DEFAULT_MAX_NEW_TOKENS = {"direct": 32, "think": 1024}  # think: stage-3 max completion length
@@ -100,14 +100,9 @@ def prompt_text(item: EvalItem, style: str) -> str:
 class PromptEncoder:
     """EvalItem -> EncodedPrompt with a checkpoint's tokenizer, template and pixel limits."""
 
-    def __init__(self, model_dir: str, cfg: RunConfig, tokens_per_second: float):
-        from ladder_jax.processing.image import VisionPreprocessConfig
-        from ladder_jax.processing.tokenizer import load_tokenizer
-
-        self.tok = load_tokenizer(model_dir)
-        self.vision = VisionPreprocessConfig.from_checkpoint(model_dir)
-        self.cfg = cfg
-        self.tokens_per_second = tokens_per_second
+    def __init__(self, engine: "EvalModel", cfg: RunConfig):
+        self.tok, self.vision, self.cfg = engine.tok, engine.vision, cfg
+        self.tokens_per_second = engine.model.config.vision.tokens_per_second
 
     def __call__(self, item: EvalItem):
         from ladder_jax.eval.media import decode_video
@@ -127,9 +122,6 @@ class PromptEncoder:
                                  tokens_per_second=self.tokens_per_second, name=f"id {item.id!r}")
         except (ValueError, OSError) as e:
             raise ValueError(f"{item.where}: {e}") from None
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tok.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
 # ----------------------------------------------------------------------------- batching
@@ -201,9 +193,11 @@ def _fmt_eta(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def run_eval(cfg: RunConfig, log: Callable[[str], None] | None = None) -> dict:
+def run_eval(cfg: RunConfig, log: Callable[[str], None] | None = None,
+             engine: "EvalModel | None" = None) -> dict:
     """Runs the model over the pending questions, then scores. Returns {"scores": the scores
-    JSON, "table": text, "generated": n, "skipped": n, "batches": n}."""
+    JSON, "table": text, "generated": n, "skipped": n, "batches": n}. The model is loaded only
+    when questions are pending (or taken from `engine`)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     items = load_eval_items(cfg.benchmark, cfg.image_root)  # checks every media file first
     bench_items = load_benchmark(cfg.benchmark)
@@ -223,7 +217,7 @@ def run_eval(cfg: RunConfig, log: Callable[[str], None] | None = None) -> dict:
         f"{len(pending)} to run")
     generated = batches = 0
     if pending:
-        generated, batches = _generate_all(cfg, pending, pred_path, log)
+        generated, batches = _generate_all(cfg, pending, pred_path, engine, log)
     preds = load_predictions(pred_path, known_ids=known) if pred_path.is_file() else {}
     report = score(bench_items, preds, answer_tag=cfg.answer_tag)
     result = {"benchmark": str(cfg.benchmark), "predictions": str(pred_path), "model": cfg.model,
@@ -235,19 +229,57 @@ def run_eval(cfg: RunConfig, log: Callable[[str], None] | None = None) -> dict:
             "batches": batches}
 
 
-def _generate_all(cfg: RunConfig, pending: list[EvalItem], pred_path: Path,
-                  log: Callable[[str], None]) -> tuple[int, int]:
-    from ladder_jax.checkpoint.hf import load_model
-    from ladder_jax.generate import stop_and_pad_ids
-    from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
+class EvalModel:
+    """A loaded checkpoint with its tokenizer, pixel limits, stop ids and a greedy Sampler.
 
-    t0 = time.time()
-    model = load_model(cfg.model, dtype=cfg.dtype)
-    encoder = PromptEncoder(cfg.model, cfg, model.config.vision.tokens_per_second)
-    stop, pad = stop_and_pad_ids(cfg.model)
-    sampler = Sampler(model, SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0,
-                                            stop_ids=stop, pad_id=pad))
-    log(f"loaded {cfg.model} in {time.time() - t0:.1f}s")
+    run_eval builds one when it has questions to run; build it yourself and pass it in to
+    evaluate several benchmarks in one process without reloading or recompiling.
+    """
+
+    def __init__(self, model_dir: str, *, dtype: str = "float32", max_new_tokens: int = 32):
+        from ladder_jax.checkpoint.hf import load_model
+        from ladder_jax.generate import stop_and_pad_ids
+        from ladder_jax.processing.image import VisionPreprocessConfig
+        from ladder_jax.processing.tokenizer import load_tokenizer
+        from ladder_jax.sampling import Sampler, SamplingConfig
+
+        self.model_dir, self.dtype, self.max_new_tokens = str(model_dir), dtype, max_new_tokens
+        self.model = load_model(self.model_dir, dtype=dtype)
+        self.tok = load_tokenizer(self.model_dir)
+        self.vision = VisionPreprocessConfig.from_checkpoint(self.model_dir)
+        self.stop, self.pad = stop_and_pad_ids(self.model_dir)
+        self.sampler = Sampler(self.model, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0,
+                                                          stop_ids=self.stop, pad_id=self.pad))
+
+    def check(self, cfg: RunConfig) -> None:
+        for name, mine, theirs in (("model", os.path.abspath(self.model_dir), os.path.abspath(cfg.model)),
+                                   ("dtype", self.dtype, cfg.dtype),
+                                   ("max_new_tokens", self.max_new_tokens, cfg.max_new_tokens)):
+            if mine != theirs:
+                raise ValueError(f"EvalModel was built with {name}={mine!r}, the run asks for {theirs!r}")
+
+    def generate(self, prompts: Sequence) -> list[dict]:
+        """Greedy completions of EncodedPrompts: [{prediction, num_tokens, truncated}]."""
+        from ladder_jax.sampling import collate_prompts
+
+        res = self.sampler.generate(collate_prompts(prompts, self.model.config, pad_id=self.pad))
+        out = []
+        for r in range(len(prompts)):
+            toks = [int(t) for t in res.tokens[r, :int(res.lengths[r])]]
+            kept = [t for t in toks if t not in self.stop]
+            out.append({"prediction": self.tok.tokenizer.decode(kept, skip_special_tokens=False),
+                        "num_tokens": len(toks), "truncated": len(kept) == len(toks)})
+        return out
+
+
+def _generate_all(cfg: RunConfig, pending: list[EvalItem], pred_path: Path, engine: EvalModel | None,
+                  log: Callable[[str], None]) -> tuple[int, int]:
+    if engine is None:
+        t0 = time.time()
+        engine = EvalModel(cfg.model, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens)
+        log(f"loaded {cfg.model} in {time.time() - t0:.1f}s")
+    engine.check(cfg)
+    encoder = PromptEncoder(engine, cfg)
     total, finished, batches, t_start = len(pending), 0, 0, time.time()
     for window in _windows(pending, cfg.batch_size * WINDOW_BATCHES):
         encoded = [encoder(it) for it in window]
@@ -256,23 +288,16 @@ def _generate_all(cfg: RunConfig, pending: list[EvalItem], pred_path: Path,
             real = len(prompts)
             prompts += [prompts[-1]] * (cfg.batch_size - real)  # pad the short last batch
             tb = time.time()
-            batch = collate_prompts(prompts, model.config, pad_id=pad)
-            res = sampler.generate(batch)
-            rows = []
-            for r, i in enumerate(idx):
-                n = int(res.lengths[r])
-                ids = [int(t) for t in res.tokens[r, :n] if int(t) not in stop]
-                truncated = not any(int(t) in stop for t in res.tokens[r, :n])
-                rows.append({"id": window[i].id, "prediction": encoder.decode(ids),
-                             "num_tokens": n, "truncated": truncated})
-            _append(pred_path, rows)
+            outs = engine.generate(prompts)[:real]
+            _append(pred_path, [{"id": window[i].id, **o} for i, o in zip(idx, outs)])
             finished += real
             batches += 1
             dt, elapsed = time.time() - tb, time.time() - t_start
-            ntok = int(res.lengths[:real].sum())
+            ntok = sum(o["num_tokens"] for o in outs)
+            longest = max(len(p.input_ids) for p in prompts)
             eta = elapsed / finished * (total - finished)
-            log(f"[{finished}/{total}] batch {batches}: {real} prompts, length {batch.prompt_length}, "
-                f"{ntok} tokens in {dt:.1f}s ({ntok / max(dt, 1e-9):.1f} tok/s); eta {_fmt_eta(eta)}")
+            log(f"[{finished}/{total}] batch {batches}: {real} prompts of <= {longest} tokens, "
+                f"{ntok} new tokens in {dt:.1f}s ({ntok / max(dt, 1e-9):.1f} tok/s); eta {_fmt_eta(eta)}")
     return finished, batches
 
 

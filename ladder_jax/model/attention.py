@@ -17,10 +17,6 @@ import jax.numpy as jnp
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
-def dtype_of(name: str) -> jnp.dtype:
-    return jnp.dtype(name)
-
-
 def param(rngs: nnx.Rngs, init: str, shape: Sequence[int], names: Sequence[str | None],
           dtype) -> nnx.Param:
     """An nnx.Param with logical axis names (`out_sharding` metadata, applied lazily by the trainer).

@@ -5,7 +5,12 @@ accumulation) of ``G`` groups (one per (data, fsdp) shard) of ``b`` examples. Ea
 ``G / process_count`` consecutive groups and collates only its own examples
 (ladder_jax.data.batching.collate). Within one step every group uses the same sequence-length
 and patch-count buckets (the largest any group needs, agreed across hosts), so the step's shape
-is one of ``len(seq_buckets) * len(patch_buckets)`` and compilations stay bounded.
+is one of ``len(seq_buckets) * len(patch_buckets)`` (times a few target-count buckets) and
+compilations stay bounded.
+
+Besides collate's arrays each group carries the positions that have a loss (``target_index``
+[K] flat into ``b*L``, ``target_tokens`` [K] their next tokens, ``target_valid`` [K] 1/0), ``K``
+a power of two >= the largest group's target count: the step computes logits only there.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 
 from ladder_jax.data import batching
 
-HOST_ONLY = ("grid_thw", "num_patches")  # collate outputs that never go to the device
+HOST_ONLY = ("grid_thw", "num_patches", "loss_mask", "target_ids")  # not needed on the device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +64,24 @@ def _bucket(n: int, buckets: Sequence[int], what: str, sources: Sequence[str]) -
         raise batching.BucketOverflowError(f"{e} (rows {', '.join(sources)})") from None
 
 
+def target_bucket(n: int, lo: int = 16) -> int:
+    """Power of two >= max(n, lo)."""
+    return 1 << (max(n, lo) - 1).bit_length()
+
+
+def select_targets(loss_mask: np.ndarray, target_ids: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """Flat positions with loss (row-major over [b, L]) padded to K: index, next token, validity."""
+    flat = np.flatnonzero(loss_mask.reshape(-1) > 0)
+    if len(flat) > K:
+        raise ValueError(f"{len(flat)} target tokens exceed the target bucket {K}")
+    index = np.zeros(K, np.int32)
+    index[:len(flat)] = flat
+    valid = np.zeros(K, np.float32)
+    valid[:len(flat)] = loss_mask.reshape(-1)[flat]
+    return {"target_index": index, "target_tokens": target_ids.reshape(-1)[index].astype(np.int32),
+            "target_valid": valid}
+
+
 def max_across_hosts(values: Sequence[int]) -> tuple[int, ...]:
     """Element-wise max of small int vectors over all processes (identity on one process)."""
     if jax.process_count() == 1:
@@ -86,13 +109,18 @@ def assemble(features: Sequence[batching.Features], layout: StepLayout, *, seq_b
             for c in chunks)
     P = max(_bucket(sum(f.num_patches for f in c), patch_buckets, "total patch count of a batch group",
                     [f.source for f in c]) for c in chunks)
-    L, P = agree((L, P))
+    targets = max(int(sum(f.target_mask[1:].sum() for f in c)) for c in chunks)
+    K = min(target_bucket(targets), b * L)
+    L, P, K = agree((L, P, K))
+    K = min(K, b * L)
     cols = [batching.collate(c, seq_buckets=(L,), patch_buckets=(P,), pad_id=pad_id,
                              vision_layout=vision_layout) for c in chunks]
+    for col in cols:
+        col.update(select_targets(col["loss_mask"], col["target_ids"], K))
     info = {
         "seq_lens": [f.length for f in features],
         "grid_thw": np.concatenate([c["grid_thw"] for c in cols], axis=0),
-        "shape": (L, P),
+        "shape": (L, P, K),
     }
     dev = [{k: v for k, v in c.items() if k not in HOST_ONLY} for c in cols]
     k, g = layout.grad_accum, layout.local_groups

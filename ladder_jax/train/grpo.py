@@ -23,6 +23,7 @@ progress bar), SIGTERM handling and the final model directory are the SFT traine
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -224,6 +225,55 @@ def make_train_step(merge: Callable, compute_dtype, tx: optax.GradientTransforma
 
 # ----------------------------------------------------------------------------- trainer
 
+_FN_CACHE: dict[str, tuple] = {}
+_SAMPLERS: dict[str, Any] = {}
+
+
+_STATE_CACHE: dict[str, tuple] = {}
+_STATE_CACHE_MAX_BYTES = 256 << 20
+
+
+def _create_state(tr: "GRPOTrainer", model_fn, abs_params):
+    """state_lib.create, whose jitted initialiser compiles on every call; for small models
+    (tests, the embedded default) the initial state is kept and copied for later trainers of
+    the same settings. Large models are never cached (that would hold a second copy)."""
+    nbytes = sum(int(np.prod(a.shape)) * 4 for a in jax.tree.leaves(abs_params.to_pure_dict()))
+    if nbytes > _STATE_CACHE_MAX_BYTES:
+        return state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, tr.cfg.seed)
+    cfg = tr.cfg
+    key = json.dumps([tr.mcfg.to_dict(), cfg.optim.to_dict(), cfg.seed, cfg.model.freeze_vision, str(tr.mesh),
+                      [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
+                     sort_keys=True, default=str)
+    if key not in _STATE_CACHE:
+        _STATE_CACHE.clear()
+        _STATE_CACHE[key] = state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, cfg.seed)
+    state, parts, shardings = _STATE_CACHE[key]
+    return jax.tree.map(jnp.copy, state), parts, shardings
+
+
+def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable]:
+    """(train step, log-probs, cast), jitted; shared by trainers of identical settings in one
+    process (a resumed run, tests, the embedded default's stages) so each shape compiles once."""
+    cfg = tr.cfg
+    key = json.dumps([tr.mcfg.to_dict(), cfg.optim.to_dict(), tr.num_steps, cfg.grpo.to_dict(), cfg.seed,
+                      cfg.model.freeze_vision, cfg.model.compute_dtype, cfg.train.xla_fast_compile, str(tr.mesh),
+                      [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
+                     sort_keys=True, default=str)
+    if key in _FN_CACHE:
+        return _FN_CACHE[key]
+    opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
+    trainable = (optim.trainable_mask(tr.parts.abstract_params, True) if cfg.model.freeze_vision else None)
+    step = make_train_step(tr.parts.merge, tr.compute_dtype, tr.tx, tr.schedule, cfg.grpo, trainable)
+    rep = mesh_lib.replicated(tr.mesh)
+    fns = (jax.jit(step, donate_argnums=(0,), out_shardings=(tr.shardings, rep), compiler_options=opts),
+           jax.jit(make_logprob_fn(tr.parts.merge, tr.compute_dtype, tr.G), compiler_options=opts),
+           jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=tr.shardings.params))
+    if len(_FN_CACHE) > 8:
+        _FN_CACHE.clear()
+    _FN_CACHE[key] = fns
+    return fns
+
+
 
 class GRPOTrainer:
     """Mesh + sharded policy state + frozen reference + sampler + jitted GRPO functions."""
@@ -249,24 +299,22 @@ class GRPOTrainer:
         _, abs_params, _ = state_lib._abstract_split(model_fn)
         self.tx, self.schedule = optim.make_optimizer(cfg.optim, self.num_steps, abs_params.to_pure_dict(),
                                                       cfg.model.freeze_vision)
-        self.state, self.parts, self.shardings = state_lib.create(model_fn, self.tx, self.mesh, self.rules, cfg.seed)
+        self.state, self.parts, self.shardings = _create_state(self, model_fn, abs_params)
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
         self.pad_id = sft.PAD_ID if sft.PAD_ID < mcfg.text.vocab_size else 0
-        opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
-        trainable = (optim.trainable_mask(self.parts.abstract_params, True) if cfg.model.freeze_vision else None)
-        step = make_train_step(self.parts.merge, self.compute_dtype, self.tx, self.schedule, g, trainable)
-        rep = mesh_lib.replicated(self.mesh)
-        self._step = jax.jit(step, donate_argnums=(0,), out_shardings=(self.shardings, rep),
-                             compiler_options=opts)
-        self._logp = jax.jit(make_logprob_fn(self.parts.merge, self.compute_dtype, self.G), compiler_options=opts)
-        self._cast = jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1,
-                             out_shardings=self.shardings.params)
+        self._step, self._logp, self._cast = _compiled_fns(self)
         self.ref_params = None
         stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
         self.sampling = SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
                                        top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids,
                                        pad_id=self.pad_id)
-        self.sampler = Sampler(self.parts.merge(self._cast(self.state.params, self.compute_dtype)), self.sampling)
+        model = self.parts.merge(self._cast(self.state.params, self.compute_dtype))
+        key = json.dumps([mcfg.to_dict(), str(self.sampling), cfg.model.compute_dtype], sort_keys=True, default=str)
+        if key not in _SAMPLERS:  # a sampler compiles per instance: share it between trainers
+            _SAMPLERS.clear()
+            _SAMPLERS[key] = Sampler(model, self.sampling)
+        self.sampler = _SAMPLERS[key]
+        self.sampler.update_params(model)
         self._shapes_seen: set = set()
 
     # -- weights

@@ -59,8 +59,13 @@ def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelCon
     return base.replace(dtype=m.compute_dtype, param_dtype="float32", remat=remat)
 
 
+def head(model, hidden: jax.Array) -> jax.Array:
+    """hidden [K, D] -> float32 logits [K, V] (tied or untied LM head)."""
+    return model.logits(hidden)
+
+
 def forward(model, g: dict[str, Any]) -> jax.Array:
-    """Logits [b, L, V] of one collated group. Image and video placeholders share the vision
+    """Final hidden states [b, L, D] of one collated group. Image and video placeholders share the vision
     stream: collate concatenates every visual item in placeholder order, so the k-th merged
     feature belongs to the k-th image-or-video pad token."""
     cfg = model.config
@@ -72,7 +77,7 @@ def forward(model, g: dict[str, Any]) -> jax.Array:
     unified = jnp.where(ids == cfg.video_token_id, cfg.image_token_id, ids)
     x = merge_features(x, unified, cfg.image_token_id, feats)
     hidden, _ = model.decode(x, g["position_ids"], g["attention_mask"])
-    return model.logits(hidden)
+    return hidden
 
 
 def activation_rules() -> dict[str, Any]:
@@ -101,15 +106,13 @@ def _compiled_fns(tr: "Trainer") -> tuple[Callable, Callable, Callable]:
     """(train step, eval, gradients), jitted; shared by trainers of identical settings in one
     process (a resumed or repeated run, tests) so each bucket shape compiles once."""
     cfg = tr.cfg
-    key = json.dumps([tr.mcfg.to_dict(), cfg.optim.to_dict(), tr.num_steps, cfg.model.freeze_vision,
-                      cfg.model.compute_dtype, cfg.train.xla_fast_compile, str(tr.mesh),
-                      [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
-                     sort_keys=True, default=str)
+    key = tr._settings_key()
     if key in _FN_CACHE:
         return _FN_CACHE[key]
     trainable = (optim.trainable_mask(tr.parts.abstract_params, True)
                  if cfg.model.freeze_vision else None)
-    loss_fn = step_lib.make_loss_fn(tr.parts.merge, forward, jnp.dtype(cfg.model.compute_dtype), trainable)
+    loss_fn = step_lib.make_loss_fn(tr.parts.merge, forward, head, jnp.dtype(cfg.model.compute_dtype),
+                                    trainable)
     opts = step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None
     fns = (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tr.tx, tr.schedule), tr.shardings,
                                    tr.mesh, cfg.train.xla_fast_compile),
@@ -125,13 +128,14 @@ class Trainer:
     """Mesh + sharded state + jitted step for one stage."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_steps: int,
-                 base_model_config: model_config_lib.ModelConfig | None = None):
+                 base_model_config: model_config_lib.ModelConfig | None = None,
+                 mesh: jax.sharding.Mesh | None = None):
         from ladder_jax.model.qwen25_vl import Qwen25VL
         from ladder_jax.model import vision as vision_lib
 
         self.cfg = cfg
         self.num_steps = num_steps
-        self.mesh = mesh_lib.mesh_from_config(cfg.mesh)
+        self.mesh = mesh if mesh is not None else mesh_lib.mesh_from_config(cfg.mesh)
         self.rules = param_rules(cfg)
         self.mcfg = model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
@@ -142,8 +146,10 @@ class Trainer:
         _, abs_params, _ = state_lib._abstract_split(model_fn)
         self.tx, self.schedule = optim.make_optimizer(cfg.optim, num_steps, abs_params.to_pure_dict(),
                                                       cfg.model.freeze_vision)
-        self.state, self.parts, self.shardings = state_lib.create(model_fn, self.tx, self.mesh, self.rules,
-                                                                  cfg.seed)
+        self.state, self.parts, self.shardings = state_lib.create(
+            model_fn, self.tx, self.mesh, self.rules, cfg.seed,
+            compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
+            cache_key=self._settings_key())
         self._step, self._eval, self._grads = _compiled_fns(self)
         self._vision_layout = lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P)
         self._shapes_seen: set = set()
@@ -151,6 +157,14 @@ class Trainer:
         self.pad_id = PAD_ID if PAD_ID < mcfg.text.vocab_size else 0
         self.seq_buckets = batching.parse_buckets(cfg.data.seq_buckets, "data.seq_buckets")
         self.patch_buckets = batching.parse_buckets(cfg.data.patch_buckets, "data.patch_buckets")
+
+    def _settings_key(self) -> str:
+        """Everything the compiled init / step depend on (besides array shapes)."""
+        cfg = self.cfg
+        return json.dumps([self.mcfg.to_dict(), cfg.optim.to_dict(), self.num_steps, cfg.seed,
+                           cfg.model.freeze_vision, cfg.model.compute_dtype, cfg.train.xla_fast_compile,
+                           str(self.mesh), [d.id for d in self.mesh.devices.flat],
+                           [list(map(str, r)) for r in self.rules]], sort_keys=True, default=str)
 
     # -- batches
     def host_batch(self, examples):

@@ -76,11 +76,17 @@ def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any,
     return jax.tree_util.tree_map_with_path(one, abs_opt)
 
 
+_INIT_CACHE: dict[str, Callable] = {}
+
+
 def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
-           rules, seed: int, param_dtype=jnp.float32) -> tuple[TrainState, ModelParts, Any]:
+           rules, seed: int, param_dtype=jnp.float32, compiler_options: dict | None = None,
+           cache_key: str | None = None) -> tuple[TrainState, ModelParts, Any]:
     """Initialises the model and optimizer directly into their shardings (jit out_shardings).
 
     model_fn builds the model (random init); returns (state, parts, state_shardings).
+    ``cache_key`` (a string fixing model, optimizer, mesh and seed) reuses the compiled init of
+    an earlier call in this process.
     """
     graphdef, abs_params, abs_rest = _abstract_split(model_fn)
     p_sh = mesh_lib.state_shardings(abs_params, mesh, rules).to_pure_dict()
@@ -102,8 +108,15 @@ def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation,
         return state, rest.to_pure_dict()
 
     rest_sh = jax.tree.map(lambda _: rep, abs_rest.to_pure_dict())
+    init_jit = _INIT_CACHE.get(cache_key) if cache_key else None
+    if init_jit is None:
+        init_jit = jax.jit(init, out_shardings=(sh, rest_sh), compiler_options=compiler_options)
+        if cache_key:
+            if len(_INIT_CACHE) > 8:
+                _INIT_CACHE.clear()
+            _INIT_CACHE[cache_key] = init_jit
     with jax.set_mesh(mesh):
-        state, rest = jax.jit(init, out_shardings=(sh, rest_sh))()
+        state, rest = init_jit()
     parts = ModelParts(graphdef=graphdef, rest=rest, abstract_params=abs_params, param_shardings=p_sh)
     return state, parts, sh
 

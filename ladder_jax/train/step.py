@@ -6,7 +6,10 @@ Device batch layout: every leaf has two leading axes ``[k, G, ...]``: ``k`` micr
 (ladder_jax.data.batching.collate: ``input_ids [b, L]``, ``position_ids [3, b, L]``,
 ``pixel_values [P, 1176]``, ``vision`` layout arrays, ...). Groups are vmapped and split over
 the (data, fsdp) mesh axes, so each host collates only its own groups (multi-host) and the
-model sees ordinary batches. The loss is the sum of token losses over the whole step divided by
+model sees ordinary batches. Logits are computed only at the target positions of a group
+(``target_index [K]``, flat indices into ``b*L``, host-built; ``target_valid [K]`` masks the
+bucket padding), never for the whole ``[b, L, vocab]``: with a 152k vocabulary that tensor
+dominates memory and time while most positions (the prompt) carry no loss. The loss is the sum of token losses over the whole step divided by
 the number of target tokens of the whole step, so k micro-batches give exactly the gradient of
 one batch k times the size.
 """
@@ -21,14 +24,16 @@ import optax
 
 from ladder_jax.train import mesh as mesh_lib
 
-# A forward function: (model, group batch) -> logits float [b, L, V].
+# (model, group batch) -> final hidden states [b, L, D].
 ForwardFn = Callable[[Any, Mapping[str, Any]], jax.Array]
+# (model, hidden [K, D]) -> float32 logits [K, V].
+HeadFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def token_stats(logits: jax.Array, target_ids: jax.Array, loss_mask: jax.Array) -> dict[str, jax.Array]:
     """Sums over a batch: masked NLL, target count, correct argmax predictions.
 
-    logits [b, L, V]; target_ids int [b, L] (input shifted left); loss_mask float [b, L].
+    logits [..., V]; target_ids int [...]; loss_mask float [...] (same leading shape).
     """
     logits = logits.astype(jnp.float32)
     mask = loss_mask.astype(jnp.float32)
@@ -43,7 +48,7 @@ def cast_floats(tree: Any, dtype) -> Any:
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
-def make_loss_fn(merge: Callable[[Any], Any], forward: ForwardFn, compute_dtype,
+def make_loss_fn(merge: Callable[[Any], Any], forward: ForwardFn, head: HeadFn, compute_dtype,
                  trainable: Any | None = None) -> Callable:
     """(params f32, micro-batch [G, ...]) -> (sum NLL, stats). Frozen leaves get no gradient."""
 
@@ -53,7 +58,9 @@ def make_loss_fn(merge: Callable[[Any], Any], forward: ForwardFn, compute_dtype,
         model = merge(cast_floats(params, compute_dtype))
 
         def one_group(g):
-            return token_stats(forward(model, g), g["target_ids"], g["loss_mask"])
+            hidden = forward(model, g)  # [b, L, D]
+            picked = hidden.reshape(-1, hidden.shape[-1])[g["target_index"]]  # [K, D]
+            return token_stats(head(model, picked), g["target_tokens"], g["target_valid"])
 
         stats = jax.vmap(one_group, spmd_axis_name=mesh_lib.BATCH)(micro)
         stats = jax.tree.map(jnp.sum, stats)

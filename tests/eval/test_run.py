@@ -118,11 +118,20 @@ def _preds(out) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference(ckpt, data, tmp_path_factory):
+def engine(ckpt):
+    """One loaded model and sampler shared by the runs below (compiled shapes are reused)."""
+    return run_mod.EvalModel(str(ckpt), max_new_tokens=NEW_TOKENS)
+
+
+def _run(cfg, engine):
+    return run_mod.run_eval(cfg, log=lambda m: None, engine=engine)
+
+
+@pytest.fixture(scope="module")
+def reference(ckpt, data, engine, tmp_path_factory):
     """Batch size 1 over the parquet: the reference predictions."""
     out = tmp_path_factory.mktemp("ref")
-    res = run_mod.run_eval(_cfg(ckpt, data / "SPBench-SI.parquet", out, batch_size=1), log=lambda m: None)
-    return out, res
+    return out, _run(_cfg(ckpt, data / "SPBench-SI.parquet", out, batch_size=1), engine)
 
 
 @pytest.fixture
@@ -176,32 +185,33 @@ def test_batched_cli_equals_batch_size_1(reference, ckpt, data, tmp_path, capsys
     assert scores["overall"] == score(items, _preds(out)).overall
 
 
-def test_resume_after_interruption(reference, ckpt, data, tmp_path, count_calls):
+def test_resume_after_interruption(reference, ckpt, data, engine, tmp_path, count_calls, monkeypatch):
     ref_out, _ = reference
-    cfg = _cfg(ckpt, data / "SPBench-SI.parquet", tmp_path / "r", batch_size=2)
-    count_calls["fail_after"] = 2  # two batches (4 questions) finish, then the run dies
+    # Batch size 1 shares the reference run's compiled shapes (batching is tested above).
+    cfg = _cfg(ckpt, data / "SPBench-SI.parquet", tmp_path / "r", batch_size=1)
+    count_calls["fail_after"] = 3  # three questions finish, then the run dies
     with pytest.raises(KeyboardInterrupt):
-        run_mod.run_eval(cfg, log=lambda m: None)
+        _run(cfg, engine)
     pred_file = tmp_path / "r" / "predictions.jsonl"
     first = _preds(tmp_path / "r")
-    assert len(first) == 4
+    assert len(first) == 3
     with open(pred_file, "a") as f:  # killed in the middle of writing the next line
         f.write('{"id": 17, "predic')
     count_calls.update(calls=0, prompts=0, fail_after=None)
-    res = run_mod.run_eval(cfg, log=lambda m: None)
-    assert res["skipped"] == 4 and res["generated"] == 3
-    assert count_calls["calls"] == 2 and count_calls["prompts"] == 4  # 3 left: 2 + 1 padded
+    res = _run(cfg, engine)
+    assert res["skipped"] == 3 and res["generated"] == 4
+    assert count_calls["calls"] == 4 and count_calls["prompts"] == 4  # only the 4 left
     assert _preds(tmp_path / "r") == _preds(ref_out)
     # A third run has nothing to do and does not load the model.
     count_calls.update(calls=0)
+    monkeypatch.setattr(run_mod, "EvalModel", None)  # would fail if called
     res = run_mod.run_eval(cfg, log=lambda m: None)
     assert res["generated"] == 0 and res["skipped"] == 7 and count_calls["calls"] == 0
 
 
-def test_limit_scores_whole_benchmark(reference, ckpt, data, tmp_path):
+def test_limit_scores_whole_benchmark(reference, ckpt, data, engine, tmp_path):
     ref_out, _ = reference
-    res = run_mod.run_eval(_cfg(ckpt, data / "SPBench-SI.parquet", tmp_path, batch_size=4, limit=2),
-                           log=lambda m: None)
+    res = _run(_cfg(ckpt, data / "SPBench-SI.parquet", tmp_path, batch_size=1, limit=2), engine)
     preds = _preds(tmp_path)
     assert sorted(preds) == ["11", "12"]
     ref = _preds(ref_out)
@@ -211,11 +221,11 @@ def test_limit_scores_whole_benchmark(reference, ckpt, data, tmp_path):
     assert res["scores"]["overall"] == score(items, preds).overall
 
 
-def test_spatial_jsonl_with_video_folder(ckpt, data, tmp_path):
+def test_spatial_jsonl_with_video_folder(ckpt, data, engine, tmp_path):
     bench = data / "ladder" / "spatial.jsonl"
     items = load_eval_items(bench)
     assert isinstance(items[2].video, Path) and items[2].video.is_dir()
-    res = run_mod.run_eval(_cfg(ckpt, bench, tmp_path, batch_size=2), log=lambda m: None)
+    res = _run(_cfg(ckpt, bench, tmp_path, batch_size=2), engine)
     preds = _preds(tmp_path)
     assert sorted(preds) == ["1", "2", "3"] and res["generated"] == 3
     assert res["scores"]["overall"] == score(load_benchmark(bench), preds).overall

@@ -83,6 +83,13 @@ def test_vision_features(hf_model, jx_model):
     got = np.asarray(jx_model.encode_vision(jnp.asarray(p), lay))[: len(want)]
     scale = np.abs(want).max()
     assert np.abs(got - want).max() <= 1e-4 * scale
+    # Full-attention blocks in query chunks (as for large patch buckets) give the same features.
+    jx_model.vision.full_attention_chunk = 256
+    try:
+        chunked = np.asarray(jx_model.encode_vision(jnp.asarray(p), lay))[: len(want)]
+    finally:
+        del jx_model.vision.full_attention_chunk  # back to the class default
+    assert np.abs(chunked - want).max() <= 1e-4 * scale
     # Control: windows as large as the images (no windowing) must change the features.
     wide = vision_layout(grids, vcfg.__class__(**{**vcfg.__dict__, "window_size": 1120}), 1024)
     bad = np.asarray(jx_model.encode_vision(jnp.asarray(p), wide))[: len(want)]
