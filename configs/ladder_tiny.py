@@ -36,7 +36,7 @@ def get_config():
     c.data.loss_on = "assistant"
     c.data.seq_buckets = "pow2:128:512"
     c.data.patch_buckets = "pow2:256:4096"
-    c.data.num_epochs = 1
+    c.data.num_epochs = 0  # repeat (reshuffled each epoch): train.num_steps decides the length
 
     c.mesh.data = -1
     c.mesh.fsdp = 1
@@ -52,6 +52,7 @@ def get_config():
     c.train.grad_accum = 1
     c.train.num_steps = 60
     c.train.log_every = 1
+    c.train.compilation_cache_dir = "runs/ladder_tiny/xla_cache"  # a rerun skips compiling
 
     c.checkpoint.every_steps = 30
     c.checkpoint.max_to_keep = 1

@@ -16,25 +16,30 @@ import os
 import sys
 import time
 
-from ladder_jax.checkpoint.hf import CheckpointError, load_checkpoint, load_hf, save_checkpoint, save_hf
+from ladder_jax.checkpoint.hf import (CheckpointError, load_checkpoint_params, load_hf_params, write_checkpoint,
+                                      write_hf)
+from ladder_jax.model.config import from_hf_config
 
 
 def _hf_to_jax(args) -> None:
     t0 = time.time()
     print(f"loading HF checkpoint {args.hf} as {args.dtype or 'float32'}", file=sys.stderr)
-    model = load_hf(args.hf, dtype=args.dtype or "float32", verbose=True)
+    dtype = args.dtype or "float32"
+    cfg = from_hf_config(args.hf).replace(dtype=dtype, param_dtype=dtype)
+    # numpy to numpy: no model is built, so peak memory is the converted weights plus one tensor.
+    params = load_hf_params(args.hf, cfg, verbose=True)
     print(f"writing ladder_jax checkpoint {args.out}", file=sys.stderr)
-    save_checkpoint(model, args.out, source_dir=args.hf)
+    write_checkpoint(params, cfg, args.out, source_dir=args.hf)
     print(f"done in {time.time() - t0:.1f}s", file=sys.stderr)
 
 
 def _jax_to_hf(args) -> None:
     t0 = time.time()
     print(f"loading ladder_jax checkpoint {args.ckpt}", file=sys.stderr)
-    model = load_checkpoint(args.ckpt)
+    params, cfg = load_checkpoint_params(args.ckpt)
     print(f"writing HF checkpoint {args.out}", file=sys.stderr)
-    save_hf(model, args.out, source_dir=args.ckpt, max_shard_size=args.max_shard_size, dtype=args.dtype,
-            verbose=True)
+    write_hf(params, cfg, args.out, source_dir=args.ckpt, max_shard_size=args.max_shard_size, dtype=args.dtype,
+             verbose=True)
     print(f"done in {time.time() - t0:.1f}s", file=sys.stderr)
 
 

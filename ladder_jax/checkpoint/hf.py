@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Iterable
+from typing import Any, Iterable
 
 import flax.nnx as nnx
 import jax
@@ -347,6 +347,16 @@ def write_safetensors(path: str, specs: list[tuple[str, tuple[int, ...], np.dtyp
             f.write(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)
 
 
+def host_copy(x) -> np.ndarray:
+    """numpy copy of x that does not stay cached on the jax array.
+
+    np.asarray(jax_array) keeps the host copy alive as long as the array (jax caches it), which
+    doubles peak memory when a whole model is written; converting a fresh copy lets each host
+    buffer go as soon as its tensor is written.
+    """
+    return np.asarray(jnp.copy(x)) if isinstance(x, jax.Array) else np.asarray(x)
+
+
 def model_params(model: Qwen25VL) -> dict[str, jax.Array]:
     """{param path: array} of a model."""
     return {"/".join(str(p) for p in path): var.get_value()
@@ -357,7 +367,7 @@ def hf_tensors(params: dict[str, jax.Array], cfg: ModelConfig, dtype=None) -> It
     """Yield (hub key, numpy tensor) in KEY_TABLE order, one at a time."""
     for key, e in hub_entries(cfg).items():
         a = params[e.path]
-        a = np.asarray(a if e.layer is None else a[e.layer])
+        a = host_copy(a if e.layer is None else a[e.layer])
         if dtype is not None:
             a = a.astype(dtype)
         yield key, np.ascontiguousarray(e.kind.to_hf(a, e.hf_shape))
@@ -384,27 +394,18 @@ def copy_aux_files(src_dir: str | None, out_dir: str) -> list[str]:
     return copied
 
 
-def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max_shard_size: int | str = "50GB",
-            dtype: str | None = None, verbose: bool = False) -> None:
-    """Write `model` as an HF checkpoint directory (hub key layout, like save_pretrained).
-
-    One `model.safetensors`, or `model-0000k-of-0000n.safetensors` + index when larger than
-    max_shard_size (transformers' default is 50GB); config.json in the hub's flat layout;
-    tokenizer/processor/chat-template files copied from `source_dir`.
-    """
-    cfg: ModelConfig = model.config
+def write_hub_shards(out_dir: str, entries: dict[str, Entry], dtypes: dict[str, np.dtype],
+                     tensors: Iterable[tuple[str, np.ndarray]], max_shard_size: int | str = "50GB",
+                     verbose: bool = False) -> None:
+    """Stream hub tensors (in `entries` order) into `model.safetensors`, or into
+    `model-0000k-of-0000n.safetensors` + index when larger than max_shard_size, as
+    transformers' save_pretrained names them. Shards are planned from shapes alone."""
     os.makedirs(out_dir, exist_ok=True)
     limit = _parse_size(max_shard_size)
-    np_dtype = None if dtype is None else jnp.dtype(dtype)
-    params = model_params(model)
-    # Plan shards from the shapes alone, then write one shard at a time.
-    itemsize = {k: (np_dtype or jnp.dtype(v.dtype)).itemsize for k, v in params.items()}
-    entries = hub_entries(cfg)
     shards: list[list[str]] = [[]]
-    size = 0
-    total = total_params = 0
+    size = total = total_params = 0
     for key, e in entries.items():
-        nbytes = math.prod(e.hf_shape) * itemsize[e.path]
+        nbytes = math.prod(e.hf_shape) * np.dtype(dtypes[key]).itemsize
         total += nbytes
         total_params += math.prod(e.hf_shape)
         if shards[-1] and size + nbytes > limit:
@@ -415,9 +416,9 @@ def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max
     n = len(shards)
     names = [SINGLE_FILE] if n == 1 else [f"model-{k + 1:05d}-of-{n:05d}.safetensors" for k in range(n)]
     weight_map = {}
-    tensors = hf_tensors(params, cfg, np_dtype)
+    tensors = iter(tensors)
     for name, keys in zip(names, shards):
-        specs = [(k, entries[k].hf_shape, np_dtype or jnp.dtype(params[entries[k].path].dtype)) for k in keys]
+        specs = [(k, entries[k].hf_shape, np.dtype(dtypes[k])) for k in keys]
         write_safetensors(os.path.join(out_dir, name), specs, (next(tensors) for _ in keys),
                           metadata={"format": "pt"})
         weight_map.update({k: name for k in keys})
@@ -426,6 +427,28 @@ def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max
         with open(os.path.join(out_dir, INDEX_FILE), "w") as f:
             json.dump({"metadata": {"total_parameters": total_params, "total_size": total},
                        "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
+
+
+def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max_shard_size: int | str = "50GB",
+            dtype: str | None = None, verbose: bool = False) -> None:
+    """Write `model` as an HF checkpoint directory (see write_hf)."""
+    write_hf(model_params(model), model.config, out_dir, source_dir=source_dir, max_shard_size=max_shard_size,
+             dtype=dtype, verbose=verbose)
+
+
+def write_hf(params: dict[str, Any], cfg: ModelConfig, out_dir: str, *, source_dir: str | None = None,
+             max_shard_size: int | str = "50GB", dtype: str | None = None, verbose: bool = False) -> None:
+    """Write {param path: array} as an HF checkpoint directory (hub key layout, like save_pretrained).
+
+    One `model.safetensors`, or `model-0000k-of-0000n.safetensors` + index when larger than
+    max_shard_size (transformers' default is 50GB); config.json in the hub's flat layout;
+    tokenizer/processor/chat-template files copied from `source_dir`.
+    """
+    np_dtype = None if dtype is None else jnp.dtype(dtype)
+    dtypes = {k: np_dtype or jnp.dtype(v.dtype) for k, v in params.items()}
+    entries = hub_entries(cfg)
+    write_hub_shards(out_dir, entries, {k: dtypes[e.path] for k, e in entries.items()},
+                     hf_tensors(params, cfg, np_dtype), max_shard_size, verbose)
     hf_cfg = to_hf_config(cfg)
     if dtype is not None:
         hf_cfg["torch_dtype"] = str(jnp.dtype(dtype))
@@ -440,19 +463,26 @@ def save_hf(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None, max
 # --------------------------------------------------------------------------- ladder_jax checkpoints
 
 def save_checkpoint(model: Qwen25VL, out_dir: str, *, source_dir: str | None = None) -> None:
-    """Write a ladder_jax checkpoint directory (params.safetensors + ladder_config.json + aux files)."""
+    """Write a ladder_jax checkpoint directory (see write_checkpoint)."""
+    write_checkpoint(model_params(model), model.config, out_dir, source_dir=source_dir)
+
+
+def write_checkpoint(params: dict[str, Any], cfg: ModelConfig, out_dir: str, *,
+                     source_dir: str | None = None) -> None:
+    """Write {param path: array} as a ladder_jax checkpoint directory (params.safetensors +
+    ladder_config.json + the tokenizer/processor files of `source_dir`), one tensor at a time."""
     os.makedirs(out_dir, exist_ok=True)
-    params = model_params(model)
     specs = [(k, tuple(v.shape), jnp.dtype(v.dtype)) for k, v in params.items()]
     write_safetensors(os.path.join(out_dir, LADDER_PARAMS), specs,
-                      ((k, np.asarray(v)) for k, v in params.items()), metadata={"format": "ladder_jax"})
+                      ((k, host_copy(v)) for k, v in params.items()), metadata={"format": "ladder_jax"})
     with open(os.path.join(out_dir, LADDER_CONFIG), "w") as f:
-        json.dump(model.config.to_dict(), f, indent=2)
+        json.dump(cfg.to_dict(), f, indent=2)
     copy_aux_files(source_dir, out_dir)
 
 
-def load_checkpoint(ckpt_dir: str, *, dtype: str | None = None) -> Qwen25VL:
-    """Qwen25VL from a ladder_jax checkpoint directory. dtype sets both param and compute dtype."""
+def load_checkpoint_params(ckpt_dir: str, *, dtype: str | None = None) -> tuple[dict[str, np.ndarray], ModelConfig]:
+    """({param path: numpy array}, config) of a ladder_jax checkpoint directory, shapes checked.
+    dtype sets both param and compute dtype."""
     cfg_path = os.path.join(ckpt_dir, LADDER_CONFIG)
     try:
         with open(cfg_path) as f:
@@ -475,7 +505,12 @@ def load_checkpoint(ckpt_dir: str, *, dtype: str | None = None) -> Qwen25VL:
             if got != tuple(shapes[key].shape):
                 raise CheckpointError(f"{path}: tensor {key} has shape {list(got)}, expected {list(shapes[key].shape)}")
             params[key] = f.get_tensor(key).astype(jnp.dtype(cfg.param_dtype))
-    return params_into_model(params, cfg)
+    return params, cfg
+
+
+def load_checkpoint(ckpt_dir: str, *, dtype: str | None = None) -> Qwen25VL:
+    """Qwen25VL from a ladder_jax checkpoint directory. dtype sets both param and compute dtype."""
+    return params_into_model(*load_checkpoint_params(ckpt_dir, dtype=dtype))
 
 
 def load_model(model_dir: str, *, dtype: str | None = None, verbose: bool = False) -> Qwen25VL:

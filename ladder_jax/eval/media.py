@@ -37,24 +37,20 @@ def _open(path: Path):
         raise ValueError(f"{path}: cannot open video ({e})") from None
 
 
-def _count_frames(path: Path) -> int:
-    """Decoded-frame count; the container's own count is often missing or wrong, so decode."""
+def _count_frames(path: Path, decode: bool) -> int:
+    """Frame count: the container's own (cheap; exact for ordinary .mp4) or, with decode=True,
+    the number of frames that actually decode (for containers that lack or misstate it)."""
     with _open(path) as container:
         stream = container.streams.video[0]
+        if not decode and stream.frames:
+            return int(stream.frames)
         return sum(1 for _ in container.decode(stream))
 
 
-def decode_video(path: str | Path, num_frames: int | None) -> DecodedVideo:
-    """Decodes `num_frames` frames spread uniformly over the video (all when None)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: video file not found")
-    total = _count_frames(path)
-    if total == 0:
-        raise ValueError(f"{path}: video has no decodable frames")
-    idx = uniform_indices(total, num_frames)
-    wanted = {int(i): k for k, i in enumerate(idx)}
-    out: list[np.ndarray | None] = [None] * len(idx)
+def _sample(path: Path, idx) -> tuple[list, float | None, float | None]:
+    """Decodes the frames at indices idx (ascending) -> (frames or None where missing,
+    duration in seconds or None, average frame rate or None)."""
+    out: list = [None] * len(idx)
     with _open(path) as container:
         stream = container.streams.video[0]
         duration = None
@@ -64,15 +60,33 @@ def decode_video(path: str | Path, num_frames: int | None) -> DecodedVideo:
             duration = container.duration / 1_000_000  # microseconds
         rate = float(stream.average_rate) if stream.average_rate else None
         for n, frame in enumerate(container.decode(stream)):
-            if n in wanted:
+            hits = [k for k, i in enumerate(idx) if i == n]  # repeated indices share a frame
+            if hits:
                 arr = frame.to_ndarray(format="rgb24")
-                for k in (k for k, i in enumerate(idx) if i == n):  # repeated indices share a frame
+                for k in hits:
                     out[k] = arr
             if n >= idx[-1]:
                 break
-    if any(f is None for f in out):
-        raise ValueError(f"{path}: could not decode the sampled frames {idx.tolist()}")
+    return out, duration, rate
+
+
+def decode_video(path: str | Path, num_frames: int | None) -> DecodedVideo:
+    """Decodes `num_frames` frames spread uniformly over the video (all when None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    total = _count_frames(path, decode=False)
+    idx = uniform_indices(total, num_frames) if total else None
+    frames, duration, rate = _sample(path, idx) if total else ([None], None, None)
+    if any(f is None for f in frames):  # the container's count was wrong: count by decoding
+        total = _count_frames(path, decode=True)
+        if total == 0:
+            raise ValueError(f"{path}: video has no decodable frames")
+        idx = uniform_indices(total, num_frames)
+        frames, duration, rate = _sample(path, idx)
+        if any(f is None for f in frames):
+            raise ValueError(f"{path}: could not decode the sampled frames {idx.tolist()}")
     if not duration or duration <= 0:
         duration = total / rate if rate else None
     fps = len(idx) / duration if duration else 2.0
-    return DecodedVideo(out, idx, total, float(fps))
+    return DecodedVideo(frames, idx, total, float(fps))

@@ -30,11 +30,15 @@ def main(argv=None) -> int:
 
         jax.config.update("jax_compilation_cache_dir", cfg.train.compilation_cache_dir)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    from ladder_jax.train import sft
+    if cfg.get("trainer", "sft") == "grpo":  # stage 3 (configs/stage3_3b.py)
+        from ladder_jax.train import grpo as runner
+    else:
+        from ladder_jax.train import sft as runner
 
-    summaries = sft.run(cfg)
+    summaries = runner.run(cfg)
     for s in summaries:
         s.pop("trainer", None)
+        s.pop("history", None)  # GRPO's per-step metrics are in WORKDIR/metrics.jsonl
         print(json.dumps({k: v for k, v in s.items()}, default=str))
     if any(s["preempted"] for s in summaries):
         print("preempted: state saved; run the same command again to resume", file=sys.stderr)

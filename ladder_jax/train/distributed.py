@@ -2,8 +2,10 @@
 
 mode "none": single process. mode "explicit": coordinator_address / num_processes / process_id
 from the config. mode "auto": initialise when the environment says this is one process of
-several (TPU pod VM, SLURM job with more than one task, or JAX_COORDINATOR_ADDRESS set);
-jax.distributed then reads the cluster details itself. Must run before any other JAX call.
+several (LADDER_JAX_MULTIHOST=1 as the launch scripts in tools/ set it, a TPU pod worker, a
+SLURM job with more than one task, or JAX_COORDINATOR_ADDRESS + JAX_NUM_PROCESSES +
+JAX_PROCESS_ID); jax.distributed then reads the cluster details itself (TPU metadata, SLURM
+variables). Must run before any other JAX call.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import jax
 
 def _env_says_multiprocess() -> bool:
     env = os.environ
-    if env.get("JAX_COORDINATOR_ADDRESS"):
+    if env.get("LADDER_JAX_MULTIHOST") == "1" or env.get("JAX_COORDINATOR_ADDRESS"):
         return True
     if int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in env:
         return True
     # TPU pod VMs: more than one worker host listed.
     hosts = env.get("TPU_WORKER_HOSTNAMES", "")
-    return len([h for h in hosts.split(",") if h]) > 1
+    return len([h for h in hosts.split(",") if h]) > 1 or "MEGASCALE_COORDINATOR_ADDRESS" in env
 
 
 def initialize(dcfg) -> bool:

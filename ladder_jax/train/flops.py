@@ -40,8 +40,9 @@ def peak_flops_per_device(device_kind: str, override_tflops: float = 0.0) -> flo
     return 1e12
 
 
-def text_forward_flops(cfg, seq_lens: Iterable[int]) -> float:
-    """Forward FLOPs of the decoder + LM head over sequences of the given (real) lengths."""
+def text_forward_flops(cfg, seq_lens: Iterable[int], head_tokens: int | None = None) -> float:
+    """Forward FLOPs of the decoder over sequences of the given (real) lengths, plus the LM head
+    on ``head_tokens`` positions (default: every token; the SFT step scores only targets)."""
     t = cfg.text
     q = t.num_heads * t.head_dim
     kv = t.num_kv_heads * t.head_dim
@@ -52,7 +53,8 @@ def text_forward_flops(cfg, seq_lens: Iterable[int]) -> float:
     # causal attention: QK^T and PV, each 2*L*L*q/2 FLOPs per layer.
     attn = float(np.sum(2 * lens * lens * q))
     per_token_head = 2 * t.hidden_size * t.vocab_size
-    return t.num_layers * (tokens * per_token_layer + attn) + tokens * per_token_head
+    head = tokens if head_tokens is None else float(head_tokens)
+    return t.num_layers * (tokens * per_token_layer + attn) + head * per_token_head
 
 
 def vision_forward_flops(cfg, grid_thw: np.ndarray) -> float:
@@ -85,9 +87,9 @@ def vision_forward_flops(cfg, grid_thw: np.ndarray) -> float:
 
 
 def train_step_flops(cfg, seq_lens: Sequence[int], grid_thw: np.ndarray,
-                     freeze_vision: bool = False) -> dict[str, float]:
+                     freeze_vision: bool = False, head_tokens: int | None = None) -> dict[str, float]:
     """{"text", "vision", "total"} training FLOPs of one step (3x forward; frozen vision: 1x)."""
-    text = 3.0 * text_forward_flops(cfg, seq_lens)
+    text = 3.0 * text_forward_flops(cfg, seq_lens, head_tokens)
     vision = (1.0 if freeze_vision else 3.0) * vision_forward_flops(cfg, grid_thw)
     return {"text": text, "vision": vision, "total": text + vision}
 

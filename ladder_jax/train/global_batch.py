@@ -64,7 +64,7 @@ def _bucket(n: int, buckets: Sequence[int], what: str, sources: Sequence[str]) -
         raise batching.BucketOverflowError(f"{e} (rows {', '.join(sources)})") from None
 
 
-def target_bucket(n: int, lo: int = 16) -> int:
+def target_bucket(n: int, lo: int = 64) -> int:
     """Power of two >= max(n, lo)."""
     return 1 << (max(n, lo) - 1).bit_length()
 
@@ -121,6 +121,7 @@ def assemble(features: Sequence[batching.Features], layout: StepLayout, *, seq_b
         "seq_lens": [f.length for f in features],
         "grid_thw": np.concatenate([c["grid_thw"] for c in cols], axis=0),
         "shape": (L, P, K),
+        "target_tokens": int(sum(c["loss_mask"].sum() for c in cols)),
     }
     dev = [{k: v for k, v in c.items() if k not in HOST_ONLY} for c in cols]
     k, g = layout.grad_accum, layout.local_groups

@@ -122,8 +122,30 @@ def completion_logprobs(model, g: dict[str, Any], group_size: int) -> jax.Array:
     pos = jnp.concatenate([jnp.repeat(g["prompt_pos"], G, axis=1),
                            jnp.broadcast_to(gen[None], (3, n, T))], axis=2)
     hidden, _ = model.decode(x, pos, am)
-    logits = model.logits(hidden[:, L - 1:L + T - 1])  # position t predicts completion token t
-    return grpo_loss.selected_logprobs(logits, tokens)
+    return chunked_logprobs(model, hidden[:, L - 1:L + T - 1], tokens)  # position t predicts token t
+
+
+LOGIT_CHUNK = 256  # completion positions whose [rows, chunk, vocab] logits exist at once
+
+
+def chunked_logprobs(model, hidden: jax.Array, tokens: jax.Array, chunk: int = LOGIT_CHUNK) -> jax.Array:
+    """hidden [n, T, D], tokens [n, T] -> float32 log-probs [n, T], the LM head applied to
+    ``chunk`` positions at a time and recomputed in the backward pass: at 3B, G = 8 and 1024
+    tokens the full float32 logits of one prompt's group would take 5 GB (and their gradient
+    as much again)."""
+    n, T, D = hidden.shape
+    if T <= chunk or T % chunk:
+        return grpo_loss.selected_logprobs(model.logits(hidden), tokens)
+    k = T // chunk
+    hs = hidden.reshape(n, k, chunk, D).swapaxes(0, 1)
+    ts = tokens.reshape(n, k, chunk).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def one(xs):
+        h, t = xs
+        return grpo_loss.selected_logprobs(model.logits(h), t)
+
+    return jax.lax.map(one, (hs, ts)).swapaxes(0, 1).reshape(n, T)
 
 
 def batch_reward_stats(rewards, mask: jax.Array, group_size: int) -> dict[str, jax.Array]:
@@ -229,26 +251,14 @@ _FN_CACHE: dict[str, tuple] = {}
 _SAMPLERS: dict[str, Any] = {}
 
 
-_STATE_CACHE: dict[str, tuple] = {}
-_STATE_CACHE_MAX_BYTES = 256 << 20
-
-
 def _create_state(tr: "GRPOTrainer", model_fn, abs_params):
-    """state_lib.create, whose jitted initialiser compiles on every call; for small models
-    (tests, the embedded default) the initial state is kept and copied for later trainers of
-    the same settings. Large models are never cached (that would hold a second copy)."""
-    nbytes = sum(int(np.prod(a.shape)) * 4 for a in jax.tree.leaves(abs_params.to_pure_dict()))
-    if nbytes > _STATE_CACHE_MAX_BYTES:
-        return state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, tr.cfg.seed)
+    """state_lib.create with its compiled initialiser shared by trainers of the same settings."""
     cfg = tr.cfg
-    key = json.dumps([tr.mcfg.to_dict(), cfg.optim.to_dict(), cfg.seed, cfg.model.freeze_vision, str(tr.mesh),
-                      [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
+    key = json.dumps(["grpo", tr.mcfg.to_dict(), cfg.optim.to_dict(), cfg.seed, cfg.model.freeze_vision,
+                      str(tr.mesh), [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
                      sort_keys=True, default=str)
-    if key not in _STATE_CACHE:
-        _STATE_CACHE.clear()
-        _STATE_CACHE[key] = state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, cfg.seed)
-    state, parts, shardings = _STATE_CACHE[key]
-    return jax.tree.map(jnp.copy, state), parts, shardings
+    opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
+    return state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, cfg.seed, compiler_options=opts, cache_key=key)
 
 
 def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable]:
@@ -327,7 +337,10 @@ class GRPOTrainer:
         self.ref_params = self._cast(params, jnp.dtype(self.gcfg.ref_dtype))
 
     def load_params(self, params) -> None:
-        self.state = state_lib.replace_params(self.state, params, self.shardings, self.tx)
+        state = state_lib.replace_params(self.state, params, self.shardings, self.tx)
+        # replace_params leaves `step` unplaced: placing the whole state like the step's output
+        # avoids a second compilation of the step after the first update
+        self.state = jax.device_put(state, self.shardings)
 
     def refresh_sampler(self) -> None:
         self.sampler.update_params(self.parts.merge(self._cast(self.state.params, self.compute_dtype)))

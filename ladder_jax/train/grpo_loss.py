@@ -122,4 +122,4 @@ def semantic_entropy(accuracy: jax.Array, group_size: int) -> jax.Array:
     acc = jnp.asarray(accuracy).reshape(-1, group_size)
     same = (acc[:, :, None] == acc[:, None, :]).astype(jnp.float32)  # [P, G, G]
     p = same.sum(-1) / group_size  # share of each completion's cluster
-    return -jnp.mean(jnp.log(p), axis=-1)
+    return 0.0 - jnp.mean(jnp.log(p), axis=-1)  # 0.0 - x: a single cluster gives +0.0, not -0.0

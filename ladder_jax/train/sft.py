@@ -210,8 +210,9 @@ class Trainer:
         return jax.device_get(g), {k: float(v) for k, v in jax.device_get(s).items()}
 
     def step_flops(self, info) -> dict:
+        # the LM head runs on the target positions only (see step.py)
         return flops_lib.train_step_flops(self.mcfg, info["seq_lens"], info["grid_thw"],
-                                          self.cfg.model.freeze_vision)
+                                          self.cfg.model.freeze_vision, info["target_tokens"])
 
     def load_params(self, params) -> None:
         self.state = state_lib.replace_params(self.state, params, self.shardings, self.tx)
@@ -299,11 +300,23 @@ def load_init_params(trainer: Trainer, init_from: str) -> None:
     trainer.load_params(params)
 
 
-def trained_model(trainer: Trainer):
+def host_params(trainer: Trainer) -> dict:
+    """The full float32 parameters as numpy on this host. Collective when parameters are split
+    across processes: every process must call it."""
+    params = trainer.state.params
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return jax.tree.map(np.asarray, multihost_utils.process_allgather(params, tiled=True))
+    return jax.tree.map(np.asarray, jax.device_get(params))
+
+
+def trained_model(trainer: Trainer, params: dict | None = None):
     """The trained Qwen25VL (float32 params, compute dtype from the config) on the host."""
     from ladder_jax.checkpoint import hf as hf_lib
 
-    flat = {k: np.asarray(v) for k, v in _flatten(jax.device_get(trainer.state.params)).items()}
+    params = host_params(trainer) if params is None else params
+    flat = {k: np.asarray(v) for k, v in _flatten(params).items()}
     return hf_lib.params_into_model(flat, trainer.mcfg.replace(param_dtype="float32"))
 
 
@@ -314,19 +327,19 @@ def _tokenizer_source(cfg) -> str | None:
     return None
 
 
-def save_model_dir(trainer: Trainer, out_dir: str, cfg) -> None:
+def save_model_dir(trainer: Trainer, out_dir: str, cfg, params: dict | None = None) -> None:
     """The final model as a ladder_jax model directory (generate / eval / convert read it)."""
     from ladder_jax.checkpoint import hf as hf_lib
 
-    hf_lib.save_checkpoint(trained_model(trainer), out_dir, source_dir=_tokenizer_source(cfg))
+    hf_lib.save_checkpoint(trained_model(trainer, params), out_dir, source_dir=_tokenizer_source(cfg))
     _ensure_tokenizer(out_dir, cfg)
 
 
-def export_hf(trainer: Trainer, out_dir: str, cfg) -> None:
+def export_hf(trainer: Trainer, out_dir: str, cfg, params: dict | None = None) -> None:
     """The final model as a Hugging Face directory (transformers / vLLM load it), bf16 weights."""
     from ladder_jax.checkpoint import hf as hf_lib
 
-    hf_lib.save_hf(trained_model(trainer), out_dir, source_dir=_tokenizer_source(cfg), dtype="bfloat16")
+    hf_lib.save_hf(trained_model(trainer, params), out_dir, source_dir=_tokenizer_source(cfg), dtype="bfloat16")
     _ensure_tokenizer(out_dir, cfg)
 
 
@@ -388,7 +401,9 @@ class _Preemption:
 def steps_for(cfg, source) -> int:
     if cfg.train.num_steps > 0:
         return int(cfg.train.num_steps)
-    per_host = len(source) * max(int(cfg.data.num_epochs), 1)
+    if int(cfg.data.num_epochs) <= 0:
+        raise ValueError("data.num_epochs <= 0 repeats the data forever: set train.num_steps")
+    per_host = len(source) * int(cfg.data.num_epochs)
     local = cfg.train.global_batch_size // jax.process_count()
     n = per_host // max(local, 1)
     if n < 1:
@@ -445,6 +460,7 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
         while step < num_steps:
             examples = sources_lib.take(source, trainer.layout.local_examples)
             if examples is None:
+                print(f"[{cfg.name}] the data ended after {step} of {num_steps} steps", flush=True)
                 break
             m, info = trainer.train_step(examples)
             step += 1
@@ -474,15 +490,20 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
     log.close()
     summary = {"name": cfg.name, "workdir": workdir, "step": step, "num_steps": num_steps,
                "preempted": preempted, "last": last, "compiled_shapes": trainer.num_compiled_shapes}
+    stats = getattr(source, "stats", None)
+    if stats is not None:  # rows skipped with data.on_bad_row=skip (this host)
+        summary["skipped_rows"] = int(stats.total)
+    # gathering split parameters is collective: every process takes part, process 0 writes
+    final = host_params(trainer) if not preempted and (cfg.save_model or cfg.export_hf) else None
     if jax.process_index() == 0 and not preempted:
         if cfg.metrics.plot and cfg.metrics.jsonl and os.path.exists(log.path):
             summary["loss_curve"] = metrics_lib.plot_loss_curve(
                 log.path, os.path.join(workdir, "loss_curve.png"), title=f"{cfg.name} loss")
         if cfg.save_model:
-            save_model_dir(trainer, os.path.join(workdir, "model"), cfg)
+            save_model_dir(trainer, os.path.join(workdir, "model"), cfg, final)
             summary["model_dir"] = os.path.join(workdir, "model")
         if cfg.export_hf:
-            export_hf(trainer, cfg.export_hf, cfg)
+            export_hf(trainer, cfg.export_hf, cfg, final)
             summary["export_hf"] = cfg.export_hf
     summary["trainer"] = trainer
     return summary

@@ -126,4 +126,6 @@ def replace_params(state: TrainState, params: Any, shardings: TrainState,
     """A fresh state (step 0, new optimizer state) around loaded parameters (init_from)."""
     params = jax.device_put(params, shardings.params)
     opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
-    return state.replace(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+    # placed exactly like the step's outputs, or the first step after a load compiles twice
+    step = jax.device_put(jnp.zeros((), jnp.int32), shardings.step)
+    return state.replace(step=step, params=params, opt_state=opt_state)

@@ -289,3 +289,57 @@ def test_mp4_uniform_frames(data):
         # Lossy codec: each sampled frame's mean colour is near the colour it was written with.
         assert np.abs(frame.reshape(-1, 3).mean(0) - np.asarray(MP4_COLORS[i])).max() < 12, i
     assert vid.sampled_fps == pytest.approx(4 / (10 / 4), rel=0.05)  # 4 frames over 2.5 s
+
+
+def test_prompt_styles():
+    from ladder_jax.eval.inputs import EvalItem
+    from ladder_jax.processing.prompts import (
+        MCQ_DIRECT_SUFFIX,
+        MCQ_THINK_SUFFIX,
+        NUMERIC_DIRECT_SUFFIX,
+        NUMERIC_THINK_SUFFIX,
+        THINK_INSTRUCTION,
+    )
+
+    mcq = EvalItem("1", 1, "Which is closer?", ("A. a", "B. b"), "object_rel_direction_hard")
+    num = EvalItem("2", 2, "How far?", None, "object_abs_distance")
+    assert run_mod.prompt_text(mcq, "direct") == f"Question: Which is closer?\nOptions:\nA. a\nB. b\n{MCQ_DIRECT_SUFFIX}"
+    assert run_mod.prompt_text(num, "direct") == f"Question: How far?\n{NUMERIC_DIRECT_SUFFIX}"
+    assert run_mod.prompt_text(num, "think") == f"Question: How far?\n{THINK_INSTRUCTION}\n{NUMERIC_THINK_SUFFIX}"
+    assert run_mod.prompt_text(mcq, "think").endswith(f"B. b\n{THINK_INSTRUCTION}\n{MCQ_THINK_SUFFIX}")
+
+
+def test_plan_batches_groups_similar_lengths():
+    lengths = [50, 10, 40, 11, 39, 12, 70]
+    assert run_mod.plan_batches(lengths, 3) == [[1, 3, 5], [4, 2, 0], [6]]
+    assert run_mod.plan_batches(lengths, 10) == [[1, 3, 5, 4, 2, 0, 6]]
+
+
+def test_data_gen_heldout_benchmarks(ckpt, engine, tmp_path):
+    """The held-out SPBench-SI/MV parquet and frames data_gen writes run as they are."""
+    from data_gen.__main__ import main as data_gen_main
+
+    scenes, out = tmp_path / "scenes", tmp_path / "gen"
+    assert data_gen_main(["synth", "--out", str(scenes), "--scenes", "2", "--seed", "1", "--frames", "24",
+                          "--resolution", "160x120"]) == 0
+    assert data_gen_main(["build", "--scenes", str(scenes), "--out", str(out), "--seed", "0",
+                          "--heldout", "1", "--mv-views", "3", "--workers", "1"]) == 0
+    for name in ("spbench_si", "spbench_mv"):
+        bench = out / f"{name}.parquet"
+        res = _run(_cfg(ckpt, bench, tmp_path / name, batch_size=1, limit=2,
+                        image_root=str(out / "spbench_images")), engine)
+        items = load_benchmark(bench)
+        assert len(items) > 2 and res["generated"] == 2
+        preds = _preds(tmp_path / name)
+        assert sorted(preds) == sorted(it.id for it in items[:2])
+        assert res["scores"]["num_questions"] == len(items)
+        assert res["scores"]["overall"] == score(items, preds).overall
+
+
+def test_mp4_wrong_container_count_falls_back_to_decoding(data, monkeypatch):
+    from ladder_jax.eval import media
+
+    real = media._count_frames
+    monkeypatch.setattr(media, "_count_frames", lambda p, decode: real(p, decode) if decode else 15)
+    vid = decode_video(data / "arkitscenes" / "41069025.mp4", 4)
+    assert vid.total_frames == 10 and vid.indices.tolist() == [0, 3, 6, 9]

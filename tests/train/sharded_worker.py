@@ -90,6 +90,7 @@ def run(workdir, out, shard_index=0, shard_count=1):
     a = arch()
     exs = sources.synthetic_examples(8, seed=11, model_cfg=a)
     cfg = cfg_for(workdir, 4, 2, 1e-3)
+    cfg.save_model = True  # gathering the final parameters is collective across processes
     losses = []
     src = sources.ListSource(exs, shuffle=False, shard_index=shard_index, shard_count=shard_count)
     s = sft.train_stage(cfg, src, {"after_step": lambda tr, st, m: losses.append(m["loss"])}, a)

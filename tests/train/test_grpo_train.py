@@ -164,28 +164,58 @@ def write_spatial_data(root, n=2):
     return path
 
 
-def test_one_step_on_spatial_rows(tmp_path):
-    """The tiny preset (exact Qwen2.5 vocabulary, random init); prompts with images, decoding,
-    parsing and rewards go through the real path."""
-    data = write_spatial_data(tmp_path)
-    c = grpo.grpo_config()
-    c.workdir = str(tmp_path / "run")
+CLI_CONFIG = """
+from ladder_jax.train.grpo import grpo_config
+
+def get_config():
+    c = grpo_config()
+    c.workdir = {workdir!r}
     c.model.compute_dtype = "float32"
     c.model.remat = "none"
-    c.data.jsonl = str(data)
-    c.data.image_root = str(tmp_path)
+    c.data.jsonl = {jsonl!r}
+    c.data.image_root = {root!r}
     c.data.min_pixels, c.data.max_pixels = 56 * 56, 112 * 112
     c.grpo.num_generations = 2
     c.grpo.max_completion_length = 8
+    c.grpo.beta = 0.0
     c.train.global_batch_size = 2
     c.train.num_steps = 1
     c.train.xla_fast_compile = True
     c.metrics.tensorboard = False
     c.metrics.progress_bar = False
     c.checkpoint.async_save = False
-    s = grpo.train_stage(c)
-    m = s["last"]
-    assert s["step"] == 1 and np.isfinite(m["loss"]) and m["completion_length"] > 0
+    return c
+"""
+
+
+def test_cli_runs_one_step_on_spatial_rows(tmp_path, capsys):
+    """python -m ladder_jax.train dispatches on cfg.trainer; the tiny preset (exact Qwen2.5
+    vocabulary, random init); prompts with images, decoding, parsing and rewards on the real path."""
+    from ladder_jax.train.__main__ import main
+
+    data = write_spatial_data(tmp_path)
+    cfg_file = tmp_path / "stage3_test.py"
+    cfg_file.write_text(CLI_CONFIG.format(workdir=str(tmp_path / "run"), jsonl=str(data), root=str(tmp_path)))
+    assert main(["--config", str(cfg_file), "--config.grpo.epsilon_high=0.28"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 1 and not summary["preempted"]
+    m = summary["last"]
+    assert np.isfinite(m["loss"]) and m["completion_length"] > 0
     # a random model neither follows the format nor answers: the rewards are exactly 0
-    assert m["format_rate"] == 0.0 and m["reward_mean"] == m["accuracy"]
-    assert os.path.isfile(os.path.join(s["model_dir"], "ladder_config.json"))
+    assert m["format_rate"] == 0.0 and m["reward_mean"] == m["accuracy"] == 0.0
+    assert os.path.isfile(os.path.join(summary["model_dir"], "ladder_config.json"))
+    rec = json.loads(open(tmp_path / "run" / "metrics.jsonl").read().splitlines()[-1])
+    assert rec["step"] == 1 and "semantic_entropy" in rec
+
+
+def test_stage3_3b_config():
+    from ladder_jax.train import config_cli
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "stage3_3b.py")
+    c = config_cli.parse_args(["--config", root, "--config.grpo.num_generations=4"])
+    grpo.check_config(c)
+    assert c.trainer == "grpo" and c.grpo.num_generations == 4 and c.grpo.beta == 0.01
+    assert c.grpo.max_completion_length == 1024 and c.grpo.top_k == 50 and c.optim.lr == 1e-6
+    assert c.data.max_pixels == 128 * 28 * 28 and c.data.min_pixels == 16 * 28 * 28
+    with pytest.raises(config_cli.ConfigError, match="grpo.bta"):
+        config_cli.parse_args(["--config", root, "--config.grpo.bta=0.1"])

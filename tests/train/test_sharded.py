@@ -76,5 +76,6 @@ def test_two_processes_reach_the_same_loss_as_one(tmp_path):
     assert single["processes"] == 1 and single["groups"] == 1
     assert multi["step"] == single["step"] == 2
     np.testing.assert_allclose(multi["losses"], single["losses"], rtol=1e-5)
-    # both processes wrote one checkpoint together
+    # both processes wrote one checkpoint together; process 0 wrote the final model
     assert sorted(os.listdir(tmp_path / "multi" / "checkpoints")) == ["2"]
+    assert (tmp_path / "multi" / "model" / "params.safetensors").is_file()
