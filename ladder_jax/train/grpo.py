@@ -284,7 +284,6 @@ def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable]:
     return fns
 
 
-
 class GRPOTrainer:
     """Mesh + sharded policy state + frozen reference + sampler + jitted GRPO functions."""
 

@@ -184,3 +184,27 @@ def test_vision_flops_for_one_image_by_hand():
     assert flops.peak_flops_per_device("NVIDIA H100 80GB HBM3") == 989e12
     assert flops.peak_flops_per_device("TPU v5 lite") == 197e12
     assert flops.peak_flops_per_device("cpu", 2.5) == 2.5e12
+
+
+# ----------------------------------------------------------------------------- distributed
+
+def test_distributed_modes(monkeypatch):
+    from ladder_jax.train import distributed
+
+    d = defaults.base_config().distributed
+    for var in ("LADDER_JAX_MULTIHOST", "JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "SLURM_JOB_ID",
+                "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    assert distributed.initialize(d) is False  # auto, single process: nothing to do
+    assert not distributed._env_says_multiprocess()
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert not distributed._env_says_multiprocess()
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert distributed._env_says_multiprocess()
+    d.mode = "explicit"
+    with pytest.raises(ValueError, match="coordinator_address"):
+        distributed.initialize(d)
+    d.mode = "bogus"
+    with pytest.raises(ValueError, match="auto, none or explicit"):
+        distributed.initialize(d)

@@ -145,20 +145,20 @@ def test_bad_config_is_rejected(tmp_path):
 # ----------------------------------------------------------------------------- real prompts
 
 
-def write_spatial_data(root, n=2):
+def write_spatial_data(root):
+    """Two rows: a video (4 frames, appearance order) and a single image (object count)."""
     rng = np.random.default_rng(0)
-    rows = []
-    for i in range(n):
-        name = f"img{i}.jpg"
-        Image.fromarray(rng.integers(0, 256, (84, 112, 3), dtype=np.uint8)).save(root / name)
-        if i % 2:
-            rows.append({"question_id": i, "question": "Which is closer to the camera, the chair or the table?",
-                         "options": ["A. chair", "B. table"], "answer": "A", "image": [name],
-                         "question_type": "relative distance", "data_type": "single_image"})
-        else:
-            rows.append({"question_id": i, "question": "How many chairs are in the room?", "options": None,
-                         "answer": "3", "image": [name], "question_type": "object count",
-                         "data_type": "single_image"})
+    save = lambda name: Image.fromarray(rng.integers(0, 256, (84, 112, 3), dtype=np.uint8)).save(root / name)
+    frames = [f"frame{i}.jpg" for i in range(4)]
+    for name in frames + ["img.jpg"]:
+        save(name)
+    rows = [
+        {"question_id": 0, "question": "Which appears first in the video, the chair or the table?",
+         "options": ["A. chair", "B. table"], "answer": "B", "image": frames,
+         "question_type": "appearance order", "data_type": "video"},
+        {"question_id": 1, "question": "How many chairs are in the room?", "options": None, "answer": "3",
+         "image": ["img.jpg"], "question_type": "object count", "data_type": "single_image"},
+    ]
     path = root / "spatial.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -190,7 +190,8 @@ def get_config():
 
 def test_cli_runs_one_step_on_spatial_rows(tmp_path, capsys):
     """python -m ladder_jax.train dispatches on cfg.trainer; the tiny preset (exact Qwen2.5
-    vocabulary, random init); prompts with images, decoding, parsing and rewards on the real path."""
+    vocabulary, random init); a video prompt and an image prompt in one group, decoding, parsing
+    and rewards on the real path."""
     from ladder_jax.train.__main__ import main
 
     data = write_spatial_data(tmp_path)
