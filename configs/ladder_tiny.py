@@ -1,33 +1,45 @@
-"""The embedded default: a tiny random Qwen2.5-VL trained on CPU through stage 1 then stage 2.
+"""The embedded default: the whole ladder with a tiny random Qwen2.5-VL on CPU.
 
     python -m ladder_jax.train --config configs/ladder_tiny.py
 
-Data: the small procedural dataset written by data_gen under data/ladder_tiny (published
-SpatialLadder-26k schemas). Model: the `tiny` preset (2 text layers of width 64, 4 vision
-blocks of width 32, the exact Qwen2.5 vocabulary and tokenizer), randomly initialised. Stage 2
-starts from stage 1's checkpoint. Sized to finish on a 2-core CPU in a few minutes.
+1. Data: 8 procedural scenes written by data_gen into data/ladder_tiny (reused when present):
+   SpatialLadder-26k-style grounding and spatial JSONL, one held-out scene as SPBench-SI/MV.
+2. Model: the `tiny` preset (2 text layers of width 64, 4 vision blocks of width 32, the exact
+   Qwen2.5 vocabulary and tokenizer), randomly initialised, evaluated untrained.
+3. Stage 1 (localization SFT) -> stage 2 (spatial SFT) -> cold start (rejection sampling with the
+   stage-2 model, topped up with template think/answer rows, then SFT) -> stage 3 (GRPO), each
+   starting from the previous stage's model and evaluated on the held-out scene.
+4. runs/ladder_tiny/report.md: a table per stage, loss and reward curves.
+
+Everything is resumable: rerun the command and finished parts are skipped.
 """
 
 import ml_collections
 
-from ladder_jax.train.defaults import base_config
+from ladder_jax.train.grpo import grpo_config
+from ladder_jax.train.ladder import ladder_defaults
 
 DATA_ROOT = "data/ladder_tiny"
+WORKDIR = "runs/ladder_tiny"
 
 
 def get_config():
-    c = base_config()
+    c = grpo_config()  # the SFT keys plus the grpo group
     c.name = "ladder_tiny"
-    c.workdir = "runs/ladder_tiny"
+    c.trainer = "ladder"
+    c.workdir = WORKDIR
     c.seed = 0
     c.init_from = ""  # random init
 
+    c.ladder = ladder_defaults()
+    c.ladder.data_dir = DATA_ROOT
+
     c.model.preset = "tiny"
-    c.model.compute_dtype = "float32"  # tiny matrices: bf16 buys nothing on CPU
+    c.model.compute_dtype = "bfloat16"  # float32 master weights; ~1.9x faster steps on this CPU
     c.model.remat = "none"
     c.model.freeze_vision = False
 
-    c.data.image_root = DATA_ROOT
+    c.data.image_root = ""  # the ladder fills data paths from ladder.data_dir
     c.data.min_pixels = 4 * 28 * 28
     c.data.max_pixels = 16 * 28 * 28  # at most 16 vision tokens per image
     c.data.video_min_pixels = 4 * 28 * 28
@@ -42,7 +54,7 @@ def get_config():
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
 
-    c.optim.lr = 2e-3  # a random tiny model learns from scratch: far above the 3B recipe's 1e-5
+    c.optim.lr = 5e-3  # a random tiny model learns from scratch: far above the 3B recipe's 1e-5
     c.optim.schedule = "cosine"
     c.optim.warmup_ratio = 0.1
     c.optim.weight_decay = 0.0
@@ -52,21 +64,33 @@ def get_config():
     c.train.grad_accum = 1
     c.train.num_steps = 60
     c.train.log_every = 1
-    c.train.compilation_cache_dir = "runs/ladder_tiny/xla_cache"  # a rerun skips compiling
+    c.train.compilation_cache_dir = f"{WORKDIR}/xla_cache"  # a rerun skips compiling
 
     c.checkpoint.every_steps = 30
     c.checkpoint.max_to_keep = 1
     c.checkpoint.async_save = True
-
     c.metrics.peak_tflops_per_device = 0.0
 
-    c.stages = ("stage1", "stage2")
+    c.grpo.num_generations = 4
+    c.grpo.max_completion_length = 64
+    c.grpo.temperature = 1.0
+    c.grpo.top_k = 50
+
     c.stage1 = ml_collections.ConfigDict({
-        "data": {"kind": "grounding", "jsonl": f"{DATA_ROOT}/spld_grounding_data.jsonl"},
+        "data": {"kind": "grounding"},
         "train": {"num_steps": 60},
     })
     c.stage2 = ml_collections.ConfigDict({
-        "data": {"kind": "spatial", "jsonl": f"{DATA_ROOT}/spld_spatial_data.jsonl"},
+        "data": {"kind": "spatial"},
+        "train": {"num_steps": 150},
+    })
+    c.coldstart = ml_collections.ConfigDict({
+        "data": {"kind": "coldstart"},  # written by the ladder: rejection sampling + templates
         "train": {"num_steps": 60},
+    })
+    c.stage3 = ml_collections.ConfigDict({
+        "data": {"kind": "spatial"},
+        "optim": {"lr": 1e-4, "warmup_ratio": 0.0},
+        "train": {"global_batch_size": 4, "num_steps": 12},
     })
     return c

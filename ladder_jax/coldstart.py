@@ -82,6 +82,7 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
     rows = read_rows("spatial", data, image_root, skip_bad=skip_bad)
     if limit:
         rows = rows[:limit]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     part = partial_path(out)
     done = _read_partial(part)
     todo = [r for r in rows if r.source not in done]
@@ -134,6 +135,44 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
     n = formats.write_jsonl(out, records, root=root)
     return {"rows": len(rows), "kept": n, "sampled": n_sampled, "seconds": round(time.time() - t0, 2),
             "out": str(out), "lam": lam, "samples": samples}
+
+
+TEMPLATE_REASONING = "I compare the objects in the {where} to judge the {what}."
+_WHERE = {"single_image": "image", "multi_view": "views", "video": "video frames"}
+
+
+def template_solution(question_type: str, data_type: str, answer: str) -> str:
+    """A fixed-wording <think>/<answer> solution: it teaches the output format, not reasoning."""
+    why = TEMPLATE_REASONING.format(what=question_type, where=_WHERE.get(data_type, "images"))
+    return f"<think>{why}</think><answer>{answer}</answer>"
+
+
+def template_coldstart(spatial: str, out: str, *, sampled: str | None = None, min_rows: int = 128,
+                       seed: int = 0) -> dict[str, Any]:
+    """Cold-start rows = the kept rows of ``sampled`` (rejection sampling) plus template rows
+    (template_solution over randomly chosen other spatial rows) until there are ``min_rows``.
+
+    For models that cannot yet follow the think/answer format (a tiny random model passes no
+    rejection sampling), so the cold-start stage still has data that teaches the format.
+    Template rows carry ``"source": "template"``.
+    """
+    from ladder_jax.data import formats
+    from ladder_jax.processing.prompts import stage3_example
+
+    root = os.path.dirname(os.path.abspath(spatial))
+    kept = list(formats.read_coldstart(sampled, root)) if sampled and os.path.isfile(sampled) else []
+    used = {r.question_id for r in kept}
+    rows = [r for r in formats.read_spatial(spatial, root) if r.question_id not in used]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    records = list(kept)
+    for i in order[: max(0, min_rows - len(kept))]:
+        r = rows[int(i)]
+        user, answer = stage3_example(r.question, r.answer, options=r.options, question_type=r.question_type)
+        records.append(formats.ColdstartRecord(
+            question_id=r.question_id, prompt=user, solution=template_solution(r.question_type, r.data_type, answer),
+            image=r.image, data_type=r.data_type, extra={"question_type": r.question_type, "source": "template"}))
+    n = formats.write_jsonl(out, records, root=root)
+    return {"rows": n, "sampled": len(kept), "template": n - len(kept), "out": str(out)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -30,8 +30,11 @@ def main(argv=None) -> int:
 
         jax.config.update("jax_compilation_cache_dir", cfg.train.compilation_cache_dir)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    if cfg.get("trainer", "sft") == "grpo":  # stage 3 (configs/stage3_3b.py)
+    trainer = cfg.get("trainer", "sft")
+    if trainer == "grpo":  # stage 3 (configs/stage3_3b.py)
         from ladder_jax.train import grpo as runner
+    elif trainer == "ladder":  # every stage, evaluation and report (configs/ladder_tiny.py)
+        from ladder_jax.train import ladder as runner
     else:
         from ladder_jax.train import sft as runner
 

@@ -6,7 +6,7 @@ The optimizer works on the float32 master parameters (a pure dict tree); its sta
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import optax

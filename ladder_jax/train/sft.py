@@ -7,12 +7,11 @@ train, checkpoint, metrics, loss curve, optional HF export. SIGTERM saves and ex
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -92,12 +91,6 @@ def param_rules(cfg) -> tuple:
 
 
 # ----------------------------------------------------------------------------- trainer
-
-@dataclasses.dataclass
-class StepTiming:
-    seconds: float
-    compiled: bool
-
 
 _FN_CACHE: dict[str, tuple] = {}
 
@@ -447,8 +440,6 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
 
     peak = flops_lib.peak_flops_per_device(jax.devices()[0].device_kind,
                                            cfg.metrics.peak_tflops_per_device)
-    if jax.devices()[0].platform == "cpu" and cfg.metrics.peak_tflops_per_device <= 0:
-        peak = 1e12
     log = metrics_lib.MetricsLogger(workdir, total_steps=num_steps, jsonl=cfg.metrics.jsonl,
                                     tensorboard=cfg.metrics.tensorboard,
                                     progress_bar=cfg.metrics.progress_bar, initial_step=start,

@@ -9,7 +9,7 @@ ladder_jax.data.pipeline for the published / generated JSONL files.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 

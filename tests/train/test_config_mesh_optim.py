@@ -62,13 +62,33 @@ def test_3b_stage_configs_follow_the_reference_recipe():
     assert stages["coldstart_3b"].init_from == "runs/stage2_3b"
 
 
-def test_tiny_default_chains_stage1_into_stage2():
-    cfg = config_cli.load_config_file(str(CONFIGS / "ladder_tiny.py"))
+STAGED = """
+import ml_collections
+from ladder_jax.train.defaults import base_config
+
+def get_config():
+    c = base_config()
+    c.workdir = "runs/two"
+    c.model.remat = "none"
+    c.stages = ("first", "second")
+    c.first = ml_collections.ConfigDict({"data": {"kind": "grounding"}, "train": {"num_steps": 5}})
+    c.second = ml_collections.ConfigDict({"data": {"kind": "spatial"}, "optim": {"lr": 3e-6}})
+    return c
+"""
+
+
+def test_stages_run_in_order_each_from_the_previous_one(tmp_path):
+    path = tmp_path / "two.py"
+    path.write_text(STAGED)
+    cfg = config_cli.parse_args(["--config", str(path), "--config.second.optim.lr=4e-6"])
     s1, s2 = sft.stage_configs(cfg)
-    assert (s1.name, s1.data.kind, s1.init_from) == ("stage1", "grounding", "")
-    assert (s2.name, s2.data.kind) == ("stage2", "spatial")
-    assert s2.init_from == s1.workdir == "runs/ladder_tiny/stage1"
-    assert sft.model_config(s1) == mc.tiny(remat="none")
+    assert (s1.name, s1.data.kind, s1.init_from, s1.train.num_steps) == ("first", "grounding", "", 5)
+    assert (s2.name, s2.data.kind, s2.optim.lr, s2.train.num_steps) == ("second", "spatial", 4e-6, -1)
+    assert s2.init_from == s1.workdir == "runs/two/first"
+    assert sft.model_config(s1) == mc.tiny(remat="none", dtype="bfloat16")  # the defaults
+    cfg.second.bogus = 1
+    with pytest.raises(ValueError, match="stage second: unknown config key 'bogus'"):
+        sft.stage_configs(cfg)
 
 
 # ----------------------------------------------------------------------------- mesh
