@@ -137,13 +137,13 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
             "out": str(out), "lam": lam, "samples": samples}
 
 
-TEMPLATE_REASONING = "I compare the objects in the {where} to judge the {what}."
+TEMPLATE_REASONING = "I compare the objects in the {where}."
 _WHERE = {"single_image": "image", "multi_view": "views", "video": "video frames"}
 
 
-def template_solution(question_type: str, data_type: str, answer: str) -> str:
+def template_solution(data_type: str, answer: str) -> str:
     """A fixed-wording <think>/<answer> solution: it teaches the output format, not reasoning."""
-    why = TEMPLATE_REASONING.format(what=question_type, where=_WHERE.get(data_type, "images"))
+    why = TEMPLATE_REASONING.format(where=_WHERE.get(data_type, "images"))
     return f"<think>{why}</think><answer>{answer}</answer>"
 
 
@@ -169,7 +169,7 @@ def template_coldstart(spatial: str, out: str, *, sampled: str | None = None, mi
         r = rows[int(i)]
         user, answer = stage3_example(r.question, r.answer, options=r.options, question_type=r.question_type)
         records.append(formats.ColdstartRecord(
-            question_id=r.question_id, prompt=user, solution=template_solution(r.question_type, r.data_type, answer),
+            question_id=r.question_id, prompt=user, solution=template_solution(r.data_type, answer),
             image=r.image, data_type=r.data_type, extra={"question_type": r.question_type, "source": "template"}))
     n = formats.write_jsonl(out, records, root=root)
     return {"rows": n, "sampled": len(kept), "template": n - len(kept), "out": str(out)}

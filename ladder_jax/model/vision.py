@@ -37,7 +37,9 @@ class VisionLayout:
     window_seg:  [P]     attention segment of slot i in window-attention blocks
     full_seg:    [P]     attention segment of slot i in full-attention blocks (one per frame)
     unperm:      [P/4]   window-order merged row holding original merged token j
-    Padding slots form one extra segment of their own and come out as the trailing merged rows.
+    frame_width: static power of two >= the patches of the largest frame (0: unknown); lets
+                 full-attention blocks attend within a band of frames instead of all P slots
+    Each padding merge unit is a segment of its own; padding comes out as the trailing merged rows.
     """
 
     perm: jax.Array
@@ -45,6 +47,7 @@ class VisionLayout:
     window_seg: jax.Array
     full_seg: jax.Array
     unperm: jax.Array
+    frame_width: int = flax.struct.field(pytree_node=False, default=0)
 
 
 def patch_bucket(n: int, minimum: int = 64) -> int:
@@ -119,12 +122,16 @@ def vision_layout(grid_thw: Sequence[Sequence[int]], cfg: VisionConfig,
     unit_perm_padded = np.concatenate([unit_perm, pad_units])
     perm = (unit_perm_padded[:, None] * mu + np.arange(mu)).reshape(-1)
     pos_hw = np.concatenate(pos_units + [np.zeros((len(pad_units), mu, 2), np.int64)]).reshape(-1, 2)
-    win_seg = np.repeat(np.concatenate(win_units + [np.full(len(pad_units), n_windows)]), mu)
-    full_seg = np.repeat(np.concatenate(frame_units + [np.full(len(pad_units), n_frames)]), mu)
+    # Each padding merge unit is a segment of its own, so no segment is longer than a window or
+    # a frame (the banded attention relies on that) and padding never mixes with real patches.
+    pad_ids = np.arange(len(pad_units))
+    win_seg = np.repeat(np.concatenate(win_units + [n_windows + pad_ids]), mu)
+    full_seg = np.repeat(np.concatenate(frame_units + [n_frames + pad_ids]), mu)
     unperm = np.argsort(unit_perm_padded, kind="stable")
     i32 = lambda a: np.asarray(a, np.int32)
+    largest = int((g[:, 1] * g[:, 2]).max())
     return VisionLayout(perm=i32(perm), pos_hw=i32(pos_hw), window_seg=i32(win_seg),
-                        full_seg=i32(full_seg), unperm=i32(unperm))
+                        full_seg=i32(full_seg), unperm=i32(unperm), frame_width=1 << (largest - 1).bit_length())
 
 
 def pad_patches(pixel_values: np.ndarray, padded_patches: int) -> np.ndarray:
@@ -257,7 +264,8 @@ class VisionTower(nnx.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             o = jax.lax.cond(
                 full,
-                lambda: segment_attention(q, k, val, layout.full_seg, dtype, chunk=chunk),
+                lambda: segment_attention(q, k, val, layout.full_seg, dtype, max_segment=layout.frame_width or None,
+                                          chunk=chunk),
                 lambda: segment_attention(q, k, val, layout.window_seg, dtype, max_segment=window_patches,
                                           chunk=chunk))
             x = x + dot("phk,hkd->pd", o, p["proj_kernel"], dtype) + p["proj_bias"].astype(dtype)

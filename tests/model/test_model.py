@@ -147,8 +147,12 @@ def test_vision_layout_matches_transformers_helpers():
     np.testing.assert_array_equal(bounds(lay.window_seg), cu_win.numpy())
     full_orig = np.repeat(np.arange(len(cu_full) - 1), np.diff(cu_full))
     np.testing.assert_array_equal(lay.full_seg[:n], full_orig[want_perm])
-    # padding slots are one segment of their own in both
-    assert len(set(lay.window_seg[n:])) == 1 and lay.window_seg[n] not in set(lay.window_seg[:n])
+    # each padding merge unit (4 slots) is a segment of its own, apart from every real segment
+    for seg in (lay.window_seg, lay.full_seg):
+        pad = seg[n:].reshape(-1, 4)
+        assert (pad == pad[:, :1]).all() and len(set(pad[:, 0])) == len(pad)
+        assert not set(pad[:, 0]) & set(seg[:n])
+    assert lay.frame_width == 512  # the largest frame, 16 x 24 = 384 patches, rounded up
     np.testing.assert_array_equal(lay.unperm[: n // 4], np.argsort(win_idx.numpy()))
 
 
@@ -268,16 +272,21 @@ def test_sharded_forward_on_8_cpu_devices(tmp_path):
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr[-3000:]
 
 
-@pytest.mark.parametrize("which", ["window", "full"])
+@pytest.mark.parametrize("which", ["window", "full", "full_banded"])
 def test_segment_attention_banded_and_chunked_equal_dense(which):
-    """The banded (window) and query-chunked (full) vision attention equal one dense masked
-    attention, values and gradients, on a real layout with partial windows and padding."""
+    """The banded (window, and full attention within frames of at most layout.frame_width
+    slots) and query-chunked (full) vision attention equal one dense masked attention, values
+    and gradients, on a real layout with partial windows and padding."""
     cfg = tiny().vision
-    lay = vision_layout([IMG_A, (2, 8, 12), IMG_B], cfg, padded_patches=1024)
+    P = 2048 if which == "full_banded" else 1024
+    lay = vision_layout([IMG_A, (2, 8, 12), IMG_B], cfg, padded_patches=P)
     seg = jnp.asarray(lay.window_seg if which == "window" else lay.full_seg)
     rng = np.random.default_rng(0)
-    q, k, v = (jnp.asarray(rng.standard_normal((1024, 2, 8)).astype(np.float32)) for _ in range(3))
-    kw = dict(max_segment=64) if which == "window" else dict(chunk=256)
+    q, k, v = (jnp.asarray(rng.standard_normal((P, 2, 8)).astype(np.float32)) for _ in range(3))
+    kw = {"window": dict(max_segment=64), "full": dict(chunk=256),
+          "full_banded": dict(max_segment=lay.frame_width)}[which]
+    if which == "full_banded":  # the banded path is the one taken: P >= 3 bands
+        assert lay.frame_width == 512 and P % lay.frame_width == 0 and P >= 3 * lay.frame_width
 
     def dense(q, k, v):
         return attention(q[None], k[None], v[None], (seg[:, None] == seg[None, :])[None], jnp.float32)[0]
@@ -286,7 +295,7 @@ def test_segment_attention_banded_and_chunked_equal_dense(which):
         return segment_attention(q, k, v, seg, jnp.float32, **kw)
 
     np.testing.assert_allclose(np.asarray(fast(q, k, v)), np.asarray(dense(q, k, v)), rtol=1e-5, atol=1e-6)
-    w = jnp.asarray(rng.standard_normal((1024, 2, 8)).astype(np.float32))
+    w = jnp.asarray(rng.standard_normal((P, 2, 8)).astype(np.float32))
     g_fast = jax.grad(lambda *a: (fast(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
     g_dense = jax.grad(lambda *a: (dense(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
     for a, b in zip(g_fast, g_dense):

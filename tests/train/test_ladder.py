@@ -70,11 +70,11 @@ def test_template_coldstart_keeps_sampled_rows_and_fills_with_correct_templates(
     for g in got[1:]:
         r = by_id[g["question_id"]]
         assert g["source"] == "template"
-        assert g["solution"] == template_solution(r["question_type"], "single_image", r["answer"])
+        assert g["solution"] == template_solution("single_image", r["answer"])
         # a template solution earns the full reward: right format, right answer
         assert total_reward(g["solution"], r["answer"], r["question_type"]) == 2.0
-    assert template_solution("object size", "video", "42") == (
-        "<think>I compare the objects in the video frames to judge the object size.</think><answer>42</answer>")
+    assert template_solution("video", "42") == (
+        "<think>I compare the objects in the video frames.</think><answer>42</answer>")
 
 
 def test_miniature_ladder_runs_end_to_end_and_resumes(tmp_path):
