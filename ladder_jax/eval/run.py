@@ -262,7 +262,12 @@ class EvalModel:
         """Greedy completions of EncodedPrompts: [{prediction, num_tokens, truncated}]."""
         from ladder_jax.sampling import collate_prompts
 
-        res = self.sampler.generate(collate_prompts(prompts, self.model.config, pad_id=self.pad))
+        from ladder_jax.model.vision import frame_width_for
+
+        # one fixed frame bound per run (pixel limits): banded full attention, no extra compiles
+        width = frame_width_for(self.vision.max_pixels, self.model.config.vision)
+        res = self.sampler.generate(collate_prompts(prompts, self.model.config, pad_id=self.pad,
+                                                    frame_width=width))
         out = []
         for r in range(len(prompts)):
             toks = [int(t) for t in res.tokens[r, :int(res.lengths[r])]]

@@ -37,8 +37,10 @@ class VisionLayout:
     window_seg:  [P]     attention segment of slot i in window-attention blocks
     full_seg:    [P]     attention segment of slot i in full-attention blocks (one per frame)
     unperm:      [P/4]   window-order merged row holding original merged token j
-    frame_width: static power of two >= the patches of the largest frame (0: unknown); lets
-                 full-attention blocks attend within a band of frames instead of all P slots
+    frame_width: static power of two >= the patches of any frame, or 0 (unknown); lets
+                 full-attention blocks attend within a band of frames instead of all P slots.
+                 Static (part of the jit cache key), so callers pass one bound per run, e.g.
+                 from max_pixels (`frame_width_for`), not a value per batch
     Each padding merge unit is a segment of its own; padding comes out as the trailing merged rows.
     """
 
@@ -77,8 +79,14 @@ def num_patches(grid_thw) -> int:
     return int(np.prod(g, axis=1).sum())
 
 
+def frame_width_for(max_pixels: int, cfg: VisionConfig) -> int:
+    """The frame_width bound for images resized to at most max_pixels (smart_resize)."""
+    n = max(1, int(max_pixels) // cfg.patch_size**2)
+    return 1 << (n - 1).bit_length()
+
+
 def vision_layout(grid_thw: Sequence[Sequence[int]], cfg: VisionConfig,
-                  padded_patches: int | None = None) -> VisionLayout:
+                  padded_patches: int | None = None, frame_width: int = 0) -> VisionLayout:
     """Host-side layout for the images/videos of `grid_thw` (rows (t, h, w) in patches).
 
     padded_patches: P (default `patch_bucket(total)`); must be a multiple of 4 and >= total.
@@ -130,8 +138,10 @@ def vision_layout(grid_thw: Sequence[Sequence[int]], cfg: VisionConfig,
     unperm = np.argsort(unit_perm_padded, kind="stable")
     i32 = lambda a: np.asarray(a, np.int32)
     largest = int((g[:, 1] * g[:, 2]).max())
+    if frame_width and (frame_width < largest or frame_width & (frame_width - 1)):
+        raise ValueError(f"frame_width {frame_width} must be a power of two >= the largest frame ({largest} patches)")
     return VisionLayout(perm=i32(perm), pos_hw=i32(pos_hw), window_seg=i32(win_seg),
-                        full_seg=i32(full_seg), unperm=i32(unperm), frame_width=1 << (largest - 1).bit_length())
+                        full_seg=i32(full_seg), unperm=i32(unperm), frame_width=int(frame_width))
 
 
 def pad_patches(pixel_values: np.ndarray, padded_patches: int) -> np.ndarray:
@@ -144,7 +154,7 @@ def pad_patches(pixel_values: np.ndarray, padded_patches: int) -> np.ndarray:
 
 
 def prepare_vision(pixel_values: np.ndarray, grid_thw, cfg: VisionConfig,
-                   padded_patches: int | None = None) -> tuple[np.ndarray, VisionLayout]:
+                   padded_patches: int | None = None, frame_width: int = 0) -> tuple[np.ndarray, VisionLayout]:
     """(padded pixel_values [P, patch_dim], layout) from the processor's outputs, with shape checks."""
     pixel_values = np.asarray(pixel_values)
     want = num_patches(grid_thw)
@@ -153,7 +163,7 @@ def prepare_vision(pixel_values: np.ndarray, grid_thw, cfg: VisionConfig,
     if pixel_values.shape[0] != want:
         raise ValueError(f"pixel_values has {pixel_values.shape[0]} rows but grid_thw {np.asarray(grid_thw).tolist()} "
                          f"needs {want}")
-    layout = vision_layout(grid_thw, cfg, padded_patches)
+    layout = vision_layout(grid_thw, cfg, padded_patches, frame_width)
     return pad_patches(pixel_values, layout.perm.shape[0]), layout
 
 

@@ -59,15 +59,19 @@ class PromptBatch:
         return self.input_ids.shape[1]
 
 
-def _vision(pixels: list[np.ndarray], grids: list[np.ndarray], cfg: ModelConfig):
+def _vision(pixels: list[np.ndarray], grids: list[np.ndarray], cfg: ModelConfig, frame_width: int):
     if not pixels:
         return None, None
-    return prepare_vision(np.concatenate(pixels), np.concatenate(grids), cfg.vision)
+    return prepare_vision(np.concatenate(pixels), np.concatenate(grids), cfg.vision, frame_width=frame_width)
 
 
 def collate_prompts(prompts: Sequence[EncodedPrompt], cfg: ModelConfig, *, pad_id: int,
-                    length: int | None = None) -> PromptBatch:
-    """Left-pads `prompts` to `length` (default: the bucket of the longest prompt)."""
+                    length: int | None = None, frame_width: int = 0) -> PromptBatch:
+    """Left-pads `prompts` to `length` (default: the bucket of the longest prompt).
+
+    frame_width: a fixed bound on patches per frame (model.vision.frame_width_for(max_pixels)),
+    which makes full-attention vision blocks cost O(P * frame) instead of O(P^2) for batches of
+    many images; 0 leaves it off."""
     if not prompts:
         raise ValueError("collate_prompts needs at least one prompt")
     longest = max(len(p.input_ids) for p in prompts)
@@ -92,6 +96,6 @@ def collate_prompts(prompts: Sequence[EncodedPrompt], cfg: ModelConfig, *, pad_i
         if p.pixel_values_videos is not None:
             vid_px.append(p.pixel_values_videos)
             vid_grid.append(np.asarray(p.video_grid_thw).reshape(-1, 3))
-    pv, il = _vision(img_px, img_grid, cfg)
-    pvv, vl = _vision(vid_px, vid_grid, cfg)
+    pv, il = _vision(img_px, img_grid, cfg, frame_width)
+    pvv, vl = _vision(vid_px, vid_grid, cfg, frame_width)
     return PromptBatch(ids, mask, pos, nxt, pv, il, pvv, vl)

@@ -534,20 +534,11 @@ def train_stage(cfg: ml_collections.ConfigDict, source=None, hooks: dict[str, Ca
             m["compiled"] = float(info["compiled"])
             last = m
             history.append({"step": step, **m})
-            if step % max(cfg.train.log_every, 1) == 0 or step == num_steps:
-                log.log(step, m)
-            if "after_step" in hooks:
-                hooks["after_step"](trainer, step, m)
-            stop = pre.agreed()
-            if stop or (cfg.checkpoint.every_steps > 0 and step % cfg.checkpoint.every_steps == 0):
-                ckpt.save(step, trainer.state, {"source": source.get_state()}, meta, force=True)
-            if stop:
+            if sft.after_step(cfg, step, num_steps, m, trainer=trainer, log=log, hooks=hooks, pre=pre, ckpt=ckpt,
+                              source=source, meta=meta):
                 preempted = True
                 break
-    if not preempted and (ckpt.latest_step() or -1) < step:
-        ckpt.save(step, trainer.state, {"source": source.get_state()}, meta, force=True)
-    ckpt.close()
-    log.close()
+    sft.close_stage(step, preempted, trainer=trainer, log=log, ckpt=ckpt, source=source, meta=meta)
     summary = {"name": cfg.name, "workdir": workdir, "step": step, "num_steps": num_steps, "preempted": preempted,
                "last": last, "history": history, "compiled_shapes": trainer.num_compiled_shapes}
     if jax.process_index() == 0 and not preempted:

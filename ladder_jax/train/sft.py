@@ -405,6 +405,28 @@ def steps_for(cfg, source) -> int:
     return n
 
 
+def after_step(cfg, step: int, num_steps: int, metrics: dict, *, trainer, log, hooks, pre, ckpt, source,
+               meta) -> bool:
+    """Bookkeeping after one optimizer step of any stage loop (SFT, GRPO): log, run the
+    after_step hook, save on schedule or on SIGTERM. Returns True when the run must stop."""
+    if step % max(cfg.train.log_every, 1) == 0 or step == num_steps:
+        log.log(step, metrics)
+    if "after_step" in hooks:
+        hooks["after_step"](trainer, step, metrics)
+    stop = pre.agreed()
+    if stop or (cfg.checkpoint.every_steps > 0 and step % cfg.checkpoint.every_steps == 0):
+        ckpt.save(step, trainer.state, {"source": source.get_state()}, meta, force=True)
+    return stop
+
+
+def close_stage(step: int, preempted: bool, *, trainer, log, ckpt, source, meta) -> None:
+    """The last checkpoint (unless already written at this step), then close the writers."""
+    if not preempted and (ckpt.latest_step() or -1) < step:
+        ckpt.save(step, trainer.state, {"source": source.get_state()}, meta, force=True)
+    ckpt.close()
+    log.close()
+
+
 def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSource | None = None,
                 hooks: dict[str, Callable] | None = None,
                 architecture: model_config_lib.ModelConfig | None = None) -> dict:
@@ -465,20 +487,11 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
             m["flops_vision"] = fl["vision"] * jax.process_count()
             m["compiled"] = float(info["compiled"])
             last = m
-            if step % max(cfg.train.log_every, 1) == 0 or step == num_steps:
-                log.log(step, m)
-            if "after_step" in hooks:
-                hooks["after_step"](trainer, step, m)
-            stop = pre.agreed()
-            if stop or (cfg.checkpoint.every_steps > 0 and step % cfg.checkpoint.every_steps == 0):
-                ckpt.save(step, trainer.state, {"source": source.get_state()}, meta, force=True)
-            if stop:
+            if after_step(cfg, step, num_steps, m, trainer=trainer, log=log, hooks=hooks, pre=pre, ckpt=ckpt,
+                          source=source, meta=meta):
                 preempted = True
                 break
-    if not preempted and (ckpt.latest_step() or -1) < step:
-        ckpt.save(step, trainer.state, {"source": source.get_state()}, meta, force=True)
-    ckpt.close()
-    log.close()
+    close_stage(step, preempted, trainer=trainer, log=log, ckpt=ckpt, source=source, meta=meta)
     summary = {"name": cfg.name, "workdir": workdir, "step": step, "num_steps": num_steps,
                "preempted": preempted, "last": last, "compiled_shapes": trainer.num_compiled_shapes}
     stats = getattr(source, "stats", None)

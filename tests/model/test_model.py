@@ -152,7 +152,10 @@ def test_vision_layout_matches_transformers_helpers():
         pad = seg[n:].reshape(-1, 4)
         assert (pad == pad[:, :1]).all() and len(set(pad[:, 0])) == len(pad)
         assert not set(pad[:, 0]) & set(seg[:n])
-    assert lay.frame_width == 512  # the largest frame, 16 x 24 = 384 patches, rounded up
+    assert lay.frame_width == 0  # unknown unless asked for: it is part of the jit cache key
+    assert vision_layout(grids, cfg, padded_patches=2048, frame_width=512).frame_width == 512
+    with pytest.raises(ValueError, match="frame_width 256"):  # the largest frame has 16 x 24 = 384
+        vision_layout(grids, cfg, padded_patches=2048, frame_width=256)
     np.testing.assert_array_equal(lay.unperm[: n // 4], np.argsort(win_idx.numpy()))
 
 
@@ -279,7 +282,8 @@ def test_segment_attention_banded_and_chunked_equal_dense(which):
     and gradients, on a real layout with partial windows and padding."""
     cfg = tiny().vision
     P = 2048 if which == "full_banded" else 1024
-    lay = vision_layout([IMG_A, (2, 8, 12), IMG_B], cfg, padded_patches=P)
+    lay = vision_layout([IMG_A, (2, 8, 12), IMG_B], cfg, padded_patches=P,
+                        frame_width=512 if which == "full_banded" else 0)
     seg = jnp.asarray(lay.window_seg if which == "window" else lay.full_seg)
     rng = np.random.default_rng(0)
     q, k, v = (jnp.asarray(rng.standard_normal((P, 2, 8)).astype(np.float32)) for _ in range(3))
