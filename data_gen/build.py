@@ -15,6 +15,7 @@ atomically. Then the rows of all scenes are merged in scene order, numbered, and
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import dataclasses
 import hashlib
 import json
@@ -29,6 +30,10 @@ import numpy as np
 from data_gen import geometry, scannet, stats, tasks
 from data_gen.tasks import common, single_image
 from data_gen.tasks.options import Options
+
+# Workers start from a fork server, not fork(): a process that has imported jax (the trainer,
+# the tests) is multithreaded, and fork() of it can deadlock.
+_POOL_CONTEXT = multiprocessing.get_context("forkserver")
 
 log = logging.getLogger("data_gen")
 
@@ -251,7 +256,7 @@ def build_dataset(scenes_dir: str, out: str, seed: int = 0, opts: Options | None
   t0 = time.perf_counter()
   if progress and len(results):
     print(f"[build] resuming: {len(results)} scenes already done", file=sys.stderr, flush=True)
-  pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 and len(todo) > 1 else None
+  pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_POOL_CONTEXT) if workers > 1 and len(todo) > 1 else None
   it = pool.map(process_scene, todo) if pool else map(process_scene, todo)
   try:
     for k, r in enumerate(it, 1):

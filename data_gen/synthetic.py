@@ -10,6 +10,7 @@ and slightly down, and the numpy renderer writes its colour and depth frames.
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import dataclasses
 import json
 import logging
@@ -24,6 +25,10 @@ from PIL import Image
 
 from data_gen import categories as cats
 from data_gen import geometry, render, scannet
+
+# Workers start from a fork server, not fork(): a process that has imported jax (the trainer,
+# the tests) is multithreaded, and fork() of it can deadlock.
+_POOL_CONTEXT = multiprocessing.get_context("forkserver")
 
 log = logging.getLogger("data_gen")
 
@@ -458,7 +463,7 @@ def write_scenes(out: str, n_scenes: int, seed: int = 0, n_frames: int = 24,
       continue
     todo.append((out, i, seed, n_frames, tuple(color_size), tuple(n_objects)))
   t0 = time.perf_counter()
-  pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+  pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_POOL_CONTEXT) if workers > 1 else None
   results = pool.map(_one, todo) if pool else map(_one, todo)
   try:
     for k, (name, _) in enumerate(results, 1):

@@ -85,14 +85,19 @@ class Qwen25VL(nnx.Module):
         """Decoder over embeddings x [B, T, D]; see TextDecoder for the cache protocol."""
         return self.decoder(x, positions, attention_mask, cache)
 
-    def logits(self, hidden: jax.Array) -> jax.Array:
-        """hidden [..., D] -> float32 logits [..., vocab] (tied or untied head)."""
-        if self.config.text.tie_word_embeddings:
-            w, eq = self.embedding[...], "...d,vd->...v"
-        else:
-            w, eq = self.lm_head[...], "...d,dv->...v"
-        return jnp.einsum(eq, hidden.astype(self.dtype), w.astype(self.dtype),
-                          preferred_element_type=jnp.float32)
+    def head_weight(self) -> jax.Array:
+        """The output projection as [D, vocab] in the compute dtype (tied: the embedding, transposed).
+
+        A decode loop takes it once and passes it to `logits` every step: on CPU the [D, vocab]
+        layout multiplies faster than the embedding's [vocab, D], and nothing is re-cast per step.
+        """
+        w = self.embedding[...].T if self.config.text.tie_word_embeddings else self.lm_head[...]
+        return w.astype(self.dtype)
+
+    def logits(self, hidden: jax.Array, head: jax.Array | None = None) -> jax.Array:
+        """hidden [..., D] -> float32 logits [..., vocab]; head: `head_weight()`, precomputed or not."""
+        w = self.head_weight() if head is None else head
+        return jnp.einsum("...d,dv->...v", hidden.astype(self.dtype), w, preferred_element_type=jnp.float32)
 
     def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
         return KVCache.init(self.config.text, batch, max_len, self.dtype if dtype is None else dtype)

@@ -176,6 +176,7 @@ class Sampler:
         cfg = self.cfg
         stop = jnp.asarray(cfg.stop_ids, jnp.int32)
         n, T = loop.tokens.shape
+        head = model.head_weight()  # once per call, not per step
 
         def cond(s: _LoopState):
             return (s.step < T) & ~jnp.all(s.done)
@@ -185,7 +186,7 @@ class Sampler:
             pos = jnp.broadcast_to((s.next_position + s.step - 1)[None, :, None], (3, n, 1))
             x = model.embed(last)
             hidden, cache = model.decode(x, pos, jnp.ones((n, 1), jnp.int32), s.cache)
-            logits = model.logits(hidden[:, 0])
+            logits = model.logits(hidden[:, 0], head)
             tok, logp = sample_tokens(logits, jax.random.fold_in(s.key, s.step), cfg)
             tok = jnp.where(s.done, cfg.pad_id, tok)
             logp = jnp.where(s.done, 0.0, logp)
