@@ -3,7 +3,7 @@ ladder_jax.testing.write_tiny_checkpoint, which adds the tokenizer and processor
 
 import pytest
 
-pytest.importorskip("torch")  # test extra: transformers' reference model
+import torch  # noqa: F401  test extra: transformers' reference model (a missing one must fail, not skip)
 
 
 @pytest.fixture(scope="session")
