@@ -19,7 +19,7 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
-from ladder_jax.model.attention import MASK_VALUE, dot, rms_norm
+from ladder_jax.model.attention import attention, dot, rms_norm
 from ladder_jax.model.qwen25_vl import Qwen25VL
 from ladder_jax.model.rope import apply_rope, mrope_cos_sin
 from ladder_jax.model.vision import VisionLayout
@@ -28,23 +28,15 @@ __all__ = ["AttentionProbe"]
 
 
 def _attention_with_probs(q, k, v, mask, qmask, dtype):
-    """Dense GQA as ladder_jax.model.attention.attention, plus the query-averaged probabilities.
+    """The model's attention plus its probabilities averaged over the queries of qmask.
 
     q [B, T, H, D]; k, v [B, T, K, D]; mask [B, T, T]; qmask [B, T] float (1 = averaged query).
     Returns (out [B, T, H, D], probs [B, H, T] float32).
     """
-    b, t, h, d = q.shape
-    kv = k.shape[2]
-    q = q.reshape(b, t, kv, h // kv, d)
-    logits = jnp.einsum("btkgd,bskd->bkgts", q.astype(dtype), k.astype(dtype),
-                        preferred_element_type=jnp.float32) * (d ** -0.5)
-    logits = jnp.where(mask[:, None, None, :, :], logits, MASK_VALUE)
-    probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(dtype), v.astype(dtype),
-                     preferred_element_type=jnp.float32)
+    out, probs = attention(q, k, v, mask, dtype, return_probs=True)
     weights = qmask / jnp.maximum(qmask.sum(-1, keepdims=True), 1.0)  # [B, T]
     avg = jnp.einsum("bkgts,bt->bkgs", probs, weights)  # head index h = k * G + g, as reshaped
-    return out.reshape(b, t, h, d).astype(dtype), avg.reshape(b, h, t)
+    return out, avg.reshape(q.shape[0], q.shape[2], k.shape[1])
 
 
 def _forward(model: Qwen25VL, input_ids, positions, attention_mask, query_mask,

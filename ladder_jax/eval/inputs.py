@@ -13,13 +13,13 @@ model runs, as a FormatError naming the file, the row and the field.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ladder_jax.data.formats import FormatError, read_benchmark, read_spatial, resolve_inside
+from ladder_jax.eval.scoring import is_spatial_jsonl
 
 __all__ = ["EvalItem", "load_eval_items", "is_spatial_jsonl", "VIDEO_SUFFIXES"]
 
@@ -40,22 +40,6 @@ class EvalItem:
     images: tuple[Path, ...] = ()
     video: Path | tuple[Path, ...] | None = None
     where: str = ""  # "file, row N" for messages
-
-
-def is_spatial_jsonl(path: Path) -> bool:
-    """True for a SpatialLadder spatial JSONL (question_id, no ground_truth), the same rule as
-    ladder_jax.eval.scoring.load_benchmark."""
-    if path.suffix.lower() != ".jsonl":
-        return False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(row, dict) and "ground_truth" not in row and "question_id" in row
-    return False
 
 
 def _resolve(path: Path, row: int, field: str, root: Path, rel: str, unit: str) -> Path:

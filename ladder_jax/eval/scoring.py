@@ -75,16 +75,19 @@ def _id_key(value: Any) -> str | None:
     return str(value)
 
 
-def _first_jsonl_row(path: Path) -> dict[str, Any] | None:
+def is_spatial_jsonl(path: Path) -> bool:
+    """True for a SpatialLadder spatial JSONL: its first row has question_id and no ground_truth."""
+    if path.suffix.lower() != ".jsonl":
+        return False
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
-                    return None
-                return row if isinstance(row, dict) else None
-    return None
+                    return False
+                return isinstance(row, dict) and "ground_truth" not in row and "question_id" in row
+    return False
 
 
 def load_benchmark(path: str | os.PathLike) -> list[BenchmarkItem]:
@@ -93,9 +96,8 @@ def load_benchmark(path: str | os.PathLike) -> list[BenchmarkItem]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file not found: {path}")
-    first = _first_jsonl_row(path) if path.suffix.lower() == ".jsonl" else None
     items: list[BenchmarkItem] = []
-    if first is not None and "ground_truth" not in first and "question_id" in first:
+    if is_spatial_jsonl(path):
         for n, rec in enumerate(read_spatial(path), 1):
             items.append(BenchmarkItem(str(rec.question_id),
                                        canonical_question_type(rec.question_type),

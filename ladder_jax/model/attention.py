@@ -50,11 +50,13 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     return y.astype(x.dtype) * weight.astype(x.dtype)
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, dtype) -> jax.Array:
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, dtype, *,
+              return_probs: bool = False):
     """Dense masked grouped-query attention.
 
     q: [B, T, H, D]; k, v: [B, S, K, D] with H % K == 0; mask: [B, T, S] bool (True = attend).
-    Returns [B, T, H, D] in `dtype`.
+    Returns [B, T, H, D] in `dtype`; with return_probs also the float32 probabilities
+    [B, K, H/K, T, S] (head h = k * H/K + g), for analysis (ladder_jax.eval.attention_probe).
     """
     b, t, h, d = q.shape
     kv = k.shape[2]
@@ -65,7 +67,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, dtype) 
     probs = jax.nn.softmax(logits, axis=-1)
     out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(dtype), v.astype(dtype),
                      preferred_element_type=jnp.float32)
-    return out.reshape(b, t, h, d).astype(dtype)
+    out = out.reshape(b, t, h, d).astype(dtype)
+    return (out, probs) if return_probs else out
 
 
 def remat_policy(name: str):
