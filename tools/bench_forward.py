@@ -5,7 +5,10 @@
 
 One random checkpoint (transformers' save_pretrained) is loaded by both; the input is one
 prompt with one image of --image x --image pixels plus a short text, the loss a token-mean
-cross-entropy over the whole sequence. JAX times exclude compilation (reported apart); both
+next-token cross-entropy over the whole sequence, each side computed the way its own training
+code does: ladder_jax as its SFT step (the LM head applied only at the target positions, a
+logsumexp cross-entropy: ladder_jax.train.step.token_stats), transformers as
+``model(..., labels=...)``. Both losses are printed and must agree. JAX times exclude compilation (reported apart); both
 take the best of --repeats runs. The last line is JSON.
 """
 
@@ -53,6 +56,7 @@ def main() -> None:
     from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, load_tokenizer
     from ladder_jax.sampling import collate_prompts
     from ladder_jax.testing import write_tiny_checkpoint
+    from ladder_jax.train.step import token_stats
 
     h, heads = args.hidden, args.heads
     q = h // heads // 2
@@ -79,11 +83,15 @@ def main() -> None:
     inputs = (ids, jnp.asarray(batch.positions), jnp.asarray(batch.attention_mask),
               jnp.asarray(batch.pixel_values), jax.tree.map(jnp.asarray, batch.image_layout))
 
+    targets = ids[:, 1:].reshape(-1)
+    target_index = (jnp.arange(ids.shape[0])[:, None] * seq + jnp.arange(seq - 1)[None]).reshape(-1)
+
     def loss_fn(params, ids, pos, mask, pv, layout):
         m = nnx.merge(graphdef, params, rest)
-        logits = m(ids, pos, mask, pixel_values=pv, image_layout=layout)[:, :-1]
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1))
+        hidden, _ = m.decode(m.embed(ids, pixel_values=pv, image_layout=layout), pos, mask)
+        picked = hidden.reshape(-1, hidden.shape[-1])[target_index]
+        stats = token_stats(m.logits(picked), targets, jnp.ones(targets.shape, jnp.float32))
+        return stats["nll"] / stats["count"]
 
     fwd = jax.jit(loss_fn)
     fwd_bwd = jax.jit(jax.value_and_grad(loss_fn))
@@ -104,8 +112,7 @@ def main() -> None:
                image_grid_thw=torch.tensor(np.concatenate([p.image_grid_thw for p in prompts])))
 
     def torch_loss():
-        logits = hf(**tkw).logits[:, :-1].float()
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tids[:, 1:].reshape(-1))
+        return hf(**tkw, labels=tids).loss
 
     def torch_fwd():
         with torch.no_grad():
@@ -118,6 +125,7 @@ def main() -> None:
     hf.eval()
     torch_fwd()
     torch_fwd_bwd()
+    loss_jax, loss_torch = float(fwd(params, *inputs)), float(torch_loss())
     pt_fwd = best_time(torch_fwd, args.repeats)
     pt_bwd = best_time(torch_fwd_bwd, args.repeats)
 
@@ -128,9 +136,11 @@ def main() -> None:
                    "seq_len": int(seq), "patches": int(np.prod(prompts[0].image_grid_thw)), "dtype": args.dtype},
         "jax_forward_s": round(jax_fwd, 4), "torch_forward_s": round(pt_fwd, 4),
         "jax_forward_backward_s": round(jax_bwd, 4), "torch_forward_backward_s": round(pt_bwd, 4),
+        "loss_jax": round(loss_jax, 5), "loss_torch": round(loss_torch, 5),
         "forward_speedup": round(pt_fwd / jax_fwd, 2), "compile_s": round(compile_s, 1),
         "speedup_vs_reference": round(pt_bwd / jax_bwd, 2),
     }
+    print(f"loss             jax {loss_jax:.5f}   torch {loss_torch:.5f}")
     print(f"forward          jax {jax_fwd * 1e3:8.1f} ms   torch {pt_fwd * 1e3:8.1f} ms   {pt_fwd / jax_fwd:5.2f}x")
     print(f"forward+backward jax {jax_bwd * 1e3:8.1f} ms   torch {pt_bwd * 1e3:8.1f} ms   {pt_bwd / jax_bwd:5.2f}x")
     print(json.dumps(res))

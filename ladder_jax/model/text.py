@@ -101,16 +101,21 @@ class TextDecoder(nnx.Module):
 
         params = {name: getattr(self, name)[...] for name in self._LAYER_PARAMS}
 
-        def layer(x, p, kc, vc):
+        def layer(x, p, kv):
+            """kv: None, or (stacked k cache, stacked v cache, layer index): this layer's new
+            keys/values are written into the stacked arrays in place (a scan output would
+            rebuild the whole cache every decode step)."""
             h = rms_norm(x, p["attn_norm"], t.rms_norm_eps)
             q = dot("btd,dhk->bthk", h, p["q_kernel"], dtype) + p["q_bias"].astype(dtype)
             k = dot("btd,dhk->bthk", h, p["k_kernel"], dtype) + p["k_bias"].astype(dtype)
             v = dot("btd,dhk->bthk", h, p["v_kernel"], dtype) + p["v_bias"].astype(dtype)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            if kc is not None:
-                kc = jax.lax.dynamic_update_slice(kc, k.astype(kc.dtype), (0, index, 0, 0))
-                vc = jax.lax.dynamic_update_slice(vc, v.astype(vc.dtype), (0, index, 0, 0))
-                k, v = kc, vc
+            if kv is not None:
+                ks, vs, i = kv
+                ks = jax.lax.dynamic_update_slice(ks, k[None].astype(ks.dtype), (i, 0, index, 0, 0))
+                vs = jax.lax.dynamic_update_slice(vs, v[None].astype(vs.dtype), (i, 0, index, 0, 0))
+                k, v = ks[i], vs[i]
+                kv = (ks, vs)
             o = attention(q, k, v, mask, dtype)
             x = x + dot("bthk,hkd->btd", o, p["o_kernel"], dtype)
             x = sharding.constrain(x, ("batch", "length", "embed"))
@@ -119,22 +124,21 @@ class TextDecoder(nnx.Module):
             u = dot("btd,df->btf", h, p["up_kernel"], dtype)
             x = x + dot("btf,fd->btd", jax.nn.silu(g) * u, p["down_kernel"], dtype)
             x = sharding.constrain(x, ("batch", "length", "embed"))
-            return x, kc, vc
+            return x, kv
 
         layer = maybe_remat(layer, self.remat)
         x = sharding.constrain(x.astype(dtype), ("batch", "length", "embed"))
         if cache is None:
-            def body(x, p):
-                x, _, _ = layer(x, p, None, None)
-                return x, None
-            x, _ = jax.lax.scan(body, x, params)
+            x, _ = jax.lax.scan(lambda x, p: (layer(x, p, None)[0], None), x, params)
             new_cache = None
         else:
-            def body(x, xs):
-                p, kc, vc = xs
-                x, kc, vc = layer(x, p, kc, vc)
-                return x, (kc, vc)
-            x, (ks, vs) = jax.lax.scan(body, x, (params, cache.k, cache.v))
+            def body(carry, xs):
+                x, ks, vs = carry
+                p, i = xs
+                x, (ks, vs) = layer(x, p, (ks, vs, i))
+                return (x, ks, vs), None
+
+            (x, ks, vs), _ = jax.lax.scan(body, (x, cache.k, cache.v), (params, jnp.arange(t.num_layers)))
             new_cache = KVCache(k=ks, v=vs, valid=valid, index=index + n)
         x = rms_norm(x, self.final_norm[...], t.rms_norm_eps)
         return x, new_cache

@@ -15,7 +15,8 @@ put back in the original order at the end.
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
 import flax
 import flax.nnx as nnx
@@ -215,6 +216,45 @@ def segment_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, 
     return attention(q[None], k[None], v[None], mask, dtype)[0]
 
 
+def block_period(depth: int, full_indexes: Sequence[int]) -> int | None:
+    """p when the full-attention blocks are exactly the last of every p consecutive blocks
+    (Qwen2.5-VL: depth 32, blocks 7, 15, 23, 31 -> 8), else None."""
+    full = sorted(full_indexes)
+    if not full or depth % len(full):
+        return None
+    p = depth // len(full)
+    return p if full == list(range(p - 1, depth, p)) else None
+
+
+def run_blocks(x: jax.Array, params: dict, depth: int, full_indexes: Sequence[int],
+               window_block: Callable, full_block: Callable) -> jax.Array:
+    """Applies the stacked blocks (leading axis = block) in order.
+
+    Periodic layouts scan over groups of (p - 1 window blocks, 1 full block), so each kind of
+    block is traced once and keeps only its own residuals for the backward pass; a lax.cond
+    per block would keep both kinds' (the full blocks' [heads, P, P] probabilities for every
+    block) and fill the unused ones with zeros. Other layouts fall back to that cond.
+    """
+    p = block_period(depth, full_indexes)
+    if not full_indexes:
+        return jax.lax.scan(lambda h, w: (window_block(h, w), None), x, params)[0]
+    if p is not None:
+        groups = jax.tree.map(lambda a: a.reshape((depth // p, p) + a.shape[1:]), params)
+
+        def group(h, gp):
+            h = jax.lax.scan(lambda h, w: (window_block(h, w), None), h, jax.tree.map(lambda a: a[:-1], gp))[0]
+            return full_block(h, jax.tree.map(lambda a: a[-1], gp)), None
+
+        return jax.lax.scan(group, x, groups)[0]
+    is_full = jnp.asarray(np.isin(np.arange(depth), full_indexes))
+
+    def body(h, xs):
+        w, full = xs
+        return jax.lax.cond(full, full_block, window_block, h, w), None
+
+    return jax.lax.scan(body, x, (params, is_full))[0]
+
+
 class VisionTower(nnx.Module):
     """ViT (stacked blocks) + patch merger. Output: merged tokens [P/4, out_hidden_size]."""
 
@@ -261,23 +301,21 @@ class VisionTower(nnx.Module):
             raise ValueError(f"pixel_values has {P} rows but the layout was built for {layout.perm.shape[0]}")
         x = dot("pc,cd->pd", pixel_values[layout.perm], self.patch_kernel[...], dtype)  # [P, D]
         cos, sin = vision_cos_sin(layout.pos_hw, v.head_dim, v.rope_theta)
-        is_full = jnp.asarray(np.isin(np.arange(v.depth), v.fullatt_block_indexes))
         params = {name: getattr(self, name)[...] for name in self._BLOCK_PARAMS}
         eps = v.rms_norm_eps
         window_patches = v.merge_unit * v.window_merged**2  # longest possible window segment
         chunk = self.full_attention_chunk
 
-        def block(x, p, full):
+        def block(x, p, full: bool):
             h = rms_norm(x, p["norm1"], eps)
             qkv = dot("pd,dshk->pshk", h, p["qkv_kernel"], dtype) + p["qkv_bias"].astype(dtype)
             q, k, val = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [P, H, hd]
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            o = jax.lax.cond(
-                full,
-                lambda: segment_attention(q, k, val, layout.full_seg, dtype, max_segment=layout.frame_width or None,
-                                          chunk=chunk),
-                lambda: segment_attention(q, k, val, layout.window_seg, dtype, max_segment=window_patches,
-                                          chunk=chunk))
+            if full:
+                o = segment_attention(q, k, val, layout.full_seg, dtype, max_segment=layout.frame_width or None,
+                                      chunk=chunk)
+            else:
+                o = segment_attention(q, k, val, layout.window_seg, dtype, max_segment=window_patches, chunk=chunk)
             x = x + dot("phk,hkd->pd", o, p["proj_kernel"], dtype) + p["proj_bias"].astype(dtype)
             h = rms_norm(x, p["norm2"], eps)
             g = dot("pd,df->pf", h, p["gate_kernel"], dtype) + p["gate_bias"].astype(dtype)
@@ -285,13 +323,9 @@ class VisionTower(nnx.Module):
             x = x + dot("pf,fd->pd", jax.nn.silu(g) * u, p["down_kernel"], dtype) + p["down_bias"].astype(dtype)
             return x
 
-        block = maybe_remat(block, self.remat)
-
-        def body(x, xs):
-            p, full = xs
-            return block(x, p, full), None
-
-        x, _ = jax.lax.scan(body, x, (params, is_full))
+        window_block = maybe_remat(functools.partial(block, full=False), self.remat)
+        full_block = maybe_remat(functools.partial(block, full=True), self.remat)
+        x = run_blocks(x, params, v.depth, v.fullatt_block_indexes, window_block, full_block)
         h = rms_norm(x, self.merger_norm[...], 1e-6).reshape(P // v.merge_unit, -1)  # [P/4, 4D]
         h = dot("pm,mn->pn", h, self.merger_fc1_kernel[...], dtype) + self.merger_fc1_bias[...].astype(dtype)
         h = jax.nn.gelu(h.astype(jnp.float32), approximate=False).astype(dtype)

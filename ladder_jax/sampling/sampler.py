@@ -93,16 +93,48 @@ def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, ja
     return x, ids
 
 
-def sample_tokens(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
-    """logits float32 [N, V] -> (tokens int32 [N], model log-probabilities float32 [N])."""
+def greedy_and_normalizer(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """logits float32 [N, V] -> (argmax int32 [N] (first maximal index), logsumexp [N]).
+
+    One max pass serves both: the argmax is the lowest index equal to the max (a plain min
+    reduction; XLA's variadic argmax reduction is several times slower on CPU), and the
+    logsumexp is max + log(sum(exp(logits - max))).
+    """
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    iota = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+    first = jnp.min(jnp.where(logits == top, iota, logits.shape[-1]), axis=-1)
+    lse = top[..., 0] + jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))
+    return first, lse
+
+
+def sample_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
+    """logits float32 [N, V], one PRNG key per row [N] -> (tokens int32 [N], model log-probs [N]).
+
+    Row i's draw depends only on its logits and keys[i], so a row samples the same tokens
+    whatever else shares its batch (batch size, other prompts, how prompts are split over hosts).
+    """
+    greedy, lse = greedy_and_normalizer(logits)
     if cfg.temperature == 0.0:
-        tokens = jnp.argmax(logits, axis=-1)
+        tokens = greedy
     else:
         cand, ids = filter_logits(logits, cfg)
-        choice = jax.random.categorical(key, cand, axis=-1)
+        choice = jax.vmap(lambda k, c: jax.random.categorical(k, c))(keys, cand)
         tokens = choice if ids is None else jnp.take_along_axis(ids, choice[:, None], axis=-1)[:, 0]
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return tokens.astype(jnp.int32), jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+    picked = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0]
+    return tokens.astype(jnp.int32), picked - lse
+
+
+def row_keys(seed: jax.Array, prompt_offset: jax.Array, batch: int, num_samples: int) -> jax.Array:
+    """PRNG keys [batch * num_samples] for rows b * G + g: fold_in(fold_in(key(seed), prompt), g)
+    with prompt = prompt_offset + b, its index in the whole (all hosts') batch."""
+    base = jax.random.key(seed)
+    prompts = jax.vmap(lambda b: jax.random.fold_in(base, b))(prompt_offset + jnp.arange(batch))
+    rows = jax.vmap(lambda k: jax.vmap(lambda g: jax.random.fold_in(k, g))(jnp.arange(num_samples)))(prompts)
+    return rows.reshape(batch * num_samples)
+
+
+def step_keys(keys: jax.Array, step: jax.Array) -> jax.Array:
+    return jax.vmap(lambda k: jax.random.fold_in(k, step))(keys)
 
 
 @flax.struct.dataclass
@@ -115,7 +147,7 @@ class _LoopState:
     done: jax.Array
     next_position: jax.Array
     cache: KVCache
-    key: jax.Array
+    keys: jax.Array  # [N], one per row (row_keys)
 
 
 def _repeat_rows(x: jax.Array, g: int, axis: int = 0) -> jax.Array:
@@ -129,8 +161,11 @@ class Sampler:
     show that prompt lengths sharing a bucket share one compilation.
     """
 
-    def __init__(self, model: Qwen25VL, cfg: SamplingConfig):
+    def __init__(self, model: Qwen25VL, cfg: SamplingConfig, mesh: jax.sharding.Mesh | None = None):
+        """mesh: devices to sample on, rows split over its (single) axis when the batch divides
+        evenly (model weights are expected replicated on them); None: JAX's default placement."""
         self.cfg = cfg
+        self.mesh = mesh
         self.graphdef, self.state = nnx.split(model)
         self.trace_counts = {"prefill": 0, "decode": 0}
         self._prefill = jax.jit(self._prefill_fn, static_argnames=("num_samples", "cache_len"))
@@ -142,7 +177,8 @@ class Sampler:
 
     # ------------------------------------------------------------------ device functions
 
-    def _prefill_fn(self, state, batch: PromptBatch, key, *, num_samples: int, cache_len: int) -> _LoopState:
+    def _prefill_fn(self, state, batch: PromptBatch, seed, prompt_offset, *, num_samples: int,
+                    cache_len: int) -> _LoopState:
         self.trace_counts["prefill"] += 1
         model = nnx.merge(self.graphdef, state)
         cfg = self.cfg
@@ -157,8 +193,8 @@ class Sampler:
                         valid=_repeat_rows(cache.valid, g), index=cache.index)
         logits = _repeat_rows(logits, g)
         n, T = B * g, cfg.max_new_tokens
-        key, sub = jax.random.split(key)
-        first, first_logp = sample_tokens(logits, sub, cfg)
+        keys = row_keys(seed, prompt_offset, B, g)
+        first, first_logp = sample_tokens(logits, step_keys(keys, 0), cfg)
         stop = jnp.asarray(cfg.stop_ids, jnp.int32)
         return _LoopState(
             step=jnp.ones((), jnp.int32),
@@ -167,7 +203,7 @@ class Sampler:
             done=jnp.isin(first, stop),
             next_position=_repeat_rows(batch.next_position, g),
             cache=cache,
-            key=key,
+            keys=keys,
         )
 
     def _decode_fn(self, state, loop: _LoopState) -> _LoopState:
@@ -187,7 +223,7 @@ class Sampler:
             x = model.embed(last)
             hidden, cache = model.decode(x, pos, jnp.ones((n, 1), jnp.int32), s.cache)
             logits = model.logits(hidden[:, 0], head)
-            tok, logp = sample_tokens(logits, jax.random.fold_in(s.key, s.step), cfg)
+            tok, logp = sample_tokens(logits, step_keys(s.keys, s.step), cfg)
             tok = jnp.where(s.done, cfg.pad_id, tok)
             logp = jnp.where(s.done, 0.0, logp)
             return s.replace(
@@ -202,19 +238,43 @@ class Sampler:
 
     # ------------------------------------------------------------------ host API
 
-    def generate(self, batch: PromptBatch, *, seed: int = 0, num_samples: int = 1) -> SampleOutput:
-        """Completions for every prompt of `batch`, `num_samples` each (rows b * G + g)."""
+    def generate(self, batch: PromptBatch, *, seed: int = 0, num_samples: int = 1,
+                 prompt_offset: int = 0) -> SampleOutput:
+        """Completions for every prompt of `batch`, `num_samples` each (rows b * G + g).
+
+        Each row draws from its own key (row_keys: seed, prompt_offset + b, g), so a prompt's
+        samples do not depend on the rest of the batch; hosts sampling parts of one global batch
+        pass the index of their first prompt as prompt_offset.
+        """
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         cache_len = batch.prompt_length + self.cfg.max_new_tokens
-        batch = jax.tree.map(jnp.asarray, batch)
-        loop = self._prefill(self.state, batch, jax.random.key(seed), num_samples=num_samples,
-                             cache_len=cache_len)
+        batch = self._place(batch)
+        loop = self._prefill(self.state, batch, jnp.uint32(seed), jnp.int32(prompt_offset),
+                             num_samples=num_samples, cache_len=cache_len)
         loop = self._decode(self.state, loop)
         tokens, logprobs = np.asarray(loop.tokens), np.asarray(loop.logprobs)
         mask = completion_mask(tokens, self.cfg.stop_ids, int(loop.step))
         return SampleOutput(tokens, np.where(mask, logprobs, 0.0).astype(np.float32), mask,
                             mask.sum(-1).astype(np.int32))
+
+    def _place(self, batch: PromptBatch) -> PromptBatch:
+        """Host arrays -> device arrays: on self.mesh, prompt rows split over its devices."""
+        if self.mesh is None:
+            return jax.tree.map(jnp.asarray, batch)
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        axis = self.mesh.axis_names[0]
+        split = batch.batch_size % self.mesh.devices.size == 0
+        rows = lambda dim: NamedSharding(self.mesh, P(*[None] * dim, axis) if split else P())
+        put = lambda a, sharding: None if a is None else jax.device_put(np.asarray(a), sharding)
+        rep = NamedSharding(self.mesh, P())
+        return batch.replace(
+            input_ids=put(batch.input_ids, rows(0)), attention_mask=put(batch.attention_mask, rows(0)),
+            positions=put(batch.positions, rows(1)), next_position=put(batch.next_position, rows(0)),
+            pixel_values=put(batch.pixel_values, rep), pixel_values_videos=put(batch.pixel_values_videos, rep),
+            image_layout=jax.tree.map(lambda a: put(a, rep), batch.image_layout),
+            video_layout=jax.tree.map(lambda a: put(a, rep), batch.video_layout))
 
 
 def completion_mask(tokens: np.ndarray, stop_ids, steps: int | None = None) -> np.ndarray:

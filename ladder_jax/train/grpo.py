@@ -247,6 +247,21 @@ def make_train_step(merge: Callable, compute_dtype, tx: optax.GradientTransforma
 
 # ----------------------------------------------------------------------------- trainer
 
+
+def local_replica(tree: Any, local_mesh: jax.sharding.Mesh) -> Any:
+    """Fully replicated global arrays -> the same values as arrays on this process's devices
+    only (no copy: each device's buffer is reused), usable by computations that involve no
+    other process."""
+    sharding = jax.sharding.NamedSharding(local_mesh, jax.sharding.PartitionSpec())
+
+    def one(a):
+        by_device = {s.device: s.data for s in a.addressable_shards}
+        return jax.make_array_from_single_device_arrays(a.shape, sharding,
+                                                        [by_device[d] for d in local_mesh.devices.flat])
+
+    return jax.tree.map(one, tree)
+
+
 _FN_CACHE: dict[str, tuple] = {}
 _SAMPLERS: dict[str, Any] = {}
 
@@ -261,8 +276,8 @@ def _create_state(tr: "GRPOTrainer", model_fn, abs_params):
     return state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, cfg.seed, compiler_options=opts, cache_key=key)
 
 
-def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable]:
-    """(train step, log-probs, cast), jitted; shared by trainers of identical settings in one
+def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Callable]:
+    """(train step, log-probs, cast, replicate in the compute dtype), jitted; shared by trainers of identical settings in one
     process (a resumed run, tests, the embedded default's stages) so each shape compiles once."""
     cfg = tr.cfg
     key = json.dumps([tr.mcfg.to_dict(), cfg.optim.to_dict(), tr.num_steps, cfg.grpo.to_dict(), cfg.seed,
@@ -277,7 +292,8 @@ def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable]:
     rep = mesh_lib.replicated(tr.mesh)
     fns = (jax.jit(step, donate_argnums=(0,), out_shardings=(tr.shardings, rep), compiler_options=opts),
            jax.jit(make_logprob_fn(tr.parts.merge, tr.compute_dtype, tr.G), compiler_options=opts),
-           jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=tr.shardings.params))
+           jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=tr.shardings.params),
+           jax.jit(lambda p: cast_floats(p, tr.compute_dtype), out_shardings=rep))
     if len(_FN_CACHE) > 8:
         _FN_CACHE.clear()
     _FN_CACHE[key] = fns
@@ -311,17 +327,21 @@ class GRPOTrainer:
         self.state, self.parts, self.shardings = _create_state(self, model_fn, abs_params)
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
         self.pad_id = sft.PAD_ID if sft.PAD_ID < mcfg.text.vocab_size else 0
-        self._step, self._logp, self._cast = _compiled_fns(self)
+        self._step, self._logp, self._cast, self._replicate = _compiled_fns(self)
         self.ref_params = None
         stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
         self.sampling = SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
                                        top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids,
                                        pad_id=self.pad_id)
-        model = self.parts.merge(self._cast(self.state.params, self.compute_dtype))
-        key = json.dumps([mcfg.to_dict(), str(self.sampling), cfg.model.compute_dtype], sort_keys=True, default=str)
+        # Rollouts run on each process's own devices with a full copy of the policy: no
+        # collective inside the decode loop, and every host samples its own prompts.
+        self.rollout_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("rows",))
+        model = self.sampler_model()
+        key = json.dumps([mcfg.to_dict(), str(self.sampling), cfg.model.compute_dtype,
+                          [d.id for d in jax.local_devices()]], sort_keys=True, default=str)
         if key not in _SAMPLERS:  # a sampler compiles per instance: share it between trainers
             _SAMPLERS.clear()
-            _SAMPLERS[key] = Sampler(model, self.sampling)
+            _SAMPLERS[key] = Sampler(model, self.sampling, mesh=self.rollout_mesh)
         self.sampler = _SAMPLERS[key]
         self.sampler.update_params(model)
         self._shapes_seen: set = set()
@@ -341,8 +361,12 @@ class GRPOTrainer:
         # avoids a second compilation of the step after the first update
         self.state = jax.device_put(state, self.shardings)
 
+    def sampler_model(self):
+        """The current policy in the compute dtype, replicated on this process's devices."""
+        return self.parts.merge(local_replica(self._replicate(self.state.params), self.rollout_mesh))
+
     def refresh_sampler(self) -> None:
-        self.sampler.update_params(self.parts.merge(self._cast(self.state.params, self.compute_dtype)))
+        self.sampler.update_params(self.sampler_model())
 
     @property
     def num_compiled_shapes(self) -> int:
@@ -360,8 +384,10 @@ class GRPOTrainer:
     def rollout(self, items: Sequence[rollout_lib.Stage3Item], seed: int, tokenizer,
                 reward_fn: Callable | None = None) -> rollout_lib.Rollout:
         self.refresh_sampler()
+        # every host holds len(items) prompts of the global batch, in process order
         ro = rollout_lib.rollout(self.sampler, tokenizer, items, group_size=self.G, seed=seed,
-                                 model_config=self.mcfg, pad_id=self.pad_id)
+                                 model_config=self.mcfg, pad_id=self.pad_id,
+                                 prompt_offset=jax.process_index() * len(items))
         if reward_fn is not None:  # tests / toy tasks replace the parsed rewards
             t0 = time.perf_counter()
             ro.rewards = reward_fn(ro)
@@ -521,7 +547,7 @@ def train_stage(cfg: ml_collections.ConfigDict, source=None, hooks: dict[str, Ca
             if got is None:
                 break
             items = [x if isinstance(x, rollout_lib.Stage3Item) else encoder(x.source, x.record) for x in got]
-            seed = int(np.random.default_rng([cfg.seed, step, jax.process_index()]).integers(2**31))
+            seed = int(np.random.default_rng([cfg.seed, step]).integers(2**31))  # all hosts: rows differ by index
             t0 = time.perf_counter()
             m, info = trainer.grpo_step(items, seed, tokenizer, reward_fn)
             step += 1
@@ -541,15 +567,10 @@ def train_stage(cfg: ml_collections.ConfigDict, source=None, hooks: dict[str, Ca
     sft.close_stage(step, preempted, trainer=trainer, log=log, ckpt=ckpt, source=source, meta=meta)
     summary = {"name": cfg.name, "workdir": workdir, "step": step, "num_steps": num_steps, "preempted": preempted,
                "last": last, "history": history, "compiled_shapes": trainer.num_compiled_shapes}
-    if jax.process_index() == 0 and not preempted:
-        if cfg.metrics.plot and cfg.metrics.jsonl and os.path.exists(log.path):
-            summary["reward_curve"] = plot_curves(log.path, os.path.join(workdir, "reward_curve.png"), cfg.name)
-        if cfg.save_model:
-            sft.save_model_dir(trainer, os.path.join(workdir, "model"), cfg)
-            summary["model_dir"] = os.path.join(workdir, "model")
-        if cfg.export_hf:
-            sft.export_hf(trainer, cfg.export_hf, cfg)
-            summary["export_hf"] = cfg.export_hf
+    if jax.process_index() == 0 and not preempted and cfg.metrics.plot and cfg.metrics.jsonl \
+            and os.path.exists(log.path):
+        summary["reward_curve"] = plot_curves(log.path, os.path.join(workdir, "reward_curve.png"), cfg.name)
+    summary.update(sft.write_final_model(trainer, cfg, workdir, preempted))
     summary["trainer"] = trainer
     return summary
 

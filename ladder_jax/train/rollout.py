@@ -111,13 +111,14 @@ def decode_completions(tokenizer, tokens: np.ndarray, mask: np.ndarray) -> list[
 
 
 def rollout(sampler, tokenizer, items: Sequence[Stage3Item], *, group_size: int, seed: int,
-            model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID) -> Rollout:
-    """One sampler call for all prompts (prefill once, cache repeated G times), then parsing."""
+            model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID, prompt_offset: int = 0) -> Rollout:
+    """One sampler call for all prompts (prefill once, cache repeated G times), then parsing.
+    prompt_offset: index of items[0] in the global batch (the sampler's per-row keys)."""
     from ladder_jax.sampling import collate_prompts
 
     t0 = time.perf_counter()
     batch = collate_prompts([it.encoded for it in items], model_config, pad_id=pad_id)
-    out = sampler.generate(batch, seed=seed, num_samples=group_size)
+    out = sampler.generate(batch, seed=seed, num_samples=group_size, prompt_offset=prompt_offset)
     t1 = time.perf_counter()
     texts = decode_completions(tokenizer, out.tokens, out.mask)
     rep = lambda xs: [x for x in xs for _ in range(group_size)]

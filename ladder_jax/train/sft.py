@@ -336,6 +336,23 @@ def export_hf(trainer: Trainer, out_dir: str, cfg, params: dict | None = None) -
     _ensure_tokenizer(out_dir, cfg)
 
 
+def write_final_model(trainer: Trainer, cfg, workdir: str, preempted: bool) -> dict[str, str]:
+    """The stage's model directory (cfg.save_model) and HF export (cfg.export_hf); returns their
+    paths. Gathering split parameters is collective: every process calls this, process 0 writes."""
+    if preempted or not (cfg.save_model or cfg.export_hf):
+        return {}
+    final = host_params(trainer)
+    out: dict[str, str] = {}
+    if jax.process_index() == 0:
+        if cfg.save_model:
+            out["model_dir"] = os.path.join(workdir, "model")
+            save_model_dir(trainer, out["model_dir"], cfg, final)
+        if cfg.export_hf:
+            export_hf(trainer, cfg.export_hf, cfg, final)
+            out["export_hf"] = cfg.export_hf
+    return out
+
+
 def _ensure_tokenizer(out_dir: str, cfg) -> None:
     """A random-init run has no source dir to copy from: write the exact Qwen2.5 tokenizer and
     a preprocessor_config.json with the stage's pixel limits."""
@@ -497,18 +514,11 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
     stats = getattr(source, "stats", None)
     if stats is not None:  # rows skipped with data.on_bad_row=skip (this host)
         summary["skipped_rows"] = int(stats.total)
-    # gathering split parameters is collective: every process takes part, process 0 writes
-    final = host_params(trainer) if not preempted and (cfg.save_model or cfg.export_hf) else None
-    if jax.process_index() == 0 and not preempted:
-        if cfg.metrics.plot and cfg.metrics.jsonl and os.path.exists(log.path):
-            summary["loss_curve"] = metrics_lib.plot_loss_curve(
-                log.path, os.path.join(workdir, "loss_curve.png"), title=f"{cfg.name} loss")
-        if cfg.save_model:
-            save_model_dir(trainer, os.path.join(workdir, "model"), cfg, final)
-            summary["model_dir"] = os.path.join(workdir, "model")
-        if cfg.export_hf:
-            export_hf(trainer, cfg.export_hf, cfg, final)
-            summary["export_hf"] = cfg.export_hf
+    if jax.process_index() == 0 and not preempted and cfg.metrics.plot and cfg.metrics.jsonl \
+            and os.path.exists(log.path):
+        summary["loss_curve"] = metrics_lib.plot_loss_curve(
+            log.path, os.path.join(workdir, "loss_curve.png"), title=f"{cfg.name} loss")
+    summary.update(write_final_model(trainer, cfg, workdir, preempted))
     summary["trainer"] = trainer
     return summary
 

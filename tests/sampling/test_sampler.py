@@ -166,7 +166,7 @@ def test_sampling_matches_intended_distribution(cfg):
     logits = np.array([2.0, 1.5, 1.0, 0.2, -0.5, -1.0], np.float32)
     n = 40_000
     tokens, _ = jax.jit(lambda lg, k: sample_tokens(lg, k, cfg))(
-        jnp.broadcast_to(jnp.asarray(logits), (n, logits.size)), jax.random.key(11))
+        jnp.broadcast_to(jnp.asarray(logits), (n, logits.size)), jax.random.split(jax.random.key(11), n))
     counts = np.bincount(np.asarray(tokens), minlength=logits.size)
     q = intended_distribution(logits, cfg)
     assert counts[q == 0].sum() == 0, "sampled a token outside the top-k / nucleus"
@@ -211,6 +211,19 @@ def test_same_seed_same_output_and_groups(model, prompts):
     g = Sampler(model, SamplingConfig(max_new_tokens=8, temperature=0.0, stop_ids=())).generate(batch, num_samples=3)
     one = Sampler(model, SamplingConfig(max_new_tokens=8, temperature=0.0, stop_ids=())).generate(batch)
     np.testing.assert_array_equal(g.tokens, np.repeat(one.tokens, 3, axis=0))
+
+
+def test_samples_do_not_depend_on_the_rest_of_the_batch(model, prompts):
+    """A prompt's rows draw from keys of (seed, its index in the global batch, g): sampled alone
+    with that index as prompt_offset (as another host would), it gives the same completions."""
+    cfg = SamplingConfig(max_new_tokens=12, temperature=1.0, top_k=20, stop_ids=())
+    s = Sampler(model, cfg)
+    both = s.generate(batch_of(model, [prompts["text"], prompts["image"]]), seed=9, num_samples=3)
+    alone = s.generate(batch_of(model, [prompts["image"]]), seed=9, num_samples=3, prompt_offset=1)
+    np.testing.assert_array_equal(alone.tokens, both.tokens[3:])
+    np.testing.assert_allclose(alone.logprobs, both.logprobs[3:], atol=1e-5)
+    shifted = s.generate(batch_of(model, [prompts["image"]]), seed=9, num_samples=3)
+    assert not np.array_equal(shifted.tokens, alone.tokens)
 
 
 def test_compilations_bounded_by_buckets(model, ckpt):

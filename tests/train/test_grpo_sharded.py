@@ -1,11 +1,14 @@
 """GRPO on 8 CPU devices: the toy task gives the same rewards and (to float rounding) the same
-losses whatever the mesh (data parallel, fsdp, tensor parallel). Runs in a subprocess because
-the device count must be fixed before jax starts."""
+losses whatever the mesh (data parallel, fsdp, tensor parallel); and 2 processes on localhost
+(jax.distributed, gloo CPU collectives), each sampling its own prompts, train exactly like 1
+process given the same global batches. Runs in subprocesses: the device count must be fixed
+before jax starts, and jax.distributed can be initialised once per process."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -50,5 +53,80 @@ def test_same_results_on_every_mesh():
         np.testing.assert_allclose(r["kl"], base["kl"], rtol=1e-4, atol=1e-7, err_msg=name)
 
 
+HOST_STEPS = 3
+HOST_ORDER = [0, 2, 1, 3, 4, 6, 5, 7]  # the global batches of 2 hosts (prompts i::2), in process order
+
+
+def host_worker(workdir: str, out: str, pid: int = 0, n: int = 1, port: int = 0) -> None:
+    """One process of n (n = 2: host pid's prompts are every 2nd toy item; n = 1: all items in
+    the order the 2 hosts' batches concatenate)."""
+    import jax
+
+    if n > 1:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_grpo_train as T
+
+    if n > 1:
+        src = T.ListSource([T.toy_item(i) for i in range(8)], shuffle=False, shard_index=pid, shard_count=n)
+    else:
+        src = T.ListSource([T.toy_item(i) for i in HOST_ORDER], shuffle=False)
+    seen = []
+
+    def reward(ro):
+        seen.append([it.question_id for it in ro.items])
+        return T.toy_reward(ro)
+
+    c = T.toy_cfg(workdir, steps=HOST_STEPS)
+    c.save_model = True  # gathering the final parameters is collective across processes
+    c.metrics.plot = False
+    s = T.grpo.train_stage(c, source=src, architecture=T.ARCH, reward_fn=reward, tokenizer=T.ToyTokenizer())
+    res = {k: [h[k] for h in s["history"]] for k in ("reward_mean", "loss", "kl", "grad_norm")}
+    res.update(processes=jax.process_count(), devices=jax.device_count(), seen=seen, step=s["step"])
+    json.dump(res, open(out, "w"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_train_like_one(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    me = os.path.abspath(__file__)
+    port = _free_port()
+    outs = [str(tmp_path / f"host{i}.json") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, me, "host", str(tmp_path / "multi"), outs[i], str(i), "2", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-5000:]
+    single_out = str(tmp_path / "single.json")
+    proc = subprocess.run([sys.executable, me, "host", str(tmp_path / "single"), single_out], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    h0, h1, one = (json.load(open(f)) for f in (*outs, single_out))
+    assert (h0["processes"], h0["devices"], one["processes"]) == (2, 2, 1)
+    # each host sampled only its own prompts; together they are the single run's batches
+    assert h0["seen"] == [[0, 2], [4, 6], [0, 2]] and h1["seen"] == [[1, 3], [5, 7], [1, 3]]
+    assert one["seen"] == [[0, 2, 1, 3], [4, 6, 5, 7], [0, 2, 1, 3]]
+    assert h0["step"] == one["step"] == HOST_STEPS
+    assert max(one["loss"][1:]) != 0.0 and 0.0 < np.mean(one["reward_mean"]) < 1.0
+    for host in (h0, h1):  # the same samples (per-row keys), the same global metrics
+        assert host["reward_mean"] == one["reward_mean"]
+        for key in ("loss", "kl", "grad_norm"):
+            np.testing.assert_allclose(host[key], one[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    assert sorted(os.listdir(tmp_path / "multi" / "checkpoints")) == [str(HOST_STEPS)]
+    assert (tmp_path / "multi" / "model" / "params.safetensors").is_file()
+
+
 if __name__ == "__main__":
-    worker()
+    if sys.argv[1:2] == ["host"]:
+        a = sys.argv[2:]
+        host_worker(a[0], a[1], *(int(x) for x in a[2:]))
+    else:
+        worker()
