@@ -86,7 +86,7 @@ def get_config():
     })
     c.coldstart = ml_collections.ConfigDict({
         "data": {"kind": "coldstart"},  # written by the ladder: rejection sampling + templates
-        "train": {"num_steps": 120},
+        "train": {"num_steps": 200},
     })
     c.stage3 = ml_collections.ConfigDict({
         "data": {"kind": "spatial"},

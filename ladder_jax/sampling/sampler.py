@@ -14,6 +14,8 @@
   teacher-forced forward of the returned sequence gives. Only the [N, vocab] logits of the
   current step ever exist; nothing of vocabulary size is kept across steps.
 * `mask` marks the completion tokens: everything up to and including the first stop id.
+* Randomness is per row: row b * G + g draws from a key of (seed, prompt_offset + b, g), so a
+  prompt's samples are the same whatever batch (or host, in multi-process GRPO) it is sampled in.
 """
 
 from __future__ import annotations
