@@ -277,8 +277,9 @@ def _create_state(tr: "GRPOTrainer", model_fn, abs_params):
 
 
 def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Callable]:
-    """(train step, log-probs, cast, replicate in the compute dtype), jitted; shared by trainers of identical settings in one
-    process (a resumed run, tests, the embedded default's stages) so each shape compiles once."""
+    """(train step, log-probs, cast, replicate in the compute dtype), jitted; shared by trainers
+    of identical settings in one process (a resumed run, tests, the embedded default's stages)
+    so each shape compiles once."""
     cfg = tr.cfg
     key = json.dumps([tr.mcfg.to_dict(), cfg.optim.to_dict(), tr.num_steps, cfg.grpo.to_dict(), cfg.seed,
                       cfg.model.freeze_vision, cfg.model.compute_dtype, cfg.train.xla_fast_compile, str(tr.mesh),

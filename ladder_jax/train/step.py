@@ -9,9 +9,9 @@ the (data, fsdp) mesh axes, so each host collates only its own groups (multi-hos
 model sees ordinary batches. Logits are computed only at the target positions of a group
 (``target_index [K]``, flat indices into ``b*L``, host-built; ``target_valid [K]`` masks the
 bucket padding), never for the whole ``[b, L, vocab]``: with a 152k vocabulary that tensor
-dominates memory and time while most positions (the prompt) carry no loss. The loss is the sum of token losses over the whole step divided by
-the number of target tokens of the whole step, so k micro-batches give exactly the gradient of
-one batch k times the size.
+dominates memory and time while most positions (the prompt) carry no loss. The loss is the sum
+of token losses over the whole step divided by the number of target tokens of the whole step,
+so k micro-batches give exactly the gradient of one batch k times the size.
 """
 
 from __future__ import annotations
