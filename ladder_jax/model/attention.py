@@ -60,14 +60,19 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, dtype, 
     """
     b, t, h, d = q.shape
     kv = k.shape[2]
-    q = q.reshape(b, t, kv, h // kv, d)
-    logits = jnp.einsum("btkgd,bskd->bkgts", q.astype(dtype), k.astype(dtype),
+    g = h // kv
+    # Head-major operands ([b, kv, g, t, d] x [b, kv, s, d]): the dots batch over (b, kv), so
+    # neither they nor their gradients need transposed copies of the [.., t, s] probabilities
+    # (forward+backward 2x faster on CPU than einsums over the token-major layout).
+    qh = q.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4)
+    kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    logits = jnp.einsum("bkgtd,bksd->bkgts", qh.astype(dtype), kh.astype(dtype),
                         preferred_element_type=jnp.float32) * (d ** -0.5)
     logits = jnp.where(mask[:, None, None, :, :], logits, MASK_VALUE)
     probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(dtype), v.astype(dtype),
+    out = jnp.einsum("bkgts,bksd->bkgtd", probs.astype(dtype), vh.astype(dtype),
                      preferred_element_type=jnp.float32)
-    out = out.reshape(b, t, h, d).astype(dtype)
+    out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d).astype(dtype)
     return (out, probs) if return_probs else out
 
 
