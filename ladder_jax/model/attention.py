@@ -51,26 +51,28 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, dtype, *,
-              return_probs: bool = False):
+              return_probs: bool = False, kv_heads_first: bool = False):
     """Dense masked grouped-query attention.
 
-    q: [B, T, H, D]; k, v: [B, S, K, D] with H % K == 0; mask: [B, T, S] bool (True = attend).
+    q: [B, T, H, D]; k, v: [B, S, K, D], or already head-major [B, K, S, D] with kv_heads_first
+    (the KV cache's layout); H % K == 0; mask: [B, T, S] bool (True = attend).
     Returns [B, T, H, D] in `dtype`; with return_probs also the float32 probabilities
     [B, K, H/K, T, S] (head h = k * H/K + g), for analysis (ladder_jax.eval.attention_probe).
     """
     b, t, h, d = q.shape
-    kv = k.shape[2]
+    if not kv_heads_first:
+        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    kv = k.shape[1]
     g = h // kv
     # Head-major operands ([b, kv, g, t, d] x [b, kv, s, d]): the dots batch over (b, kv), so
     # neither they nor their gradients need transposed copies of the [.., t, s] probabilities
     # (forward+backward 2x faster on CPU than einsums over the token-major layout).
     qh = q.reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4)
-    kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
-    logits = jnp.einsum("bkgtd,bksd->bkgts", qh.astype(dtype), kh.astype(dtype),
+    logits = jnp.einsum("bkgtd,bksd->bkgts", qh.astype(dtype), k.astype(dtype),
                         preferred_element_type=jnp.float32) * (d ** -0.5)
     logits = jnp.where(mask[:, None, None, :, :], logits, MASK_VALUE)
     probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("bkgts,bksd->bkgtd", probs.astype(dtype), vh.astype(dtype),
+    out = jnp.einsum("bkgts,bksd->bkgtd", probs.astype(dtype), v.astype(dtype),
                      preferred_element_type=jnp.float32)
     out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d).astype(dtype)
     return (out, probs) if return_probs else out

@@ -31,8 +31,9 @@ from ladder_jax.model.rope import apply_rope, mrope_cos_sin
 class KVCache:
     """Decoder KV cache (a pytree).
 
-    k, v: [num_layers, B, S_max, kv_heads, head_dim]; valid: [B, S_max] bool (slot holds a real
-    token); index: [] int32, next slot to write (shared by the batch).
+    k, v: [num_layers, B, kv_heads, S_max, head_dim] (head-major, as attention's dots read it:
+    no per-step transposed copy of the cache); valid: [B, S_max] bool (slot holds a real token);
+    index: [] int32, next slot to write (shared by the batch).
     """
 
     k: jax.Array
@@ -42,13 +43,13 @@ class KVCache:
 
     @classmethod
     def init(cls, cfg: TextConfig, batch: int, max_len: int, dtype=jnp.float32) -> "KVCache":
-        shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+        shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
         return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
                    valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[2]
+        return self.k.shape[3]
 
 
 class TextDecoder(nnx.Module):
@@ -112,11 +113,13 @@ class TextDecoder(nnx.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             if kv is not None:
                 ks, vs, i = kv
-                ks = jax.lax.dynamic_update_slice(ks, k[None].astype(ks.dtype), (i, 0, index, 0, 0))
-                vs = jax.lax.dynamic_update_slice(vs, v[None].astype(vs.dtype), (i, 0, index, 0, 0))
-                k, v = ks[i], vs[i]
+                put = lambda c, new: jax.lax.dynamic_update_slice(  # new [B, T, K, D] -> slots of layer i
+                    c, new.transpose(0, 2, 1, 3)[None].astype(c.dtype), (i, 0, 0, index, 0))
+                ks, vs = put(ks, k), put(vs, v)
+                o = attention(q, ks[i], vs[i], mask, dtype, kv_heads_first=True)
                 kv = (ks, vs)
-            o = attention(q, k, v, mask, dtype)
+            else:
+                o = attention(q, k, v, mask, dtype)
             x = x + dot("bthk,hkd->btd", o, p["o_kernel"], dtype)
             x = sharding.constrain(x, ("batch", "length", "embed"))
             h = rms_norm(x, p["mlp_norm"], t.rms_norm_eps)

@@ -223,7 +223,7 @@ def test_remat_policy_gradients_agree():
 def test_kv_cache_init_shapes():
     cfg = tiny()
     c = KVCache.init(cfg.text, batch=3, max_len=10, dtype=jnp.bfloat16)
-    assert c.k.shape == (cfg.text.num_layers, 3, 10, cfg.text.num_kv_heads, cfg.text.head_dim)
+    assert c.k.shape == (cfg.text.num_layers, 3, cfg.text.num_kv_heads, 10, cfg.text.head_dim)
     assert c.k.dtype == jnp.bfloat16 and c.valid.shape == (3, 10) and int(c.index) == 0
 
 
