@@ -1,7 +1,7 @@
 """GRPO on 8 CPU devices: the toy task gives the same rewards and (to float rounding) the same
 losses whatever the mesh (data parallel, fsdp, tensor parallel); and 2 processes on localhost
-(jax.distributed, gloo CPU collectives), each sampling its own prompts, train exactly like 1
-process given the same global batches. Runs in subprocesses: the device count must be fixed
+(jax.distributed, gloo CPU collectives), each sampling its own prompts, train like 1 process
+given the same global batches (identical samples and rewards; losses to float rounding). Runs in subprocesses: the device count must be fixed
 before jax starts, and jax.distributed can be initialised once per process."""
 
 from __future__ import annotations
@@ -116,10 +116,14 @@ def test_two_processes_train_like_one(tmp_path):
     assert one["seen"] == [[0, 2, 1, 3], [4, 6, 5, 7], [0, 2, 1, 3]]
     assert h0["step"] == one["step"] == HOST_STEPS
     assert max(one["loss"][1:]) != 0.0 and 0.0 < np.mean(one["reward_mean"]) < 1.0
-    for host in (h0, h1):  # the same samples (per-row keys), the same global metrics
-        assert host["reward_mean"] == one["reward_mean"]
+    for host in (h0, h1):
+        assert host["reward_mean"] == one["reward_mean"]  # the same samples (per-row keys)
         for key in ("loss", "kl", "grad_norm"):
-            np.testing.assert_allclose(host[key], one[key], rtol=1e-5, atol=1e-7, err_msg=key)
+            # step 1: the same parameters, only the order of the cross-process gradient sum differs
+            np.testing.assert_allclose(host[key][0], one[key][0], rtol=1e-6, atol=1e-8, err_msg=key)
+            # later steps: AdamW turns ~1e-7 differences in near-zero gradient components into
+            # +-lr parameter steps, so the two runs drift apart by ~1e-5 (relative) at step 3
+            np.testing.assert_allclose(host[key], one[key], rtol=1e-4, atol=1e-7, err_msg=key)
     assert sorted(os.listdir(tmp_path / "multi" / "checkpoints")) == [str(HOST_STEPS)]
     assert (tmp_path / "multi" / "model" / "params.safetensors").is_file()
 
