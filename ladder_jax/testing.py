@@ -6,6 +6,9 @@ tokenizer files with the exact Qwen2.5 vocabulary, chat template, preprocessor_c
 but with a model small enough for CPU parity tests (about 10M parameters, almost all of them the
 151936 x 64 embedding). Deterministic from the seed; about 2.5 s the first time in a process
 (importing transformers, building the BPE merges), then a few tenths of a second.
+
+`free_port()` and `join_localhost(pid, n, port)` let subprocess tests run several JAX processes
+on one machine.
 """
 
 from __future__ import annotations
@@ -209,3 +212,24 @@ def write_tiny_checkpoint(
         json.dumps(preprocessor_config(min_pixels, max_pixels), indent=2) + "\n"
     )
     return out
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on (for a jax.distributed coordinator)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def join_localhost(process_id: int, num_processes: int, port: int) -> None:
+    """This process joins a jax.distributed group on localhost through the trainer's own
+    ``distributed.mode = "explicit"`` path (CPU collectives over gloo when JAX_PLATFORMS=cpu)."""
+    from ladder_jax.train import defaults, distributed
+
+    d = defaults.base_config().distributed
+    d.mode = "explicit"
+    d.coordinator_address = f"localhost:{port}"
+    d.num_processes, d.process_id = num_processes, process_id
+    distributed.initialize(d)

@@ -75,10 +75,9 @@ def mesh_case(out):
 
 
 def host_case(pid, n, port, workdir, out):
-    import jax
+    from ladder_jax.testing import join_localhost
 
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
+    join_localhost(pid, n, port)
     run(workdir, out, shard_index=pid, shard_count=n)
 
 

@@ -1,18 +1,20 @@
 """GRPO on 8 CPU devices: the toy task gives the same rewards and (to float rounding) the same
 losses whatever the mesh (data parallel, fsdp, tensor parallel); and 2 processes on localhost
 (jax.distributed, gloo CPU collectives), each sampling its own prompts, train like 1 process
-given the same global batches (identical samples and rewards; losses to float rounding). Runs in subprocesses: the device count must be fixed
-before jax starts, and jax.distributed can be initialised once per process."""
+given the same global batches (identical samples and rewards; losses to float rounding). Runs in
+subprocesses: the device count must be fixed before jax starts, and jax.distributed can be
+initialised once per process."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
+
+from ladder_jax.testing import free_port
 
 MESHES = [(8, 1, 1), (2, 2, 2)]  # data parallel; data x fsdp x tensor
 
@@ -62,9 +64,10 @@ def host_worker(workdir: str, out: str, pid: int = 0, n: int = 1, port: int = 0)
     the order the 2 hosts' batches concatenate)."""
     import jax
 
+    from ladder_jax.testing import join_localhost
+
     if n > 1:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
+        join_localhost(pid, n, port)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import test_grpo_train as T
 
@@ -87,17 +90,11 @@ def host_worker(workdir: str, out: str, pid: int = 0, n: int = 1, port: int = 0)
     json.dump(res, open(out, "w"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_train_like_one(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
     me = os.path.abspath(__file__)
-    port = _free_port()
+    port = free_port()
     outs = [str(tmp_path / f"host{i}.json") for i in range(2)]
     procs = [subprocess.Popen([sys.executable, me, "host", str(tmp_path / "multi"), outs[i], str(i), "2", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

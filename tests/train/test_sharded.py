@@ -7,12 +7,13 @@ can be initialised once per process.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from ladder_jax.testing import free_port
 
 WORKER = str(Path(__file__).with_name("sharded_worker.py"))
 REPO = str(Path(__file__).resolve().parents[2])
@@ -53,14 +54,8 @@ def test_sharded_step_on_8_devices_equals_single_device(tmp_path):
             np.testing.assert_allclose(b[k], a[k], atol=1e-5, rtol=0, err_msg=k)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_reach_the_same_loss_as_one(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = _env()
     outs = [str(tmp_path / f"host{i}.json") for i in range(2)]
     procs = [subprocess.Popen([sys.executable, WORKER, "host", str(i), "2", str(port), str(tmp_path / "multi"),
