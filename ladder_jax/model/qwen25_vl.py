@@ -81,9 +81,10 @@ class Qwen25VL(nnx.Module):
         return sharding.constrain(x, ("batch", "length", "embed"))
 
     def decode(self, x: jax.Array, positions: jax.Array, attention_mask: jax.Array,
-               cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+               cache: KVCache | None = None,
+               layers: tuple[dict[str, jax.Array], ...] | None = None) -> tuple[jax.Array, KVCache | None]:
         """Decoder over embeddings x [B, T, D]; see TextDecoder for the cache protocol."""
-        return self.decoder(x, positions, attention_mask, cache)
+        return self.decoder(x, positions, attention_mask, cache, layers)
 
     def head_weight(self) -> jax.Array:
         """The output projection as [D, vocab] in the compute dtype (tied: the embedding, transposed).

@@ -9,6 +9,15 @@ KV cache protocol (what a sampler does):
     h, cache = decoder(x_prompt, positions, attention_mask, cache)   # prefill: writes slots [0, L)
     h, cache = decoder(x_next, positions_next, ones[B, 1], cache)     # decode: writes slot L, ...
 
+A decode loop can instead run the layers unrolled on per-layer buffers taken once before it:
+
+    layers, cache = decoder.layer_params(), cache.per_layer()
+    h, cache = decoder(x_next, positions_next, ones[B, 1], cache, layers)  # inside the loop
+
+Inside a loop, a scan over the stacked weights slices (copies) every layer's weights and cache
+at every step; the unrolled form reads them in place, at the price of one copy of the decoder
+weights held for the loop's duration.
+
 Each call writes its T new keys/values at slots [cache.index, cache.index + T) for every row,
 marks them valid where `attention_mask` is 1, and lets query t attend to every valid slot
 s <= cache.index + t. Left-padded prompts therefore work as is: pad slots stay invalid forever.
@@ -32,12 +41,13 @@ class KVCache:
     """Decoder KV cache (a pytree).
 
     k, v: [num_layers, B, kv_heads, S_max, head_dim] (head-major, as attention's dots read it:
-    no per-step transposed copy of the cache); valid: [B, S_max] bool (slot holds a real token);
+    no per-step transposed copy of the cache), or after `per_layer()` tuples of num_layers
+    [B, kv_heads, S_max, head_dim] arrays; valid: [B, S_max] bool (slot holds a real token);
     index: [] int32, next slot to write (shared by the batch).
     """
 
-    k: jax.Array
-    v: jax.Array
+    k: jax.Array | tuple[jax.Array, ...]
+    v: jax.Array | tuple[jax.Array, ...]
     valid: jax.Array
     index: jax.Array
 
@@ -49,7 +59,15 @@ class KVCache:
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[3]
+        return self.valid.shape[1]
+
+    @property
+    def is_per_layer(self) -> bool:
+        return isinstance(self.k, tuple)
+
+    def per_layer(self) -> "KVCache":
+        """The same cache with k and v split into one array per layer (for unrolled decoding)."""
+        return self if self.is_per_layer else self.replace(k=tuple(self.k), v=tuple(self.v))
 
 
 class TextDecoder(nnx.Module):
@@ -79,12 +97,23 @@ class TextDecoder(nnx.Module):
     _LAYER_PARAMS = ("attn_norm", "q_kernel", "q_bias", "k_kernel", "k_bias", "v_kernel", "v_bias",
                      "o_kernel", "mlp_norm", "gate_kernel", "up_kernel", "down_kernel")
 
+    def layer_params(self) -> tuple[dict[str, jax.Array], ...]:
+        """Each layer's weights as separate arrays (copies of the stacked ones), for unrolled decoding."""
+        return tuple({name: getattr(self, name)[i] for name in self._LAYER_PARAMS}
+                     for i in range(self.cfg.num_layers))
+
     def __call__(self, x: jax.Array, positions: jax.Array, attention_mask: jax.Array,
-                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+                 cache: KVCache | None = None,
+                 layers: tuple[dict[str, jax.Array], ...] | None = None) -> tuple[jax.Array, KVCache | None]:
         """x: [B, T, D] embeddings; positions: [3, B, T] M-RoPE ids; attention_mask: [B, T] (1 = real).
 
-        Returns (hidden [B, T, D] after the final norm, updated cache or None).
+        layers: `layer_params()`, to run the layers unrolled on them; the cache must then be
+        per-layer (`KVCache.per_layer()`). Returns (hidden [B, T, D] after the final norm,
+        updated cache or None).
         """
+        if (layers is not None) != (cache is not None and cache.is_per_layer):
+            raise ValueError("unrolled layers and a per-layer KV cache go together "
+                             "(TextDecoder.layer_params(), KVCache.per_layer())")
         t, dtype = self.cfg, self.dtype
         b, n, _ = x.shape
         cos, sin = mrope_cos_sin(positions, t.head_dim, t.rope_theta, t.mrope_section)
@@ -134,6 +163,13 @@ class TextDecoder(nnx.Module):
         if cache is None:
             x, _ = jax.lax.scan(lambda x, p: (layer(x, p, None)[0], None), x, params)
             new_cache = None
+        elif layers is not None:
+            ks, vs = [], []
+            for p, k, v in zip(layers, cache.k, cache.v):
+                x, (k, v) = layer(x, p, (k[None], v[None], 0))  # a size-1 layer axis: no copy
+                ks.append(k[0])
+                vs.append(v[0])
+            new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=index + n)
         else:
             def body(carry, xs):
                 x, ks, vs = carry

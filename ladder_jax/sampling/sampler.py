@@ -46,6 +46,11 @@ class SamplingConfig:
     top_p: float = 1.0  # 1 -> off
     stop_ids: tuple[int, ...] = (IM_END_ID, ENDOFTEXT_ID)
     pad_id: int = ENDOFTEXT_ID
+    # Decode runs the layers unrolled on per-layer copies of the weights, taken once per call:
+    # each step reads weights and cache in place, at the price of one extra copy of the decoder
+    # weights while decoding. False: a scan over the stacked weights (no extra memory; XLA
+    # slices, i.e. copies, every layer's weights and cache at every step).
+    unroll_layers: bool = True
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -95,18 +100,26 @@ def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, ja
     return x, ids
 
 
-def greedy_and_normalizer(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+def greedy_and_normalizer(logits: jax.Array, chunk: int = 128) -> tuple[jax.Array, jax.Array]:
     """logits float32 [N, V] -> (argmax int32 [N] (first maximal index), logsumexp [N]).
 
-    One max pass serves both: the argmax is the lowest index equal to the max (a plain min
-    reduction; XLA's variadic argmax reduction is several times slower on CPU), and the
-    logsumexp is max + log(sum(exp(logits - max))).
+    Two-level, over chunks of `chunk` logits: each chunk's max and sum of exp(x - chunk max) are
+    the only reductions over the vocabulary; the rest works on [N, V / chunk]. The argmax is the
+    first maximal index within the first chunk holding the global max. On CPU at [8, 151936]
+    this takes half the time of a flat max / where / min / exp-sum, which materialises several
+    [N, V] intermediates (and XLA's variadic argmax over the vocabulary is slower still).
     """
-    top = jnp.max(logits, axis=-1, keepdims=True)
-    iota = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
-    first = jnp.min(jnp.where(logits == top, iota, logits.shape[-1]), axis=-1)
-    lse = top[..., 0] + jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))
-    return first, lse
+    n, v = logits.shape
+    pad = (-v) % chunk
+    x = jnp.pad(logits, ((0, 0), (0, pad)), constant_values=-jnp.inf) if pad else logits
+    x = x.reshape(n, -1, chunk)  # [N, C, chunk]
+    chunk_max = jnp.max(x, axis=-1)  # [N, C]
+    chunk_sum = jnp.sum(jnp.exp(x - chunk_max[..., None]), axis=-1)
+    top = jnp.max(chunk_max, axis=-1)  # [N]
+    lse = top + jnp.log(jnp.sum(chunk_sum * jnp.exp(chunk_max - top[:, None]), axis=-1))
+    first_chunk = jnp.argmax(chunk_max, axis=-1)
+    within = jnp.argmax(jnp.take_along_axis(x, first_chunk[:, None, None], axis=1)[:, 0], axis=-1)
+    return (first_chunk * chunk + within).astype(jnp.int32), lse
 
 
 def sample_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
@@ -215,6 +228,9 @@ class Sampler:
         stop = jnp.asarray(cfg.stop_ids, jnp.int32)
         n, T = loop.tokens.shape
         head = model.head_weight()  # once per call, not per step
+        layers = model.decoder.layer_params() if cfg.unroll_layers else None
+        if layers is not None:
+            loop = loop.replace(cache=loop.cache.per_layer())
 
         def cond(s: _LoopState):
             return (s.step < T) & ~jnp.all(s.done)
@@ -223,7 +239,7 @@ class Sampler:
             last = jax.lax.dynamic_slice_in_dim(s.tokens, s.step - 1, 1, axis=1)  # [N, 1]
             pos = jnp.broadcast_to((s.next_position + s.step - 1)[None, :, None], (3, n, 1))
             x = model.embed(last)
-            hidden, cache = model.decode(x, pos, jnp.ones((n, 1), jnp.int32), s.cache)
+            hidden, cache = model.decode(x, pos, jnp.ones((n, 1), jnp.int32), s.cache, layers)
             logits = model.logits(hidden[:, 0], head)
             tok, logp = sample_tokens(logits, step_keys(s.keys, s.step), cfg)
             tok = jnp.where(s.done, cfg.pad_id, tok)

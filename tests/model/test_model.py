@@ -35,9 +35,11 @@ def _vision_kw(model, b):
                 video_layout=vlay)
 
 
-def test_kv_cache_prefill_then_decode_matches_full_forward(jx_model, mixed_batch):
+@pytest.mark.parametrize("unrolled", [False, True], ids=["scan", "unrolled"])
+def test_kv_cache_prefill_then_decode_matches_full_forward(jx_model, mixed_batch, unrolled):
     """Prefill all but the last 4 tokens, then decode them one by one under nnx.jit: every
-    step's logits equal the full forward's (left padding: pad slots stay invalid)."""
+    step's logits equal the full forward's (left padding: pad slots stay invalid). Decoding
+    runs over the stacked layers, or unrolled on per-layer weights and a per-layer cache."""
     b = mixed_batch
     ids, mask, pos = jnp.asarray(b["ids"]), jnp.asarray(b["mask"]), jnp.asarray(b["pos"])
     x = jx_model.embed(ids, **_vision_kw(jx_model, b))
@@ -47,8 +49,8 @@ def test_kv_cache_prefill_then_decode_matches_full_forward(jx_model, mixed_batch
                                  1e-4 * np.abs(b["logits"]).max())
 
     @nnx.jit
-    def step(model, x, pos, mask, cache):
-        h, cache = model.decode(x, pos, mask, cache)
+    def step(model, x, pos, mask, cache, layers=None):
+        h, cache = model.decode(x, pos, mask, cache, layers)
         return model.logits(h), cache
 
     n = ids.shape[1]
@@ -56,8 +58,12 @@ def test_kv_cache_prefill_then_decode_matches_full_forward(jx_model, mixed_batch
     k = n - 4
     out, cache = step(jx_model, x[:, :k], pos[:, :, :k], mask[:, :k], cache)
     outs = [np.asarray(out)]
+    layers = None
+    if unrolled:
+        layers, cache = jx_model.decoder.layer_params(), cache.per_layer()
+        assert len(cache.k) == len(layers) == jx_model.config.text.num_layers
     for t in range(k, n):
-        out, cache = step(jx_model, x[:, t:t + 1], pos[:, :, t:t + 1], mask[:, t:t + 1], cache)
+        out, cache = step(jx_model, x[:, t:t + 1], pos[:, :, t:t + 1], mask[:, t:t + 1], cache, layers)
         outs.append(np.asarray(out))
     got = np.concatenate(outs, axis=1)
     assert int(cache.index) == n
@@ -225,6 +231,18 @@ def test_kv_cache_init_shapes():
     c = KVCache.init(cfg.text, batch=3, max_len=10, dtype=jnp.bfloat16)
     assert c.k.shape == (cfg.text.num_layers, 3, cfg.text.num_kv_heads, 10, cfg.text.head_dim)
     assert c.k.dtype == jnp.bfloat16 and c.valid.shape == (3, 10) and int(c.index) == 0
+    per_layer = c.per_layer()
+    assert per_layer.max_len == 10 and len(per_layer.k) == cfg.text.num_layers
+    assert per_layer.k[0].shape == c.k.shape[1:]
+
+
+def test_unrolled_layers_and_per_layer_cache_go_together(jx_model):
+    x, pos, mask = jnp.zeros((1, 1, jx_model.config.text.hidden_size)), jnp.zeros((3, 1, 1), jnp.int32), jnp.ones((1, 1))
+    cache = jx_model.init_cache(batch=1, max_len=4)
+    with pytest.raises(ValueError, match="per-layer KV cache"):
+        jx_model.decode(x, pos, mask, cache, jx_model.decoder.layer_params())
+    with pytest.raises(ValueError, match="per-layer KV cache"):
+        jx_model.decode(x, pos, mask, cache.per_layer())
 
 
 def test_param_specs_from_rules():

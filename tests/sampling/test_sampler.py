@@ -3,6 +3,8 @@ stop handling, seeds, GRPO groups and bounded compilation."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,7 @@ from ladder_jax.processing.positions import mm_token_type_ids
 from ladder_jax.processing.prompts import encode_prompt
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, load_tokenizer
 from ladder_jax.sampling import PromptBatch, Sampler, SamplingConfig, collate_prompts
-from ladder_jax.sampling.sampler import sample_tokens
+from ladder_jax.sampling.sampler import greedy_and_normalizer, sample_tokens
 from ladder_jax.testing import write_tiny_checkpoint
 
 NEW_TOKENS = 32
@@ -99,9 +101,12 @@ def test_greedy_matches_transformers(name, prompts, hf_model, greedy_sampler, mo
     assert len(set(ref.tolist())) > 4, "degenerate reference: the test would not see position bugs"
 
 
-def test_greedy_padded_batch_matches_transformers(prompts, hf_model, greedy_sampler, model):
+@pytest.mark.parametrize("unroll_layers", [True, False], ids=["unrolled", "scan"])
+def test_greedy_padded_batch_matches_transformers(prompts, hf_model, greedy_sampler, model, unroll_layers):
     names = ["text", "video", "image", "two_images"]
-    out = greedy_sampler.generate(batch_of(model, [prompts[n] for n in names]))
+    sampler = greedy_sampler if unroll_layers else Sampler(model, dataclasses.replace(GREEDY, unroll_layers=False))
+    assert sampler.cfg.unroll_layers == unroll_layers
+    out = sampler.generate(batch_of(model, [prompts[n] for n in names]))
     for i, n in enumerate(names):
         np.testing.assert_array_equal(out.tokens[i], hf_greedy(hf_model, prompts[n], NEW_TOKENS), err_msg=n)
 
@@ -153,6 +158,22 @@ def intended_distribution(logits: np.ndarray, cfg: SamplingConfig) -> np.ndarray
         mass += p[i]
     q = np.where(keep, p, 0.0)
     return q / q.sum()
+
+
+@pytest.mark.parametrize("vocab,chunk", [(1000, 128), (1024, 128), (37, 8), (5, 128)])
+def test_greedy_and_normalizer_equal_flat_numpy(vocab, chunk):
+    rng = np.random.default_rng(vocab)
+    logits = rng.normal(size=(6, vocab)).astype(np.float32) * 4
+    # Ties for the max: within one chunk, across chunks, and at the last (padded) chunk's end.
+    logits[1, [1, 3]] = logits[1].max() + 1
+    logits[2, [(chunk + 1) % vocab, 2]] = logits[2].max() + 1
+    logits[3, [vocab - 1, vocab - 2]] = logits[3].max() + 1
+    logits[4] = 0.0
+    tokens, lse = jax.jit(lambda x: greedy_and_normalizer(x, chunk))(jnp.asarray(logits))
+    wide = logits.astype(np.float64)
+    expected_lse = wide.max(-1) + np.log(np.exp(wide - wide.max(-1, keepdims=True)).sum(-1))
+    np.testing.assert_array_equal(np.asarray(tokens), logits.argmax(-1))  # numpy: first maximal index
+    np.testing.assert_allclose(np.asarray(lse), expected_lse, rtol=1e-6)
 
 
 @pytest.mark.parametrize("cfg", [
