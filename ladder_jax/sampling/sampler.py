@@ -206,6 +206,8 @@ class Sampler:
         g = num_samples
         cache = KVCache(k=_repeat_rows(cache.k, g, 1), v=_repeat_rows(cache.v, g, 1),
                         valid=_repeat_rows(cache.valid, g), index=cache.index)
+        if cfg.unroll_layers:  # split here, so decode's donated cache has its output's structure
+            cache = cache.per_layer()
         logits = _repeat_rows(logits, g)
         n, T = B * g, cfg.max_new_tokens
         keys = row_keys(seed, prompt_offset, B, g)
@@ -228,9 +230,7 @@ class Sampler:
         stop = jnp.asarray(cfg.stop_ids, jnp.int32)
         n, T = loop.tokens.shape
         head = model.head_weight()  # once per call, not per step
-        layers = model.decoder.layer_params() if cfg.unroll_layers else None
-        if layers is not None:
-            loop = loop.replace(cache=loop.cache.per_layer())
+        layers = model.decoder.layer_params() if cfg.unroll_layers else None  # with prefill's per-layer cache
 
         def cond(s: _LoopState):
             return (s.step < T) & ~jnp.all(s.done)
