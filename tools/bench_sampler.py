@@ -26,6 +26,32 @@ def prompts_text(b: int) -> list[str]:
     return [base[i % len(base)] + " " * (i % 3) for i in range(b)]
 
 
+def head_matmul_ms(model, hf, b: int, repeats: int) -> tuple[float, float]:
+    """The LM-head matmul of one decode step ([b, D] x [D, vocab]) alone, each side's own way
+    (ours: `logits` under jit, as in the decode loop; transformers: `lm_head`), best of 20 x repeats.
+    At small widths it is most of a step on both sides, so it bounds the achievable ratio."""
+    import jax
+    import torch
+
+    d = model.config.text.hidden_size
+    h = np.random.default_rng(0).standard_normal((b, d)).astype(np.float32)
+    head = model.head_weight()
+    ours_fn = jax.jit(lambda x, w: model.logits(x, w))
+    x, xt = jax.numpy.asarray(h, model.dtype), torch.tensor(h, dtype=hf.lm_head.weight.dtype)
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(20 * repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return 1e3 * min(times)
+
+    with torch.no_grad():
+        return best(lambda: jax.block_until_ready(ours_fn(x, head))), best(lambda: hf.lm_head(xt))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -101,12 +127,16 @@ def main() -> None:
                 fn()
                 times.append(time.perf_counter() - t0)
         ours_tps, ref_tps = b * n_new / min(ours), b * n_new / min(ref)
+        head_ours, head_ref = head_matmul_ms(model, hf, b, args.repeats)
         results[f"batch{b}"] = {
             "ladder_jax_tokens_per_s": round(ours_tps, 1), "transformers_tokens_per_s": round(ref_tps, 1),
             "speedup_vs_reference": round(ours_tps / ref_tps, 2), "compile_s": round(compile_s, 2),
-            "prompt_length": int(batch.prompt_length)}
+            "prompt_length": int(batch.prompt_length),
+            "ms_per_step": {"ladder_jax": round(1e3 * min(ours) / n_new, 2), "transformers": round(1e3 * min(ref) / n_new, 2)},
+            "lm_head_ms": {"ladder_jax": round(head_ours, 2), "transformers": round(head_ref, 2)}}
         print(f"batch {b}: ladder_jax {ours_tps:8.1f} tok/s  transformers {ref_tps:8.1f} tok/s  "
-              f"ratio {ours_tps / ref_tps:5.2f}x  (compile {compile_s:.1f}s)", flush=True)
+              f"ratio {ours_tps / ref_tps:5.2f}x  (compile {compile_s:.1f}s; LM head alone: "
+              f"{head_ours:.2f} vs {head_ref:.2f} ms per step)", flush=True)
 
     last = f"batch{args.batches[-1]}"
     print(json.dumps({

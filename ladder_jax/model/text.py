@@ -132,9 +132,9 @@ class TextDecoder(nnx.Module):
         params = {name: getattr(self, name)[...] for name in self._LAYER_PARAMS}
 
         def layer(x, p, kv):
-            """kv: None, or (stacked k cache, stacked v cache, layer index): this layer's new
-            keys/values are written into the stacked arrays in place (a scan output would
-            rebuild the whole cache every decode step)."""
+            """kv: None, (stacked k cache, stacked v cache, layer index), or (this layer's k cache,
+            v cache, None): the new keys/values are written into those arrays in place (a scan
+            output would rebuild the whole stacked cache every decode step)."""
             h = rms_norm(x, p["attn_norm"], t.rms_norm_eps)
             q = dot("btd,dhk->bthk", h, p["q_kernel"], dtype) + p["q_bias"].astype(dtype)
             k = dot("btd,dhk->bthk", h, p["k_kernel"], dtype) + p["k_bias"].astype(dtype)
@@ -142,10 +142,15 @@ class TextDecoder(nnx.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             if kv is not None:
                 ks, vs, i = kv
-                put = lambda c, new: jax.lax.dynamic_update_slice(  # new [B, T, K, D] -> slots of layer i
-                    c, new.transpose(0, 2, 1, 3)[None].astype(c.dtype), (i, 0, 0, index, 0))
+                at = (0, 0, index, 0) if i is None else (i, 0, 0, index, 0)
+
+                def put(c, new):  # new [B, T, K, D] -> slots [index, index + T) of [(L,) B, K, S, D]
+                    new = new.transpose(0, 2, 1, 3).astype(c.dtype)
+                    return jax.lax.dynamic_update_slice(c, new if i is None else new[None], at)
+
                 ks, vs = put(ks, k), put(vs, v)
-                o = attention(q, ks[i], vs[i], mask, dtype, kv_heads_first=True)
+                o = attention(q, ks if i is None else ks[i], vs if i is None else vs[i], mask, dtype,
+                              kv_heads_first=True)
                 kv = (ks, vs)
             else:
                 o = attention(q, k, v, mask, dtype)
@@ -166,9 +171,9 @@ class TextDecoder(nnx.Module):
         elif layers is not None:
             ks, vs = [], []
             for p, k, v in zip(layers, cache.k, cache.v):
-                x, (k, v) = layer(x, p, (k[None], v[None], 0))  # a size-1 layer axis: no copy
-                ks.append(k[0])
-                vs.append(v[0])
+                x, (k, v) = layer(x, p, (k, v, None))
+                ks.append(k)
+                vs.append(v)
             new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=index + n)
         else:
             def body(carry, xs):
