@@ -8,7 +8,8 @@
   tower and the prompt once, then repeats the KV cache G times for GRPO groups and samples each
   row's first token.
 * Decode is a `lax.while_loop` over a preallocated KV cache (donated by prefill's output), one
-  token per step for every row, stopping early once every row has emitted a stop id.
+  token per step for every row, stopping early once every row has emitted a stop id. Its body
+  runs the layers unrolled on per-layer weights and cache (`SamplingConfig.unroll_layers`).
 * Each sampled token's log-probability is taken under the model's own distribution (the raw
   logits, before temperature / top-k / top-p): what GRPO's importance ratio needs and what a
   teacher-forced forward of the returned sequence gives. Only the [N, vocab] logits of the
