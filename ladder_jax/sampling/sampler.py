@@ -110,10 +110,7 @@ def greedy_and_normalizer(logits: jax.Array, chunk: int = 128) -> tuple[jax.Arra
     this takes half the time of a flat max / where / min / exp-sum, which materialises several
     [N, V] intermediates (and XLA's variadic argmax over the vocabulary is slower still).
     """
-    n, v = logits.shape
-    pad = (-v) % chunk
-    x = jnp.pad(logits, ((0, 0), (0, pad)), constant_values=-jnp.inf) if pad else logits
-    x = x.reshape(n, -1, chunk)  # [N, C, chunk]
+    x = _chunked(logits, chunk)  # [N, C, chunk]
     chunk_max = jnp.max(x, axis=-1)  # [N, C]
     chunk_sum = jnp.sum(jnp.exp(x - chunk_max[..., None]), axis=-1)
     top = jnp.max(chunk_max, axis=-1)  # [N]
@@ -121,6 +118,37 @@ def greedy_and_normalizer(logits: jax.Array, chunk: int = 128) -> tuple[jax.Arra
     first_chunk = jnp.argmax(chunk_max, axis=-1)
     within = jnp.argmax(jnp.take_along_axis(x, first_chunk[:, None, None], axis=1)[:, 0], axis=-1)
     return (first_chunk * chunk + within).astype(jnp.int32), lse
+
+
+def _chunked(logits: jax.Array, chunk: int) -> jax.Array:
+    """[N, V] -> [N, ceil(V / chunk), chunk], padded with -inf."""
+    n, v = logits.shape
+    pad = (-v) % chunk
+    x = jnp.pad(logits, ((0, 0), (0, pad)), constant_values=-jnp.inf) if pad else logits
+    return x.reshape(n, -1, chunk)
+
+
+def _inverse_cdf(weights: jax.Array, u: jax.Array) -> jax.Array:
+    """weights [N, M] >= 0 (each row some > 0), u [N] in [0, 1) -> index [N] with probability
+    proportional to its weight: the first index whose cumulative weight exceeds u * total
+    (u < 1 keeps u * total below the total, so a zero weight is never picked)."""
+    cdf = jnp.cumsum(weights, axis=-1)
+    return jnp.sum(cdf <= (u * cdf[:, -1])[:, None], axis=-1)
+
+
+def categorical(keys: jax.Array, logits: jax.Array, chunk: int = 128) -> jax.Array:
+    """One draw per row from softmax(logits) [N, V] (-inf: never drawn), keys [N] -> int32 [N].
+
+    Inverse CDF in two levels: a chunk of `chunk` logits with probability its mass, then a logit
+    within it, from two uniforms per row. jax.random.categorical draws Gumbel noise for every
+    logit instead: at [8, 151936] on CPU that alone took 10.5 ms per decode step.
+    """
+    x = _chunked(logits, chunk)  # [N, K, chunk]
+    p = jnp.exp(x - jnp.max(x, axis=(1, 2), keepdims=True))
+    u = jax.vmap(lambda k: jax.random.uniform(k, (2,)))(keys)  # [N, 2] in [0, 1)
+    c = _inverse_cdf(jnp.sum(p, axis=-1), u[:, 0])
+    within = _inverse_cdf(jnp.take_along_axis(p, c[:, None, None], axis=1)[:, 0], u[:, 1])
+    return (c * chunk + within).astype(jnp.int32)
 
 
 def sample_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
@@ -134,7 +162,7 @@ def sample_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tu
         tokens = greedy
     else:
         cand, ids = filter_logits(logits, cfg)
-        choice = jax.vmap(lambda k, c: jax.random.categorical(k, c))(keys, cand)
+        choice = categorical(keys, cand)
         tokens = choice if ids is None else jnp.take_along_axis(ids, choice[:, None], axis=-1)[:, 0]
     picked = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0]
     return tokens.astype(jnp.int32), picked - lse

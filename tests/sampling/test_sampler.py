@@ -17,7 +17,7 @@ from ladder_jax.processing.positions import mm_token_type_ids
 from ladder_jax.processing.prompts import encode_prompt
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, load_tokenizer
 from ladder_jax.sampling import PromptBatch, Sampler, SamplingConfig, collate_prompts
-from ladder_jax.sampling.sampler import greedy_and_normalizer, sample_tokens
+from ladder_jax.sampling.sampler import _inverse_cdf, categorical, greedy_and_normalizer, sample_tokens
 from ladder_jax.testing import write_tiny_checkpoint
 
 NEW_TOKENS = 32
@@ -197,6 +197,33 @@ def test_sampling_matches_intended_distribution(cfg):
     df = int(support.sum()) - 1
     if df:
         assert chi2 < CHI2_CRIT[df], (chi2, counts, expected)
+
+
+def test_categorical_across_chunks_matches_softmax():
+    """Six allowed tokens spread over three chunks of 8 (and the padded tail): counts follow
+    softmax over them (chi-square), and excluded (-inf) tokens are never drawn."""
+    vocab, chunk, n = 21, 8, 40_000
+    allowed = np.array([0, 3, 9, 15, 16, 20])
+    logits = np.full(vocab, -np.inf, np.float32)
+    logits[allowed] = [0.5, 1.5, -0.3, 1.0, 0.2, 0.9]
+    draws = jax.jit(lambda lg, k: categorical(k, lg, chunk))(
+        jnp.broadcast_to(jnp.asarray(logits), (n, vocab)), jax.random.split(jax.random.key(5), n))
+    counts = np.bincount(np.asarray(draws), minlength=vocab)
+    assert counts[np.setdiff1d(np.arange(vocab), allowed)].sum() == 0
+    q = np.exp(logits[allowed] - logits[allowed].max())
+    expected = n * q / q.sum()
+    chi2 = float(((counts[allowed] - expected) ** 2 / expected).sum())
+    assert chi2 < CHI2_CRIT[len(allowed) - 1], (chi2, counts[allowed], expected)
+
+
+def test_inverse_cdf_picks_by_cumulative_weight():
+    weights = jnp.asarray([[1.0, 0.0, 2.0, 0.0], [0.0, 3.0, 0.0, 0.0]])
+    below_one = np.nextafter(np.float32(1), np.float32(0))
+    pick = lambda w, u: np.asarray(_inverse_cdf(w, jnp.asarray(u, jnp.float32))).tolist()
+    assert pick(weights, [0.0, below_one]) == [0, 1]  # zero weights at either end never picked
+    assert pick(weights, [below_one, 0.0]) == [2, 1]
+    assert pick(weights[:1], [0.3333]) == [0]  # index 0 holds the first third of row 0's mass
+    assert pick(weights[:1], [0.34]) == [2]
 
 
 def test_stop_ids_end_each_row(model, prompts, greedy_sampler):
