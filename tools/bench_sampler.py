@@ -2,9 +2,11 @@
 
     python tools/bench_sampler.py [--batches 1 8] [--new-tokens 128] [--hidden 256] [--layers 4]
                                   [--dtype float32|bfloat16] [--repeats 5] [--scan-layers]
+                                  [--temperature T --top-k K --top-p P]
 
 Both run the same random Qwen2.5-VL checkpoint (written here with transformers' save_pretrained),
-the same left-padded text prompts, greedy decoding, exactly --new-tokens tokens per row (stop ids
+the same left-padded text prompts, greedy decoding (or sampling with --temperature > 0, --top-k,
+--top-p; transformers then runs do_sample=True), exactly --new-tokens tokens per row (stop ids
 off). The first jax call (compilation) is reported apart and not counted; the two sides run
 alternately, --repeats times each, and each side's fastest run counts. The last line is JSON.
 """
@@ -62,6 +64,9 @@ def main() -> None:
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    ap.add_argument("--top-k", type=int, default=0)
+    ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--scan-layers", action="store_true",
                     help="decode with a scan over the stacked layers (SamplingConfig.unroll_layers=False)")
     args = ap.parse_args()
@@ -93,7 +98,8 @@ def main() -> None:
         str(ckpt), dtype=torch.float32 if args.dtype == "float32" else torch.bfloat16).eval()
     torch.set_num_threads(torch.get_num_threads())
     n_new = args.new_tokens
-    sampler = Sampler(model, SamplingConfig(max_new_tokens=n_new, temperature=0.0, stop_ids=(),
+    sampler = Sampler(model, SamplingConfig(max_new_tokens=n_new, temperature=args.temperature, top_k=args.top_k,
+                                            top_p=args.top_p, stop_ids=(),
                                                    unroll_layers=not args.scan_layers))
 
     results = {}
@@ -107,7 +113,9 @@ def main() -> None:
         ids = torch.tensor(np.asarray(batch.input_ids, np.int64))
         kw = dict(input_ids=ids, attention_mask=torch.tensor(np.asarray(batch.attention_mask, np.int64)),
                   mm_token_type_ids=torch.tensor(mm_token_type_ids(np.asarray(batch.input_ids)).astype(np.int64)),
-                  max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False, pad_token_id=ENDOFTEXT_ID)
+                  max_new_tokens=n_new, min_new_tokens=n_new, pad_token_id=ENDOFTEXT_ID,
+                  **(dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+                     if args.temperature > 0 else dict(do_sample=False)))
         with torch.no_grad():
             hf.generate(**{**kw, "max_new_tokens": 4, "min_new_tokens": 4})  # warm-up
 
@@ -143,7 +151,8 @@ def main() -> None:
         "bench": "sampler", "device": str(jax.devices()[0].device_kind), "machine": platform.processor() or platform.machine(),
         "config": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
                    "vocab": model.config.text.vocab_size, "dtype": args.dtype, "new_tokens": n_new,
-                   "unroll_layers": not args.scan_layers},
+                   "unroll_layers": not args.scan_layers, "temperature": args.temperature,
+                   "top_k": args.top_k, "top_p": args.top_p},
         "results": results, "speedup_vs_reference": results[last]["speedup_vs_reference"]}))
 
 
