@@ -101,6 +101,14 @@ def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, ja
     return x, ids
 
 
+def _chunked(logits: jax.Array, chunk: int) -> jax.Array:
+    """[N, V] -> [N, ceil(V / chunk), chunk], padded with -inf."""
+    n, v = logits.shape
+    pad = (-v) % chunk
+    x = jnp.pad(logits, ((0, 0), (0, pad)), constant_values=-jnp.inf) if pad else logits
+    return x.reshape(n, -1, chunk)
+
+
 def greedy_and_normalizer(logits: jax.Array, chunk: int = 128) -> tuple[jax.Array, jax.Array]:
     """logits float32 [N, V] -> (argmax int32 [N] (first maximal index), logsumexp [N]).
 
@@ -118,14 +126,6 @@ def greedy_and_normalizer(logits: jax.Array, chunk: int = 128) -> tuple[jax.Arra
     first_chunk = jnp.argmax(chunk_max, axis=-1)
     within = jnp.argmax(jnp.take_along_axis(x, first_chunk[:, None, None], axis=1)[:, 0], axis=-1)
     return (first_chunk * chunk + within).astype(jnp.int32), lse
-
-
-def _chunked(logits: jax.Array, chunk: int) -> jax.Array:
-    """[N, V] -> [N, ceil(V / chunk), chunk], padded with -inf."""
-    n, v = logits.shape
-    pad = (-v) % chunk
-    x = jnp.pad(logits, ((0, 0), (0, pad)), constant_values=-jnp.inf) if pad else logits
-    return x.reshape(n, -1, chunk)
 
 
 def _inverse_cdf(weights: jax.Array, u: jax.Array) -> jax.Array:
