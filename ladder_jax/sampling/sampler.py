@@ -84,21 +84,51 @@ def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, ja
     """Temperature, top-k and top-p applied to float32 logits [N, V].
 
     Returns (candidate logits [N, C], candidate token ids [N, C] or None when C == V). Tokens
-    outside the nucleus get -inf. With top-k the nucleus is cut from the k candidates only, so a
-    full-vocabulary sort happens only when top-p is used without top-k.
+    outside the nucleus get -inf. With top-k the nucleus is cut from the k sorted candidates;
+    without it, from the whole vocabulary by `nucleus_mask`, which needs no sort.
     """
     x = logits / cfg.temperature
-    ids = None
     if cfg.top_k > 0 and cfg.top_k < x.shape[-1]:
         x, ids = jax.lax.top_k(x, cfg.top_k)  # sorted, descending
-    elif cfg.top_p < 1.0:
-        ids = jnp.argsort(-x, axis=-1)
-        x = jnp.take_along_axis(x, ids, axis=-1)
+        if cfg.top_p < 1.0:
+            probs = jax.nn.softmax(x, axis=-1)
+            before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly more likely candidates
+            x = jnp.where(before < cfg.top_p, x, -jnp.inf)  # the top candidate always stays
+        return x, ids
     if cfg.top_p < 1.0:
-        probs = jax.nn.softmax(x, axis=-1)
-        before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly more likely candidates
-        x = jnp.where(before < cfg.top_p, x, -jnp.inf)  # the top candidate always stays
-    return x, ids
+        x = jnp.where(nucleus_mask(jax.nn.softmax(x, axis=-1), cfg.top_p), x, -jnp.inf)
+    return x, None
+
+
+def nucleus_mask(probs: jax.Array, top_p: float) -> jax.Array:
+    """probs float32 [N, V] -> bool [N, V]: token i is kept when the mass of the tokens ranked
+    before it (by probability, ties by index) is below top_p, as a stable descending sort would
+    rank them, but found without sorting.
+
+    Probabilities are non-negative, so their float32 bit patterns, read as integers, order like
+    the values. A bisection over those integers finds the threshold t: the smallest value whose
+    strictly-larger mass is below top_p. Everything above t is kept; tokens equal to t are kept
+    while the mass before them (larger mass plus t per earlier tie) stays below top_p. Thirty
+    masked sums over the vocabulary instead of a sort: on CPU at [8, 151936] a full sort took
+    238 ms per decode step.
+    """
+    bits = jax.lax.bitcast_convert_type(probs, jnp.int32)  # [N, V]
+    mass_above = lambda b: jnp.sum(jnp.where(bits > b[:, None], probs, 0.0), axis=-1)  # [N]
+
+    def halve(_, bounds):  # invariant: mass_above(hi) < top_p, and lo < 0 or mass_above(lo) >= top_p
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        below = mass_above(mid) < top_p
+        return jnp.where(below, lo, mid), jnp.where(below, mid, hi)
+
+    hi = jnp.max(bits, axis=-1)  # nothing lies above the largest value
+    steps = int(np.ceil(np.log2(1 + int(np.float32(1).view(np.int32)))))  # covers [-1, bits of 1.0]
+    _, t = jax.lax.fori_loop(0, steps, halve, (jnp.full_like(hi, -1), hi))
+    tied = bits == t[:, None]
+    earlier_ties = jnp.cumsum(tied, axis=-1) - tied  # ties rank by index
+    value = jax.lax.bitcast_convert_type(t, jnp.float32)
+    before = mass_above(t)[:, None] + earlier_ties * value[:, None]
+    return (bits > t[:, None]) | (tied & (before < top_p))
 
 
 def _chunked(logits: jax.Array, chunk: int) -> jax.Array:

@@ -17,7 +17,8 @@ from ladder_jax.processing.positions import mm_token_type_ids
 from ladder_jax.processing.prompts import encode_prompt
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, load_tokenizer
 from ladder_jax.sampling import PromptBatch, Sampler, SamplingConfig, collate_prompts
-from ladder_jax.sampling.sampler import _inverse_cdf, categorical, greedy_and_normalizer, sample_tokens
+from ladder_jax.sampling.sampler import (_inverse_cdf, categorical, greedy_and_normalizer, nucleus_mask,
+                                         sample_tokens)
 from ladder_jax.testing import write_tiny_checkpoint
 
 NEW_TOKENS = 32
@@ -197,6 +198,36 @@ def test_sampling_matches_intended_distribution(cfg):
     df = int(support.sum()) - 1
     if df:
         assert chi2 < CHI2_CRIT[df], (chi2, counts, expected)
+
+
+def nucleus_by_stable_sort(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep each token whose float64 mass of tokens before it (stable descending order) < top_p."""
+    keep = np.zeros(probs.shape, bool)
+    for row, p in enumerate(probs.astype(np.float64)):
+        order = np.argsort(-p, kind="stable")
+        before = np.cumsum(p[order]) - p[order]
+        keep[row, order] = before < top_p
+    return keep
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.97])
+def test_nucleus_mask_equals_sorted_nucleus(top_p):
+    rng = np.random.default_rng(int(top_p * 1000))
+    logits = rng.normal(size=(5, 3001)) * np.array([[0.1], [1.0], [3.0], [8.0], [0.0]])
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True)).astype(np.float32)
+    got = np.asarray(jax.jit(nucleus_mask, static_argnums=1)(jnp.asarray(probs), top_p))
+    np.testing.assert_array_equal(got, nucleus_by_stable_sort(probs, top_p))
+
+
+def test_nucleus_mask_cuts_a_tie_group_by_index():
+    """One token of mass 0.4, then four tied at 0.1 (spread over the row), the rest 0.2 spread
+    thin: with top_p = 0.55 the first two tied tokens by index are in (0.4, 0.5 before them),
+    the other two not."""
+    probs = np.full(64, 0.2 / 59, np.float32)
+    probs[[7, 3, 40, 20, 63]] = [0.4, 0.1, 0.1, 0.1, 0.1]
+    got = np.asarray(nucleus_mask(jnp.asarray(probs[None]), 0.55))[0]
+    assert np.flatnonzero(got).tolist() == [3, 7, 20]
 
 
 def test_categorical_across_chunks_matches_softmax():
