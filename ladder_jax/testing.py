@@ -7,6 +7,9 @@ but with a model small enough for CPU parity tests (about 10M parameters, almost
 151936 x 64 embedding). Deterministic from the seed; about 2.5 s the first time in a process
 (importing transformers, building the BPE merges), then a few tenths of a second.
 
+`write_random_hub_checkpoint(dir, cfg)` writes a random checkpoint of any size (the 3B, say) in
+the published layout, for full-size loading and benchmarks without downloading weights.
+
 `free_port()` and `join_localhost(pid, n, port)` let subprocess tests run several JAX processes
 on one machine.
 """
@@ -212,6 +215,45 @@ def write_tiny_checkpoint(
         json.dumps(preprocessor_config(min_pixels, max_pixels), indent=2) + "\n"
     )
     return out
+
+
+def write_random_hub_checkpoint(out_dir: str | Path, cfg, *, dtype: str = "bfloat16", seed: int = 0,
+                                max_shard_size: str = "4GB", verbose: bool = True) -> int:
+    """Writes a random checkpoint of ModelConfig `cfg` (full size allowed) in the published hub
+    layout, tensor by tensor, and returns its parameter count.
+
+    Sharded safetensors + index, config.json in the hub's flat layout, the exact Qwen2.5
+    tokenizer, chat template and preprocessor config, with the published names, keys and shapes;
+    values N(0, 0.02), norms 1. Peak memory is one tensor, never the model.
+    """
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ladder_jax.checkpoint.hf import hub_entries, write_hub_shards
+    from ladder_jax.model.config import to_hf_config
+
+    out = Path(out_dir)
+    entries = hub_entries(cfg)
+    np_dtype = jnp.dtype(dtype)
+    rng = np.random.default_rng(seed)
+
+    def tensors():
+        for i, (key, e) in enumerate(entries.items()):
+            if key.endswith("norm.weight") or ".norm" in key or "ln_q" in key:
+                a = np.ones(e.hf_shape, np.float32)
+            else:
+                a = rng.standard_normal(e.hf_shape, dtype=np.float32) * 0.02
+            if verbose and i % 50 == 0:
+                print(f"  {i}/{len(entries)} {key} {list(e.hf_shape)}", flush=True)
+            yield key, a.astype(np_dtype)
+
+    write_hub_shards(str(out), entries, {k: np_dtype for k in entries}, tensors(), max_shard_size, verbose=verbose)
+    hf_cfg = to_hf_config(cfg)
+    hf_cfg["torch_dtype"] = dtype
+    (out / "config.json").write_text(json.dumps(hf_cfg, indent=2))
+    tok_lib.write_qwen25_tokenizer(out)
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(3136, 12845056), indent=2))
+    return sum(int(np.prod(e.hf_shape)) for e in entries.values())
 
 
 def free_port() -> int:

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-
-import numpy as np
 
 
 def main() -> None:
@@ -29,37 +26,13 @@ def main() -> None:
 
     import jax.numpy as jnp
 
-    from ladder_jax.checkpoint.hf import hub_entries, write_hub_shards
-    from ladder_jax.model.config import PRESETS, to_hf_config
-    from ladder_jax.processing.tokenizer import write_qwen25_tokenizer
-    from ladder_jax.testing import preprocessor_config
+    from ladder_jax.model.config import PRESETS
+    from ladder_jax.testing import write_random_hub_checkpoint
 
-    cfg = PRESETS[args.preset]()
-    dtype = jnp.dtype(args.dtype)
-    entries = hub_entries(cfg)
-    rng = np.random.default_rng(args.seed)
-
-    def tensors():
-        for i, (key, e) in enumerate(entries.items()):
-            if key.endswith("norm.weight") or ".norm" in key or "ln_q" in key:
-                a = np.ones(e.hf_shape, np.float32)
-            else:
-                a = rng.standard_normal(e.hf_shape, dtype=np.float32) * 0.02
-            if i % 50 == 0:
-                print(f"  {i}/{len(entries)} {key} {list(e.hf_shape)}", flush=True)
-            yield key, a.astype(dtype)
-
-    write_hub_shards(args.out, entries, {k: dtype for k in entries}, tensors(), args.max_shard_size, verbose=True)
-    hf_cfg = to_hf_config(cfg)
-    hf_cfg["torch_dtype"] = args.dtype
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(hf_cfg, f, indent=2)
-    write_qwen25_tokenizer(args.out)
-    with open(os.path.join(args.out, "preprocessor_config.json"), "w") as f:
-        json.dump(preprocessor_config(3136, 12845056), f, indent=2)
-    n = sum(int(np.prod(e.hf_shape)) for e in entries.values())
+    n = write_random_hub_checkpoint(args.out, PRESETS[args.preset](), dtype=args.dtype, seed=args.seed,
+                                    max_shard_size=args.max_shard_size)
     print(json.dumps({"tool": "make_random_hf_checkpoint", "preset": args.preset, "params": n,
-                      "bytes": n * dtype.itemsize, "out": args.out}))
+                      "bytes": n * jnp.dtype(args.dtype).itemsize, "out": args.out}))
 
 
 if __name__ == "__main__":
