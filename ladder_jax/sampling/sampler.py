@@ -109,8 +109,8 @@ def nucleus_mask(probs: jax.Array, top_p: float) -> jax.Array:
     the values. A bisection over those integers finds the threshold t: the smallest value whose
     strictly-larger mass is below top_p. Everything above t is kept; tokens equal to t are kept
     while the mass before them (larger mass plus t per earlier tie) stays below top_p. Thirty
-    masked sums over the vocabulary instead of a sort: on CPU at [8, 151936] a full sort took
-    238 ms per decode step.
+    masked sums over the vocabulary instead of a sort: on CPU, `sample_tokens` with top-p on
+    [8, 151936] logits takes 10.6 ms, 279 ms with the sort.
     """
     bits = jax.lax.bitcast_convert_type(probs, jnp.int32)  # [N, V]
     mass_above = lambda b: jnp.sum(jnp.where(bits > b[:, None], probs, 0.0), axis=-1)  # [N]
