@@ -252,7 +252,8 @@ def write_random_hub_checkpoint(out_dir: str | Path, cfg, *, dtype: str = "bfloa
     hf_cfg["torch_dtype"] = dtype
     (out / "config.json").write_text(json.dumps(hf_cfg, indent=2))
     tok_lib.write_qwen25_tokenizer(out)
-    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(3136, 12845056), indent=2))
+    published_pixels = preprocessor_config(min_pixels=56 * 56, max_pixels=14 * 14 * 4 * 16384)  # the hub's
+    (out / "preprocessor_config.json").write_text(json.dumps(published_pixels, indent=2))
     return sum(int(np.prod(e.hf_shape)) for e in entries.values())
 
 
