@@ -2,11 +2,16 @@
 
   run    --model DIR --benchmark FILE --out DIR [...]   (ladder_jax/eval/run.py)
   attention --model DIR --data FILE --out DIR [...]   (ladder_jax/eval/attention.py)
-  score  --benchmark FILE --predictions FILE --out FILE [--answer-tag last|first]
+  suite  --model DIR --root BENCH_ROOT --out DIR [...]   (ladder_jax/eval/suite.py)
+  score  --benchmark FILE --predictions FILE --out FILE [--format NAME] [--answer-tag last|first]
          [--name NAME] [--table text|markdown]
          Scores a predictions JSONL ({id, prediction} per line) against a benchmark file
          (SPBench/VSI-Bench .parquet/.json/.jsonl, or SpatialLadder spatial JSONL), writes
-         JSON with `overall` and `per_task` (percent) and prints the per-task table.
+         JSON with `overall` and `per_task` (percent) and prints the per-task table. A file of
+         one of the other benchmarks (ladder_jax/eval/benchmarks: CV-Bench, SPAR-Bench,
+         ViewSpatial, MMSI-Bench, MindCube, MMBench, MMMU; recognised by its content or named
+         with --format) is scored by that benchmark's official rules: JSON with `overall`,
+         `per_category` and `counts`.
 
 Subcommands are registered in SUBCOMMANDS as (add_arguments, run); a `run` subcommand that
 generates predictions with a model writes the same predictions JSONL and plugs in there.
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ladder_jax.data.formats import FormatError
+from ladder_jax.eval import benchmarks
 from ladder_jax.eval.report import format_table
 from ladder_jax.eval.scoring import load_benchmark, load_predictions, score
 
@@ -32,6 +38,9 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", required=True, type=Path,
                    help="JSONL, one {\"id\": ..., \"prediction\": \"...\"} per line")
     p.add_argument("--out", required=True, type=Path, help="where to write the scores JSON")
+    p.add_argument("--format", default=None,
+                   choices=(benchmarks.IN_DOMAIN_FORMAT, *benchmarks.FORMATS),
+                   help="the benchmark file's format (default: recognised from its content)")
     p.add_argument("--answer-tag", choices=("last", "first"), default="last",
                    help="which <answer>...</answer> to score (reference eval: first; "
                         "reward: last)")
@@ -40,7 +49,27 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", choices=("text", "markdown"), default="text")
 
 
+def _score_other(args: argparse.Namespace, fmt: str) -> int:
+    module, questions = benchmarks.load_file(args.benchmark, fmt)
+    preds = load_predictions(args.predictions, known_ids=[q.key for q in questions])
+    result = module.score(questions, preds)
+    out = {"benchmark": str(args.benchmark), "predictions": str(args.predictions),
+           "format": fmt, **result.to_json()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    width = max(len(k) for k in ["overall", *result.per_category])
+    for k, v in [("overall", result.overall), *result.per_category.items()]:
+        print(f"{k.ljust(width)}  {v:6.2f}")
+    print(f"\n{module.NAME}: {result.num_questions} questions, {len(preds)} predictions, "
+          f"{len(result.missing_ids)} missing (scored as wrong); overall {result.overall:.2f}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _run_score(args: argparse.Namespace) -> int:
+    fmt = args.format or benchmarks.recognise_file(args.benchmark)
+    if fmt is not None and fmt != benchmarks.IN_DOMAIN_FORMAT:
+        return _score_other(args, fmt)
     items = load_benchmark(args.benchmark)
     preds = load_predictions(args.predictions, known_ids=[it.id for it in items])
     report = score(items, preds, answer_tag=args.answer_tag)
@@ -68,10 +97,12 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
 
 def _register_model_subcommands() -> None:
     # run / attention live in their own modules (they load a model); imported lazily there.
-    from ladder_jax.eval import attention, run
+    from ladder_jax.eval import attention, run, suite
 
     SUBCOMMANDS["run"] = (run.add_run_args, run.run_cli,
                           "run a model over a benchmark (resumable), then score it")
+    SUBCOMMANDS["suite"] = (suite.add_suite_args, suite.suite_cli,
+                            "every benchmark under a folder; the paper's Tables 1, 2, 4 + a chart")
     SUBCOMMANDS["attention"] = (attention.add_attention_args, attention.attention_cli,
                                 "visual attention IoU / entropy over object boxes (App. C.7)")
 

@@ -36,7 +36,8 @@ from ladder_jax.eval.inputs import EvalItem, load_eval_items
 from ladder_jax.eval.report import format_table
 from ladder_jax.eval.scoring import load_benchmark, load_predictions, score
 
-__all__ = ["RunConfig", "EvalModel", "prompt_text", "plan_batches", "run_eval", "add_run_args", "run_cli"]
+__all__ = ["RunConfig", "EvalModel", "prompt_text", "plan_batches", "run_eval", "add_run_args", "run_cli",
+           "generate_into", "read_finished", "check_pinned", "PREDICTIONS", "SCORES", "RUN_CONFIG"]
 
 WINDOW_BATCHES = 4  # batches encoded (and length-sorted) together; bounds host memory
 DEFAULT_MAX_NEW_TOKENS = {"direct": 32, "think": 1024}  # think: stage-3 max completion length
@@ -170,19 +171,30 @@ def _append(path: Path, rows: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def _check_run_config(out: Path, cfg: RunConfig) -> None:
+def check_pinned(out: Path, pinned: dict) -> None:
+    """Refuses an --out whose run_config.json records other prediction-changing settings than
+    `pinned`; then (re)writes it."""
     path = out / RUN_CONFIG
-    pinned = cfg.pinned()
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e.msg}); remove it or use another --out")
-        for k in _PINNED:
-            if k in old and old[k] != pinned[k]:
+        for k, v in pinned.items():
+            if k in old and old[k] != v:
                 raise ValueError(f"{out} holds predictions of a different run: {k} was {old[k]!r}, "
-                                 f"now {pinned[k]!r}; use another --out (or delete {PREDICTIONS})")
+                                 f"now {v!r}; use another --out (or delete {PREDICTIONS})")
     path.write_text(json.dumps(pinned, indent=2) + "\n", encoding="utf-8")
+
+
+def read_finished(pred_path: Path, known_ids: Sequence[str], log: Callable[[str], None]
+                  ) -> dict[str, str]:
+    """The predictions already in pred_path ({} when absent), after dropping a half-written
+    last line."""
+    if not pred_path.is_file():
+        return {}
+    _repair_tail(pred_path, log)
+    return load_predictions(pred_path, known_ids=known_ids)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -204,12 +216,9 @@ def run_eval(cfg: RunConfig, log: Callable[[str], None] | None = None,
     known = [it.id for it in bench_items]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_config(out, cfg)
+    check_pinned(out, cfg.pinned())
     pred_path = out / PREDICTIONS
-    done: dict[str, str] = {}
-    if pred_path.is_file():
-        _repair_tail(pred_path, log)
-        done = load_predictions(pred_path, known_ids=known)
+    done = read_finished(pred_path, known, log)
     selected = items[: cfg.limit] if cfg.limit is not None else items
     pending = [it for it in selected if it.key not in done]
     skipped = len(selected) - len(pending)
@@ -284,14 +293,21 @@ def _generate_all(cfg: RunConfig, pending: list[EvalItem], pred_path: Path, engi
         engine = EvalModel(cfg.model, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens)
         log(f"loaded {cfg.model} in {time.time() - t0:.1f}s")
     engine.check(cfg)
-    encoder = PromptEncoder(engine, cfg)
+    return generate_into(engine, pending, PromptEncoder(engine, cfg), pred_path, cfg.batch_size, log)
+
+
+def generate_into(engine: EvalModel, pending: Sequence, encode: Callable, pred_path: Path,
+                  batch_size: int, log: Callable[[str], None]) -> tuple[int, int]:
+    """Greedy completions of `pending` items (each with an `id`), encoded by `encode(item) ->
+    EncodedPrompt` a window at a time, batched by prompt length, appended to pred_path batch by
+    batch. Returns (questions generated, batches)."""
     total, finished, batches, t_start = len(pending), 0, 0, time.time()
-    for window in _windows(pending, cfg.batch_size * WINDOW_BATCHES):
-        encoded = [encoder(it) for it in window]
-        for idx in plan_batches([len(p.input_ids) for p in encoded], cfg.batch_size):
+    for window in _windows(pending, batch_size * WINDOW_BATCHES):
+        encoded = [encode(it) for it in window]
+        for idx in plan_batches([len(p.input_ids) for p in encoded], batch_size):
             prompts = [encoded[i] for i in idx]
             real = len(prompts)
-            prompts += [prompts[-1]] * (cfg.batch_size - real)  # pad the short last batch
+            prompts += [prompts[-1]] * (batch_size - real)  # pad the short last batch
             tb = time.time()
             outs = engine.generate(prompts)[:real]
             _append(pred_path, [{"id": window[i].id, **o} for i, o in zip(idx, outs)])
