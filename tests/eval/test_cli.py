@@ -94,3 +94,25 @@ def test_score_cli_missing_file(tmp_path, capsys):
     rc = main(["score", "--benchmark", str(tmp_path / "nope.parquet"), "--predictions",
                str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o.json")])
     assert rc == 2 and "benchmark file not found" in capsys.readouterr().err
+
+
+def test_score_other_benchmark_by_content_and_format(tmp_path, files, capsys):
+    """A MindCube JSONL is recognised by its columns and scored by MindCube's rules; --format
+    names a file's format, and a wrong one is refused with the file, row and field."""
+    files.save_png(tmp_path / "a.png", 0)
+    bench = files.jsonl(tmp_path / "MindCube.jsonl", [
+        {"id": f"among_{k}", "question": "Which? A. a B. b", "images": ["a.png"], "gt_answer": gt}
+        for k, gt in enumerate("ABA")])
+    preds = files.jsonl(tmp_path / "p.jsonl", [{"id": "among_0", "prediction": "A."},
+                                               {"id": "among_1", "prediction": "A"}])
+    out = tmp_path / "s.json"
+    assert main(["score", "--benchmark", str(bench), "--predictions", str(preds),
+                 "--out", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["format"] == "mindcube" and s["overall"] == pytest.approx(100 / 3)  # 1 of 3
+    assert s["num_missing"] == 1 and "overall" in capsys.readouterr().out
+    assert main(["score", "--benchmark", str(bench), "--predictions", str(preds),
+                 "--out", str(out), "--format", "mindcube"]) == 0
+    assert main(["score", "--benchmark", str(bench), "--predictions", str(preds),
+                 "--out", str(out), "--format", "viewspatial"]) == 2
+    assert "MindCube.jsonl, line 1, field 'image_path': missing" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """SPAR-Bench (fudan-zvg/spar, jasonzhango/SPAR-Bench): spatial perception and reasoning on one
 or several views; multiple choice, numerical answers and camera-motion instructions.
 
-Release: parquet in the HF datasets layout; fields used: id, task, img_type, question (choices
-included), answer, image (a list of {bytes, path} images). 20 task types in three levels.
+Release: parquet in the HF datasets layout; fields used: task, img_type, question (choices
+included), answer, image (a list of {bytes, path} images) and id when present (else the row
+number is the id). 20 task types in three levels.
 Prompt and scoring follow lmms-eval tasks/sparbench/utils.py (the task the SPAR authors
 contributed):
   prompt  question + "\\n" + post prompt: multiple choice "Answer with the option's letter from
@@ -84,7 +85,8 @@ def load(path: str | Path, image_root: str | Path | None = None) -> list[Questio
     known = set(NUMERIC_TASKS + MC_TASKS + INSTRUCTION_TASKS)
     out = []
     for n, row in read_rows(path):
-        rid = require(path, n, row, "id", (int, str))
+        # lmms-eval's task reads no id; the row number stands in when the file has none.
+        rid = require(path, n, row, "id", (int, str)) if row.get("id") is not None else n
         task = require(path, n, row, "task")
         if task not in known:
             raise FormatError(path, n, "task", f"unknown SPAR-Bench task {task!r}", "row")
