@@ -96,7 +96,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
 
 
 def _register_model_subcommands() -> None:
-    # run / attention live in their own modules (they load a model); imported lazily there.
+    # run / suite / attention live in their own modules (they load a model).
     from ladder_jax.eval import attention, run, suite
 
     SUBCOMMANDS["run"] = (run.add_run_args, run.run_cli,

@@ -68,13 +68,18 @@ def _in_domain_name(path: Path) -> str:
     return "SPBench-MV" if most > 1 else "SPBench-SI"
 
 
-def discover(root: str | Path, log: Callable[[str], None] = lambda m: None) -> list[Found]:
-    """The benchmarks under root, in the order of the paper's tables."""
+def discover(root: str | Path, log: Callable[[str], None] = lambda m: None,
+             exclude: str | Path | None = None) -> list[Found]:
+    """The benchmarks under root (files under `exclude`, the suite's own --out, left out), in
+    the order of the paper's tables."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--root {root}: not a directory")
+    skip = Path(exclude).resolve() if exclude is not None else None
     groups: dict[str, tuple[str, list[Path]]] = {}
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()):
+        if skip is not None and path.resolve().is_relative_to(skip):
+            continue
         fmt = benchmarks.recognise_file(path)
         if fmt is None:
             log(f"skipping {path}: not a known benchmark format")
@@ -142,6 +147,14 @@ class SuiteConfig:
     limit: int | None = None
     dtype: str = "float32"
 
+    def __post_init__(self):
+        for name in ("batch_size", "max_new_tokens", "num_frames", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.prompt not in DEFAULT_MAX_NEW_TOKENS:
+            raise ValueError(f"prompt must be 'direct' or 'think', got {self.prompt!r}")
+
     def new_tokens(self) -> int:
         return self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.prompt]
 
@@ -191,7 +204,7 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] | None = None) -> dic
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not os.path.isdir(cfg.model):
         raise FileNotFoundError(f"--model {cfg.model}: not a directory")
-    found = discover(cfg.root, log)
+    found = discover(cfg.root, log, exclude=cfg.out)
     if not found:
         raise ValueError(f"no benchmark files recognised under {cfg.root}")
     log("benchmarks: " + ", ".join(f"{f.name} ({len(f.files)} file(s))" for f in found))

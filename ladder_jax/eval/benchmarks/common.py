@@ -132,9 +132,7 @@ def first_row(path: Path) -> dict | None:
     try:
         for _, row in read_rows(path):
             return row
-    except (FormatError, ValueError, OSError, UnicodeDecodeError):
-        return None
-    except Exception:  # pyarrow raises its own types for files that are not parquet
+    except (ValueError, OSError):  # FormatError, UnicodeDecodeError, pyarrow's ArrowInvalid
         return None
     return None
 
@@ -144,7 +142,7 @@ def require(path: Path, n: int, row: Mapping, name: str, kind: type | tuple = st
     if name not in row or row[name] is None:
         raise FormatError(path, n, name, "missing", _unit(path))
     value = row[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise FormatError(path, n, name, f"expected {names}, got {type(value).__name__}",
                           _unit(path))
