@@ -22,9 +22,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from ladder_jax.data.formats import FormatError, resolve_inside
 from ladder_jax.rewards.parse import extract_answer_span
 
-__all__ = ["Question", "ImageRef", "read_rows", "first_row", "require", "image_from_cell",
-           "image_from_path", "open_image", "mean_percent", "check_unique", "answer_text", "BenchScore", "score_each",
-           "group_means", "where_of", "SUFFIXES", "IMAGE_SUFFIXES"]
+__all__ = ["Question", "ImageRef", "BenchScore", "read_rows", "first_row", "require", "where_of",
+           "image_from_cell", "image_from_path", "open_image", "check_unique", "answer_text",
+           "score_each", "group_means", "mean_percent", "SUFFIXES", "IMAGE_SUFFIXES"]
 
 SUFFIXES = (".parquet", ".json", ".jsonl", ".tsv")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")

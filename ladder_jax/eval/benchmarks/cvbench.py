@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ladder_jax.data.formats import FormatError
-from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique,
-                                               group_means, image_from_cell, image_from_path,
-                                               read_rows, require, where_of, score_each)
+from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique, group_means,
+                                               image_from_cell, image_from_path, read_rows,
+                                               require, where_of, score_each)
 
 NAME = "CV-Bench"
 FORMAT = "cvbench"

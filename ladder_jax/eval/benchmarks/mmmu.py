@@ -6,17 +6,18 @@ id ("validation_Art_Theory_12"), question (may hold "<image 1>" placeholders), o
 Python list literal, "[]" for open questions), answer (a letter; for open questions a string
 or a list literal of accepted strings), question_type ("multiple-choice" / "open"), image_1 ...
 image_7 ({bytes, path} or null).
-Prompt (MMMU eval/configs/llava1.5.yaml): multiple choice "{question}\\n\\n(A) opt\\n(B) opt\\n
-\\n\\nAnswer with the option's letter from the given choices directly."; open "{question}\\n\\n
-Answer the question using a single word or phrase." Every image of the row comes first, in
-order; the placeholders stay in the text.
-Extraction and scoring (MMMU eval/utils/eval_utils.py): parse_multi_choice_response ("(B)"
-first, then " B " after stripping ,.!?;:' from the ends, then, for replies of more than five
-words, the option text; several candidates -> the one that appears last); parse_open_response
-(key sub-responses after "is", "so", "therefore", "answer", ..., plus the numbers in them,
-normalised: numbers rounded to 2 decimals, text lower-cased) and eval_open (a normalised gold
-string contained in a predicted string, or an equal number).
-Aggregation (MMMU eval/utils/data_utils.py DOMAIN_CAT2SUB_CAT): accuracy per subject, per
+Prompt (MMMU's configs/llava1.5.yaml, used by mmmu/run_llava.py): multiple choice
+"{question}\\n(A) opt\\n(B) opt\\n\\nAnswer with the option's letter from the given choices
+directly."; open "{question}\\nAnswer the question using a single word or phrase."
+Every image of the row comes first, in order; the placeholders stay in the text.
+Extraction and scoring (MMMU eval/eval_utils.py, later moved to eval/utils/):
+parse_multi_choice_response ("(B)" first, then " B " after stripping ,.!?;:' from the ends,
+then, for replies of more than five words, the option text; several candidates -> the one
+that appears last); parse_open_response (key sub-responses after "is", "so", "therefore",
+"answer", ..., plus the numbers in them, normalised: numbers rounded to 2 decimals, text
+lower-cased) and eval_open (a normalised gold string contained in a predicted string, or an
+equal number).
+Aggregation (MMMU eval/data_utils.py DOMAIN_CAT2SUB_CAT): accuracy per subject, per
 discipline (over its questions) and overall (over all questions), percent.
 Deviation: when nothing can be parsed from a multiple-choice reply the official code picks a
 random option; here that reply is wrong (deterministic; an expected 1/n per such reply lower).
@@ -30,16 +31,17 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ladder_jax.data.formats import FormatError
-from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique,
-                                               group_means, image_from_cell, mean_percent,
-                                               read_rows, require, where_of, score_each)
+from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique, group_means,
+                                               image_from_cell, mean_percent, read_rows, require,
+                                               where_of, score_each)
 
 NAME = "MMMU"
 FORMAT = "mmmu"
 TABLE = 4
 MAX_IMAGES = 7
-MC_FORMAT = "{}\n\n{}\n\nAnswer with the option's letter from the given choices directly."
-OPEN_FORMAT = "{}\n\nAnswer the question using a single word or phrase."
+# As the YAML config's double-quoted strings read (a blank line there folds to one newline).
+MC_FORMAT = "{}\n{}\nAnswer with the option's letter from the given choices directly."
+OPEN_FORMAT = "{}\nAnswer the question using a single word or phrase."
 DISCIPLINES: dict[str, tuple[str, ...]] = {
     "Art and Design": ("Art", "Art_Theory", "Design", "Music"),
     "Business": ("Accounting", "Economics", "Finance", "Manage", "Marketing"),
@@ -140,7 +142,7 @@ def parse_multi_choice(response: str, options: Sequence[str]) -> str | None:
 def extract_numbers(text: str) -> list[str]:
     commas = re.findall(r"-?\b\d{1,3}(?:,\d{3})+\b", text)
     scientific = re.findall(r"-?\d+(?:\.\d+)?[eE][+-]?\d+", text)
-    simple = re.findall(r"-?(?:\d+\.\d+|\.\d+|\d+)(?![eE][+-]?\d+)(?![,\d])", text)
+    simple = re.findall(r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])", text)
     return commas + scientific + simple
 
 

@@ -34,8 +34,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ladder_jax.data.formats import FormatError
-from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique,
-                                               group_means, image_from_cell, read_rows, require, where_of,
+from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique, group_means,
+                                               image_from_cell, read_rows, require, where_of,
                                                score_each)
 
 NAME = "SPAR-Bench"

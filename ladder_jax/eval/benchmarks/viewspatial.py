@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique,
-                                               group_means, image_from_path, mean_percent,
-                                               read_rows, require, where_of, score_each)
+from ladder_jax.eval.benchmarks.common import (BenchScore, Question, check_unique, group_means,
+                                               image_from_path, mean_percent, read_rows, require,
+                                               where_of, score_each)
 
 NAME = "ViewSpatial"
 FORMAT = "viewspatial"

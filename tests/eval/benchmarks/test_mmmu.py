@@ -37,9 +37,9 @@ def test_scores_by_hand(tmp_path, files):
     assert recognise_file(path) == "mmmu"
     _, qs = load_file(path)
     assert len(qs[0].images) == 2 and len(qs[1].images) == 1
-    assert qs[0].prompt == ("<image 1> Question 0?\n\n(A) cat\n(B) dog\n(C) bird\n\n\n"
+    assert qs[0].prompt == ("<image 1> Question 0?\n(A) cat\n(B) dog\n(C) bird\n\n"
                             "Answer with the option's letter from the given choices directly.")
-    assert qs[3].prompt == "<image 1> Question 3?\n\nAnswer the question using a single word or phrase."
+    assert qs[3].prompt == "<image 1> Question 3?\nAnswer the question using a single word or phrase."
     assert qs[4].answer == ["$10", "10 dollars"]
     for q, r in zip(qs, ROWS):
         if r[4] is not None:
