@@ -1,9 +1,9 @@
 """SPAR-Bench (fudan-zvg/spar, jasonzhango/SPAR-Bench): spatial perception and reasoning on one
 or several views; multiple choice, numerical answers and camera-motion instructions.
 
-Release: parquet in the HF datasets layout; fields used: task, img_type, question (choices
-included), answer, image (a list of {bytes, path} images) and id when present (else the row
-number is the id). 20 task types in three levels.
+Release: parquet in the HF datasets layout; fields used: task (recognised by its SPAR task
+names), question (choices included), answer, image (a list of {bytes, path} images), and id and
+img_type when present (else the row number is the id). 20 task types in three levels.
 Prompt and scoring follow lmms-eval tasks/sparbench/utils.py (the task the SPAR authors
 contributed):
   prompt  question + "\\n" + post prompt: multiple choice "Answer with the option's letter from
@@ -54,6 +54,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
 NUMERIC_TASKS = LEVELS["Low"]
 INSTRUCTION_TASKS = ("view_change_infer",)
 MC_TASKS = tuple(t for t in LEVELS["Middle"] + LEVELS["High"] if t not in INSTRUCTION_TASKS)
+ALL_TASKS = frozenset(NUMERIC_TASKS + MC_TASKS + INSTRUCTION_TASKS)
 _BOX_NOTE_TASKS = ("position_matching", "camera_motion_infer")
 BOX_NOTE = ("The values represent the bounding box coordinates normalized to a 0-1000 scale, "
             "with the top-left corner as the origin of the image.")
@@ -67,7 +68,7 @@ _MOTION_AXES = (("move_right", "move_left"), ("move_up", "move_down"),
 
 
 def recognise(row: Mapping) -> bool:
-    return {"task", "img_type", "question", "answer", "image"} <= set(row)
+    return {"task", "question", "answer", "image"} <= set(row) and row["task"] in ALL_TASKS
 
 
 def prompt_for(task: str, question: str) -> str:
@@ -82,13 +83,12 @@ def prompt_for(task: str, question: str) -> str:
 def load(path: str | Path, image_root: str | Path | None = None) -> list[Question]:
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
-    known = set(NUMERIC_TASKS + MC_TASKS + INSTRUCTION_TASKS)
     out = []
     for n, row in read_rows(path):
         # lmms-eval's task reads no id; the row number stands in when the file has none.
         rid = require(path, n, row, "id", (int, str)) if row.get("id") is not None else n
         task = require(path, n, row, "task")
-        if task not in known:
+        if task not in ALL_TASKS:
             raise FormatError(path, n, "task", f"unknown SPAR-Bench task {task!r}", "row")
         cells = row.get("image")
         cells = cells if isinstance(cells, list) else [cells]
