@@ -206,6 +206,7 @@ def image_from_path(path: Path, n: int, name: str, rel: str, roots: Sequence[Pat
 
 
 def check_unique(questions: Iterable[Question]) -> list[Question]:
+    """The questions as a list; ValueError on a repeated id (naming both rows) or none at all."""
     out, seen = [], {}
     for q in questions:
         if q.key in seen:
