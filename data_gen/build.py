@@ -92,32 +92,6 @@ def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
       bbox=np.array(box).reshape(-1, n, 4), floor_area=scene.floor_area)
 
 
-def load_label_map(path: str, column: str = "category") -> tuple[tuple[str, str], ...]:
-  """Label map from a JSON object {raw: category} or a TSV with a `raw_category` column and
-  `column` (ScanNet's scannetv2-labels.combined.tsv: category, nyu40class, ...)."""
-  if path.endswith(".json"):
-    with open(path) as f:
-      try:
-        m = json.load(f)
-      except json.JSONDecodeError as e:
-        raise scannet.SceneError(f"{path}: malformed JSON ({e})") from None
-    if not isinstance(m, dict):
-      raise scannet.SceneError(f"{path}: expected a JSON object raw label -> category")
-    return tuple(sorted((str(k).strip().lower(), str(v).strip().lower()) for k, v in m.items()))
-  with open(path) as f:
-    header = f.readline().rstrip("\n").split("\t")
-    if "raw_category" not in header or column not in header:
-      raise scannet.SceneError(f"{path}: TSV needs columns raw_category and {column}")
-    a, b = header.index("raw_category"), header.index(column)
-    out = {}
-    for n, line in enumerate(f, 2):
-      cells = line.rstrip("\n").split("\t")
-      if len(cells) <= max(a, b):
-        raise scannet.SceneError(f"{path}: line {n}: too few columns")
-      out[cells[a].strip().lower()] = cells[b].strip().lower()
-  return tuple(sorted(out.items()))
-
-
 @dataclasses.dataclass(frozen=True)
 class _Job:
   scenes_dir: str
