@@ -5,7 +5,7 @@ have holes there, and summing their areas under-counts the room. The area is the
 meshed (the exact sum of its triangle areas) plus what is missing from it on a grid of
 `HOLE_CELL` metres:
   - cells under the footprint of an object standing on the floor (its box bottom within
-    `STANDING_TOL_M` of the floor level) and inside the convex hull of the floor, and
+    `STANDING_TOL_M` of the floor level) and inside the floor's minimum-area rectangle, and
   - cells enclosed by floor and footprints (not reachable from outside the floor without
     crossing them): holes with nothing above them, such as a scan gap.
 An opening at the edge of the floor with nothing standing in it (an L-shaped room) stays out.
@@ -73,11 +73,9 @@ def missing_floor(tri: np.ndarray, standing: list[geometry.Box], cell: float = H
   level = float(np.median(tri[:, :, 2]))
   feet = [b.footprint() for b in standing if abs(b.z_range()[0] - level) <= STANDING_TOL_M]
   under = cover(np.array(feet).reshape(-1, 4, 2), lo, shape, cell)
-  hull = geometry.convex_hull(xy.reshape(-1, 2))
-  if len(hull) >= 3:
-    under &= cover(hull[None], lo, shape, cell)
-  else:
-    under[:] = False
+  # Footprints count inside the floor's minimum-area rectangle only (not the hull, which
+  # cuts off a corner under a wardrobe): an object beyond the room adds nothing.
+  under &= cover(geometry.oriented_box(tri.reshape(-1, 3)).footprint()[None], lo, shape, cell)
   covered = floor | under
   holes = ~covered & ~_outside(~covered)
   return float(((under & ~floor) | holes).sum() * cell * cell)
