@@ -35,7 +35,6 @@ from data_gen import geometry, scannet
 SOURCE = "arkitscenes"
 POSE_TOLERANCE_S = 0.005
 BOX_MARGIN_M = 0.02
-K_TOLERANCE = 0.01  # a frame whose intrinsics differ by more (relative) from the first is skipped
 FLOOR_NORMAL_Z = 0.9  # upward-facing faces: unit normal z above this
 FLOOR_BAND_M = 0.05  # height bins of the floor level search; faces within one bin of it
 # np.rot90 quarter turns that bring the sky to the top of the image.
@@ -209,7 +208,7 @@ def _frames(d: str, name: str, turns: int, skipped: list[str]):
       continue
     if k0 is None:
       k0, size = k, fsize
-    elif fsize != size or np.max(np.abs(k - k0) / np.maximum(np.abs(k0), 1.0)) > K_TOLERANCE:
+    elif fsize != size or not scannet.same_intrinsics(k, k0):
       skipped.append(f"{pincam}: intrinsics differ from the first frame's, frame skipped")
       continue
     _, pose, _ = turn_camera(k0, poses[j], size, turns)

@@ -421,6 +421,20 @@ def assemble_scene(name: str, path: str, source: str, align: np.ndarray, verts: 
                skipped)
 
 
+def is_rotation(r: np.ndarray) -> bool:
+  """(3, 3) is a proper rotation, to the precision of exported poses."""
+  return abs(np.linalg.det(r) - 1.0) <= 1e-2
+
+
+K_TOLERANCE = 0.01  # relative difference of two frames' intrinsics still taken as equal
+
+
+def same_intrinsics(k: np.ndarray, k0: np.ndarray) -> bool:
+  """Sources with per-frame intrinsics (ScanNet++, ARKitScenes) keep the frames whose (3, 3)
+  matches the first frame's: a scene has one camera model (Scene.k_color)."""
+  return float(np.max(np.abs(k - k0) / np.maximum(np.abs(k0), 1.0))) <= K_TOLERANCE
+
+
 def _read_frames(d: str, align: np.ndarray, skipped: list[str]) -> list[Frame]:
   pose_dir = os.path.join(d, "pose")
   if not os.path.isdir(pose_dir):
@@ -439,7 +453,7 @@ def _read_frames(d: str, align: np.ndarray, skipped: list[str]) -> list[Frame]:
     if not np.all(np.isfinite(pose)):
       skipped.append(f"{p}: pose holds inf or NaN, frame skipped")
       continue
-    if abs(np.linalg.det(pose[:3, :3]) - 1.0) > 1e-2:
+    if not is_rotation(pose[:3, :3]):
       skipped.append(f"{p}: pose rotation is not orthonormal, frame skipped")
       continue
     missing = [q for q in (color, depth) if not os.path.isfile(q)]

@@ -32,7 +32,6 @@ MESH = os.path.join("scans", "mesh_aligned_0.05.ply")
 SEGS = os.path.join("scans", "segments.json")
 ANNO = os.path.join("scans", "segments_anno.json")
 POSES = os.path.join("iphone", "pose_intrinsic_imu.json")
-K_TOLERANCE = 0.01  # a frame whose intrinsics differ by more (relative) from the first is skipped
 
 _FRAME = re.compile(r"^frame_(\d+)$")
 
@@ -77,7 +76,7 @@ def _frames(d: str, skipped: list[str]) -> tuple[list[scannet.Frame], np.ndarray
     except scannet.SceneError as e:
       skipped.append(f"{e}, frame skipped")
       continue
-    if abs(np.linalg.det(pose[:3, :3]) - 1.0) > 1e-2:
+    if not scannet.is_rotation(pose[:3, :3]):
       skipped.append(f"{path}: {key}.aligned_pose rotation is not orthonormal, frame skipped")
       continue
     if not os.path.isfile(depth):
@@ -85,7 +84,7 @@ def _frames(d: str, skipped: list[str]) -> tuple[list[scannet.Frame], np.ndarray
       continue
     if k0 is None:
       k0 = k
-    elif np.max(np.abs(k - k0) / np.maximum(np.abs(k0), 1.0)) > K_TOLERANCE:
+    elif not scannet.same_intrinsics(k, k0):
       skipped.append(f"{path}: {key}.intrinsic differs from the first frame's, frame skipped")
       continue
     frames.append(scannet.Frame(int(m.group(1)), color, depth, pose))
