@@ -133,7 +133,7 @@ def read_boxes(path: str, skipped: list[str]) -> list[tuple[str, geometry.Box, n
   for i, d in enumerate(anno["data"]):
     try:
       obb = d["segments"]["obbAligned"]
-      label = str(d["label"]).strip().lower()
+      label = str(d["label"]).strip().lower().replace("_", " ")  # tv_monitor -> tv monitor
       centre = np.asarray(obb["centroid"], np.float64).reshape(3)
       lengths = np.asarray(obb["axesLengths"], np.float64).reshape(3)
       rows = np.asarray(obb["normalizedAxes"], np.float64).reshape(3, 3)

@@ -7,7 +7,9 @@ A scene folder <root>/<scene>/ holds
   <scene>.aggregation.json                 {"segGroups": [{"objectId", "label", "segments"}]}
   color/N.jpg  depth/N.png (uint16 mm)  pose/N.txt (4x4 camera-to-world)
   intrinsic/intrinsic_color.txt  intrinsic/intrinsic_depth.txt (4x4)
-as exported from the .sens files. Everything returned is in the axis-aligned frame.
+as exported from the .sens files. Everything returned is in the axis-aligned frame. The
+Scene, Frame and Object types, the PLY reader and `assemble_scene` serve the other sources'
+readers too (scannetpp.py, arkitscenes.py).
 """
 
 from __future__ import annotations
