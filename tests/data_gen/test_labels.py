@@ -70,8 +70,10 @@ def test_build_uses_the_tsv_by_default(scan, tmp_path):
   assert rows
   text = " ".join(r["question"] + " " + " ".join(r["options"] or []) for r in rows)
   assert "office chair" not in text and "armchair" not in text
-  # "the chair" never names one object: there are three.
+  # "the chair" never names one object: there are three, and they are counted together.
   assert not any("the chair" in r["question"] for r in rows)
+  counts = {r["question"]: r["answer"] for r in rows if r["question_type"] == "object count"}
+  assert counts == {"How many chair(s) are in this room?": "3"}
 
 
 def test_resolve(scan, tmp_path):
