@@ -1,5 +1,6 @@
 """python -m data_gen synth --out DIR --scenes N --seed S
-python -m data_gen build --scenes DIR --out DIR [--seed S]
+python -m data_gen build --scenes DIR --out DIR [--seed S] [--source scannet|scannetpp|arkitscenes]
+python -m data_gen build --scenes DIR --dry-run     (per-filter counts, nothing written)
 python -m data_gen tfds --data DIR --out TFDS_DIR
 
 See docs/data_gen.md for every option."""
@@ -11,7 +12,7 @@ import dataclasses
 import logging
 import sys
 
-from data_gen import build, scannet, synthetic
+from data_gen import build, dry_run, labels, scannet, sources, synthetic
 from data_gen.tasks.options import Options
 
 
@@ -34,13 +35,6 @@ def _bool(text: str) -> bool:
   raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def _heldout(text: str):
-  if "," in text or text.startswith(("scene", "synth")):
-    return [t for t in text.split(",") if t]
-  v = float(text)
-  return int(v) if v >= 1 else v
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m data_gen", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,10 +52,14 @@ def main(argv=None) -> int:
   s.add_argument("--workers", type=int, default=1)
   b = sub.add_parser("build", help="generate the QA data from ScanNet-layout scenes")
   b.add_argument("--scenes", required=True, help="folder of <scene>/ folders")
-  b.add_argument("--out", required=True)
+  b.add_argument("--out", default=None, help="output folder (not with --dry-run)")
+  b.add_argument("--source", choices=sorted(sources.READERS), default="scannet",
+                 help="layout of the scenes (ScanNet v2 and procedural scenes: scannet)")
+  b.add_argument("--dry-run", action="store_true",
+                 help="print per-filter counts for the scenes without writing anything")
   b.add_argument("--seed", type=int, default=0)
-  b.add_argument("--heldout", type=_heldout, default=0.1,
-                 help="held-out scenes: a fraction (<1), a count, or comma-separated names")
+  b.add_argument("--heldout", default="0.1",
+                 help="held-out scenes: a fraction (<1), a count, or one or more comma-separated names")
   b.add_argument("--workers", type=int, default=1)
   b.add_argument("--only", default=None, help="comma-separated scene names to use")
   for f in dataclasses.fields(Options):
@@ -75,9 +73,11 @@ def main(argv=None) -> int:
   b.add_argument("--cap", action="append", default=[],
                  help="per-scene cap DATA_TYPE:QUESTION_TYPE=N, e.g. 'video:room size=2'")
   b.add_argument("--excluded-labels", default=",".join(Options.excluded_labels))
-  b.add_argument("--label-map", default=None,
-                 help="JSON {raw: category} or ScanNet's scannetv2-labels.combined.tsv")
-  b.add_argument("--label-map-column", default="category", help="TSV column to map to")
+  b.add_argument("--label-map", default="auto",
+                 help="JSON {raw: category}, ScanNet's scannetv2-labels.combined.tsv, 'none', or "
+                      "'auto' (default): the TSV found next to ScanNet scenes, required for real ones")
+  b.add_argument("--label-map-column", default=labels.DEFAULT_LEVEL,
+                 help=f"TSV category level (default {labels.DEFAULT_LEVEL}: see docs/data_gen.md)")
   t = sub.add_parser("tfds", help="ArrayRecord TFDS datasets of a built folder (random access)")
   t.add_argument("--data", required=True, help="folder written by build")
   t.add_argument("--out", required=True, help="TFDS data_dir")
@@ -98,8 +98,7 @@ def main(argv=None) -> int:
           if f.name not in ("caps", "excluded_labels", "label_map")}
     kw["size_range_m"], kw["count_range"] = tuple(a.size_range_m), tuple(a.count_range)
     kw["excluded_labels"] = tuple(x.strip() for x in a.excluded_labels.split(",") if x.strip())
-    if a.label_map:
-      kw["label_map"] = build.load_label_map(a.label_map, a.label_map_column)
+    kw["label_map"] = labels.resolve(a.label_map, a.label_map_column, a.scenes, a.source)
     caps = {}
     for c in a.cap:
       try:
@@ -110,7 +109,13 @@ def main(argv=None) -> int:
         p.error(f"--cap {c!r}: expected DATA_TYPE:QUESTION_TYPE=N")
     opts = Options(**kw).replace(caps=caps) if caps else Options(**kw)
     only = a.only.split(",") if a.only else None
-    build.build_dataset(a.scenes, a.out, a.seed, opts, a.heldout, a.workers, only)
+    if a.dry_run:
+      print(dry_run.render(dry_run.count(a.scenes, opts, a.seed, a.source, only)), end="")
+      return 0
+    if not a.out:
+      p.error("build needs --out (or --dry-run)")
+    build.build_dataset(a.scenes, a.out, a.seed, opts, a.heldout, a.workers, only,
+                        source=a.source)
     return 0
   except (scannet.SceneError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)

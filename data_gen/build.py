@@ -26,8 +26,9 @@ import sys
 import time
 
 import numpy as np
+from PIL import Image
 
-from data_gen import geometry, scannet, stats, tasks
+from data_gen import geometry, scannet, sources, stats, tasks
 from data_gen.tasks import common, single_image
 from data_gen.tasks.options import Options
 
@@ -67,7 +68,7 @@ def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
   for fr in use:
     try:
       scannet.check_image(fr.color_path)
-      depth = scannet.read_depth(fr.depth_path)
+      depth = np.rot90(scannet.read_depth(fr.depth_path), fr.rotation)
     except scannet.SceneError as e:
       scene.skipped.append(f"{e}, frame skipped")
       log.warning("%s, frame skipped", e)
@@ -91,32 +92,6 @@ def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
       bbox=np.array(box).reshape(-1, n, 4), floor_area=scene.floor_area)
 
 
-def load_label_map(path: str, column: str = "category") -> tuple[tuple[str, str], ...]:
-  """Label map from a JSON object {raw: category} or a TSV with a `raw_category` column and
-  `column` (ScanNet's scannetv2-labels.combined.tsv: category, nyu40class, ...)."""
-  if path.endswith(".json"):
-    with open(path) as f:
-      try:
-        m = json.load(f)
-      except json.JSONDecodeError as e:
-        raise scannet.SceneError(f"{path}: malformed JSON ({e})") from None
-    if not isinstance(m, dict):
-      raise scannet.SceneError(f"{path}: expected a JSON object raw label -> category")
-    return tuple(sorted((str(k).strip().lower(), str(v).strip().lower()) for k, v in m.items()))
-  with open(path) as f:
-    header = f.readline().rstrip("\n").split("\t")
-    if "raw_category" not in header or column not in header:
-      raise scannet.SceneError(f"{path}: TSV needs columns raw_category and {column}")
-    a, b = header.index("raw_category"), header.index(column)
-    out = {}
-    for n, line in enumerate(f, 2):
-      cells = line.rstrip("\n").split("\t")
-      if len(cells) <= max(a, b):
-        raise scannet.SceneError(f"{path}: line {n}: too few columns")
-      out[cells[a].strip().lower()] = cells[b].strip().lower()
-  return tuple(sorted(out.items()))
-
-
 @dataclasses.dataclass(frozen=True)
 class _Job:
   scenes_dir: str
@@ -126,22 +101,32 @@ class _Job:
   seed: int
   opts: Options
   fingerprint: str
+  source: str = "scannet"
 
 
-def _fingerprint(opts: Options, seed: int, heldout: bool) -> str:
-  key = json.dumps([_FORMAT_VERSION, repr(opts), seed, heldout])
+def _fingerprint(opts: Options, seed: int, heldout: bool, source: str, inputs: str) -> str:
+  key = json.dumps([_FORMAT_VERSION, repr(opts), seed, heldout, source, inputs])
   return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _copy_frames(scene: scannet.Scene, frame_ids: list[int], dst: str) -> None:
-  os.makedirs(dst, exist_ok=True)
+  """The referenced frames as <dst>/<N>.jpg: JPEG files byte for byte, other images (PNG,
+  portrait frames to turn upright) re-encoded. The folder is emptied first, so a redone scene
+  keeps no frame of its previous inputs."""
+  shutil.rmtree(dst, ignore_errors=True)
+  os.makedirs(dst)
   by_id = {f.index: f for f in scene.frames}
   for i in frame_ids:
+    fr = by_id[i]
     target = os.path.join(dst, f"{i}.jpg")
-    if not os.path.isfile(target):
-      tmp = target + ".tmp"
-      shutil.copyfile(by_id[i].color_path, tmp)
-      os.replace(tmp, target)
+    tmp = target + ".tmp"
+    if fr.rotation == 0 and fr.color_path.lower().endswith((".jpg", ".jpeg")):
+      shutil.copyfile(fr.color_path, tmp)
+    else:
+      with Image.open(fr.color_path) as im:
+        rgb = np.rot90(np.asarray(im.convert("RGB")), fr.rotation)
+      Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, "JPEG", quality=95)
+    os.replace(tmp, target)
 
 
 def process_scene(job: _Job) -> dict:
@@ -149,7 +134,7 @@ def process_scene(job: _Job) -> dict:
   t0 = time.perf_counter()
   work = os.path.join(job.out, WORK, f"{job.name}.json")
   try:
-    scene = scannet.read_scene(job.scenes_dir, job.name)
+    scene = sources.read_scene(job.source, job.scenes_dir, job.name)
   except (scannet.SceneError, OSError) as e:
     log.warning("scene %s skipped: %s", job.name, e)
     result = {"scene": job.name, "fingerprint": job.fingerprint, "skipped": str(e)}
@@ -166,7 +151,7 @@ def process_scene(job: _Job) -> dict:
     ids = [obs.frame_ids[f] for f in qa.frames]
     if job.heldout:
       bench.append({
-          "dataset": "synthetic" if job.name.startswith("synth") else "scannet",
+          "dataset": scene.source,
           "scene_name": job.name, "question": qa.question, "options": qa.options,
           "ground_truth": qa.final_answer, "question_type": VSI_NAMES[qa.question_type],
           "images": [f"{i}.jpg" for i in ids], "data_type": qa.data_type})
@@ -207,7 +192,20 @@ def _write_jsonl_atomic(path: str, rows: list[dict]) -> None:
 
 def choose_heldout(names: list[str], heldout, seed: int) -> set[str]:
   """Held-out scenes: an explicit list of names, a count (int) or a fraction (float < 1),
-  drawn by `seed` from the sorted names."""
+  drawn by `seed` from the sorted names. A string is the command-line form: one or more
+  comma-separated scene names (a name wins over a number: ARKitScenes names are digits), or a
+  count or fraction."""
+  if isinstance(heldout, str):
+    parts = [t.strip() for t in heldout.split(",") if t.strip()]
+    if len(parts) == 1 and parts[0] not in names:
+      try:
+        heldout = float(parts[0])
+      except ValueError:
+        heldout = parts
+      else:
+        heldout = int(heldout) if heldout >= 1 else heldout
+    else:
+      heldout = parts
   if heldout is None or heldout == 0:
     return set()
   if isinstance(heldout, (list, tuple, set)):
@@ -224,24 +222,26 @@ def choose_heldout(names: list[str], heldout, seed: int) -> set[str]:
 
 def build_dataset(scenes_dir: str, out: str, seed: int = 0, opts: Options | None = None,
                   heldout=0.1, workers: int = 1, scenes: list[str] | None = None,
-                  progress: bool = True) -> dict:
-  """Turn ScanNet-layout scenes into SpatialLadder-26k-style files under `out`.
+                  progress: bool = True, source: str = "scannet") -> dict:
+  """Turn scenes of `source` (sources.READERS: scannet, scannetpp, arkitscenes) into
+  SpatialLadder-26k-style files under `out`.
 
   heldout: names, a count or a fraction of scenes kept out of training and written as
-  SPBench-SI/MV parquet. Finished scenes found in <out>/.work with the same options are not
-  redone. Returns the statistics (also written to <out>/stats.json).
+  SPBench-SI/MV parquet (see choose_heldout). Finished scenes found in <out>/.work with the
+  same options and unchanged input files are not redone. Returns the statistics (also
+  written to <out>/stats.json).
   """
   opts = opts or Options()
-  names = scenes if scenes is not None else scannet.list_scenes(scenes_dir)
+  names = scenes if scenes is not None else sources.list_scenes(source, scenes_dir)
   names = sorted(names)
   if not names:
-    raise scannet.SceneError(f"{scenes_dir}: no scenes (folders holding <name>/<name>.txt)")
+    raise scannet.SceneError(f"{scenes_dir}: no {source} scenes")
   held = choose_heldout(names, heldout, seed)
   os.makedirs(os.path.join(out, WORK), exist_ok=True)
   results: dict[str, dict] = {}
   todo = []
   for n in names:
-    fp = _fingerprint(opts, seed, n in held)
+    fp = _fingerprint(opts, seed, n in held, source, sources.input_signature(scenes_dir, n))
     work = os.path.join(out, WORK, f"{n}.json")
     if os.path.isfile(work):
       try:
@@ -252,7 +252,7 @@ def build_dataset(scenes_dir: str, out: str, seed: int = 0, opts: Options | None
           continue
       except (OSError, json.JSONDecodeError):
         pass  # a damaged work file: redo the scene
-    todo.append(_Job(scenes_dir, out, n, n in held, seed, opts, fp))
+    todo.append(_Job(scenes_dir, out, n, n in held, seed, opts, fp, source))
   t0 = time.perf_counter()
   if progress and len(results):
     print(f"[build] resuming: {len(results)} scenes already done", file=sys.stderr, flush=True)

@@ -54,7 +54,7 @@ def aabb(points: np.ndarray) -> Box:
   return Box((lo + hi) / 2, hi - lo, 0.0)
 
 
-def _convex_hull(p: np.ndarray) -> np.ndarray:
+def convex_hull(p: np.ndarray) -> np.ndarray:
   """Monotone-chain hull of 2D points (n, 2) -> (h, 2) counter-clockwise."""
   p = np.unique(p, axis=0)
   if len(p) < 3:
@@ -83,7 +83,7 @@ def _prune_interior(p: np.ndarray) -> np.ndarray:
   ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
   d = np.stack([np.cos(ang), np.sin(ang)], 1)
   ext = p[np.unique(np.argmax(p @ d.T, axis=0))]
-  poly = _convex_hull(ext)
+  poly = convex_hull(ext)
   if len(poly) < 3:
     return p
   e = np.roll(poly, -1, axis=0) - poly
@@ -97,7 +97,7 @@ def oriented_box(points: np.ndarray, grid: float = 1e-7) -> Box:
   (rotating calipers over the convex hull) extruded over the z range. The yaw is normalised to
   [0, pi/2) so that the same box always gets the same description."""
   xy = np.round(points[:, :2] / grid) * grid  # dedupe near-identical points cheaply
-  hull = _convex_hull(_prune_interior(np.unique(xy, axis=0)))
+  hull = convex_hull(_prune_interior(np.unique(xy, axis=0)))
   z0, z1 = float(points[:, 2].min()), float(points[:, 2].max())
   if len(hull) < 3:
     b = aabb(points)

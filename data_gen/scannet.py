@@ -7,7 +7,9 @@ A scene folder <root>/<scene>/ holds
   <scene>.aggregation.json                 {"segGroups": [{"objectId", "label", "segments"}]}
   color/N.jpg  depth/N.png (uint16 mm)  pose/N.txt (4x4 camera-to-world)
   intrinsic/intrinsic_color.txt  intrinsic/intrinsic_depth.txt (4x4)
-as exported from the .sens files. Everything returned is in the axis-aligned frame.
+as exported from the .sens files. Everything returned is in the axis-aligned frame. The
+Scene, Frame and Object types, the PLY reader and `assemble_scene` serve the other sources'
+readers too (scannetpp.py, arkitscenes.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from data_gen import geometry
+from data_gen import geometry, room
 
 log = logging.getLogger("data_gen")
 
@@ -38,6 +40,9 @@ class Frame:
   color_path: str
   depth_path: str
   pose: np.ndarray  # (4, 4) camera-to-world, axis-aligned frame
+  # Quarter turns (np.rot90's k) that make the stored images upright; pose and intrinsics
+  # already describe the turned images (ARKitScenes' portrait videos).
+  rotation: int = 0
 
 
 @dataclasses.dataclass
@@ -53,6 +58,7 @@ class Object:
 class Scene:
   name: str
   path: str
+  source: str  # "scannet", "scannetpp", "arkitscenes" or "synthetic": the parquet `dataset`
   axis_alignment: np.ndarray  # (4, 4)
   vertices: np.ndarray  # (v, 3) axis-aligned
   normals: np.ndarray  # (v, 3) area-weighted vertex normals
@@ -206,7 +212,7 @@ def write_ply(path: str, vertices: np.ndarray, faces: np.ndarray, colours: np.nd
 # Small files.
 
 
-def _load_json(path: str) -> dict:
+def load_json(path: str) -> dict:
   try:
     with open(path) as f:
       return json.load(f)
@@ -280,7 +286,7 @@ def vertex_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
   return np.where(length > 0, n / np.maximum(length, 1e-12), 0.0)
 
 
-def _first_size(paths: list[str]) -> tuple[int, int]:
+def first_size(paths: list[str]) -> tuple[int, int]:
   """Size of the first readable image (the header only); SceneError when none is."""
   for p in paths:
     try:
@@ -317,48 +323,8 @@ def read_scene(root: str, name: str, min_object_vertices: int = 10,
     skipped.append(f"{files['meta']}: no axisAlignment, using identity")
   raw, faces, _ = read_ply(files["ply"])
   verts = raw @ align[:3, :3].T + align[:3, 3]
-  segs = _load_json(files["segs"])
-  if "segIndices" not in segs:
-    raise SceneError(f"{files['segs']}: field 'segIndices' is missing")
-  try:
-    seg = np.asarray(segs["segIndices"], np.int64)
-  except (TypeError, ValueError):
-    raise SceneError(f"{files['segs']}: segIndices must be a list of integers") from None
-  if seg.shape != (len(verts),):
-    raise SceneError(f"{files['segs']}: segIndices has {seg.size} entries for {len(verts)} vertices")
-  agg = _load_json(files["agg"])
-  if not isinstance(agg.get("segGroups"), list):
-    raise SceneError(f"{files['agg']}: field 'segGroups' is missing or not a list")
-  normals = vertex_normals(verts, faces)
-  order = np.argsort(seg, kind="stable")
-  seg_sorted = seg[order]
-  objects, floor_faces = [], []
-  for i, g in enumerate(agg["segGroups"]):
-    try:
-      oid, label = int(g["objectId"]), str(g["label"]).strip().lower()
-      segments = np.asarray(list(g["segments"]), np.int64).reshape(-1)
-    except (KeyError, TypeError, ValueError):
-      skipped.append(f"{files['agg']}: segGroups[{i}] lacks a valid objectId/label/segments, skipped")
-      continue
-    lo = np.searchsorted(seg_sorted, segments, "left")
-    hi = np.searchsorted(seg_sorted, segments, "right")
-    ids = np.sort(np.concatenate([order[a:b] for a, b in zip(lo, hi)] or [np.zeros(0, np.int64)]))
-    if len(ids) == 0 or (len(ids) < min_object_vertices and label not in STRUCTURE_LABELS):
-      skipped.append(f"{name}: object {oid} ({label}) has {len(ids)} vertices, skipped")
-      continue
-    pts = verts[ids]
-    objects.append(Object(oid, label, ids, geometry.oriented_box(pts), geometry.aabb(pts)))
-    if label == "floor":
-      mask = np.zeros(len(verts), bool)
-      mask[ids] = True
-      floor_faces.append(faces[mask[faces].all(1)])
-  if floor_faces and sum(len(f) for f in floor_faces):
-    ff = np.concatenate(floor_faces)
-    area = geometry.floor_area(verts[ff][:, :, :2], floor_cell)
-  else:
-    # No floor annotation: fall back to the convex hull of the whole mesh footprint.
-    skipped.append(f"{name}: no floor faces, room size from the mesh footprint hull")
-    area = geometry.polygon_area(geometry._convex_hull(verts[:, :2]))
+  seg = read_seg_indices(files["segs"], len(verts))
+  groups = read_seg_groups(files["agg"])
   k_color, k_depth = read_matrix(files["k_color"]), read_matrix(files["k_depth"])
   frames = _read_frames(os.path.join(root, name), align, skipped)
   if not frames:
@@ -369,13 +335,106 @@ def read_scene(root: str, name: str, min_object_vertices: int = 10,
   except ValueError:
     raise SceneError(f"{files['meta']}: colorWidth/colorHeight/depthWidth/depthHeight must be integers") from None
   if not (cw and ch):
-    cw, ch = _first_size([f.color_path for f in frames])
+    cw, ch = first_size([f.color_path for f in frames])
   if not (dw and dh):
-    dw, dh = _first_size([f.depth_path for f in frames])
+    dw, dh = first_size([f.depth_path for f in frames])
+  source = "synthetic" if meta.get("sceneType") == SYNTHETIC_SCENE_TYPE else "scannet"
+  objects = segment_objects(name, verts, seg, groups, files["agg"], skipped, min_object_vertices)
+  return assemble_scene(name, os.path.join(root, name), source, align, verts, faces, seg,
+                        objects, frames, k_color, k_depth, (cw, ch), (dw, dh), skipped,
+                        floor_cell)
+
+
+SYNTHETIC_SCENE_TYPE = "Synthetic"  # sceneType of data_gen.synthetic's <scene>.txt
+
+
+def read_seg_indices(path: str, n_vertices: int) -> np.ndarray:
+  """(v,) segment id per mesh vertex from a {"segIndices": [...]} file (ScanNet, ScanNet++)."""
+  segs = load_json(path)
+  if not isinstance(segs, dict) or "segIndices" not in segs:
+    raise SceneError(f"{path}: field 'segIndices' is missing")
+  try:
+    seg = np.asarray(segs["segIndices"], np.int64)
+  except (TypeError, ValueError):
+    raise SceneError(f"{path}: segIndices must be a list of integers") from None
+  if seg.shape != (n_vertices,):
+    raise SceneError(f"{path}: segIndices has {seg.size} entries for {n_vertices} vertices")
+  return seg
+
+
+def read_seg_groups(path: str) -> list:
+  """The `segGroups` list of an aggregation file (ScanNet) or segments_anno.json (ScanNet++)."""
+  agg = load_json(path)
+  if not isinstance(agg, dict) or not isinstance(agg.get("segGroups"), list):
+    raise SceneError(f"{path}: field 'segGroups' is missing or not a list")
+  return agg["segGroups"]
+
+
+def segment_objects(name: str, verts: np.ndarray, seg: np.ndarray, groups: list, path: str,
+                    skipped: list[str], min_object_vertices: int = 10) -> list[Object]:
+  """Objects of `segGroups` (objectId, label, segments) over the per-vertex segment ids; a
+  malformed group or one with fewer than `min_object_vertices` vertices is skipped."""
+  order = np.argsort(seg, kind="stable")
+  seg_sorted = seg[order]
+  objects = []
+  for i, g in enumerate(groups):
+    try:
+      oid, label = int(g["objectId"]), str(g["label"]).strip().lower()
+      segments = np.asarray(list(g["segments"]), np.int64).reshape(-1)
+    except (KeyError, TypeError, ValueError):
+      skipped.append(f"{path}: segGroups[{i}] lacks a valid objectId/label/segments, skipped")
+      continue
+    lo = np.searchsorted(seg_sorted, segments, "left")
+    hi = np.searchsorted(seg_sorted, segments, "right")
+    ids = np.sort(np.concatenate([order[a:b] for a, b in zip(lo, hi)] or [np.zeros(0, np.int64)]))
+    if len(ids) == 0 or (len(ids) < min_object_vertices and label not in STRUCTURE_LABELS):
+      skipped.append(f"{name}: object {oid} ({label}) has {len(ids)} vertices, skipped")
+      continue
+    pts = verts[ids]
+    objects.append(Object(oid, label, ids, geometry.oriented_box(pts), geometry.aabb(pts)))
+  return objects
+
+
+def assemble_scene(name: str, path: str, source: str, align: np.ndarray, verts: np.ndarray,
+                   faces: np.ndarray, seg: np.ndarray, objects: list[Object],
+                   frames: list[Frame], k_color: np.ndarray, k_depth: np.ndarray,
+                   color_size: tuple[int, int], depth_size: tuple[int, int],
+                   skipped: list[str], floor_cell: float | None = None,
+                   floor_faces: np.ndarray | None = None) -> Scene:
+  """The Scene of any source, with its room size (see `room.floor_area`). `floor_faces`
+  (f, 3) are the floor triangles where the source has no `floor` object (ARKitScenes)."""
+  if floor_faces is None:
+    mask = np.zeros(len(verts), bool)
+    for o in objects:
+      if o.label == "floor":
+        mask[o.vertex_ids] = True
+    floor_faces = faces[mask[faces].all(1)] if len(faces) else np.zeros((0, 3), np.int64)
+  if len(floor_faces):
+    standing = [o.box for o in objects if o.label not in STRUCTURE_LABELS]
+    area = room.floor_area(verts[floor_faces], standing, floor_cell)
+  else:
+    # No floor: fall back to the convex hull of the whole mesh footprint.
+    skipped.append(f"{name}: no floor faces, room size from the mesh footprint hull")
+    area = geometry.polygon_area(geometry.convex_hull(verts[:, :2]))
   for s in skipped:
     log.warning("%s", s)
-  return Scene(name, os.path.join(root, name), align, verts, normals, faces, seg, objects, area,
-               frames, k_color, k_depth, (cw, ch), (dw, dh), skipped)
+  return Scene(name, path, source, align, verts, vertex_normals(verts, faces), faces, seg,
+               objects, area, frames, k_color, k_depth, tuple(color_size), tuple(depth_size),
+               skipped)
+
+
+def is_rotation(r: np.ndarray) -> bool:
+  """(3, 3) is a proper rotation, to the precision of exported poses."""
+  return abs(np.linalg.det(r) - 1.0) <= 1e-2
+
+
+K_TOLERANCE = 0.01  # relative difference of two frames' intrinsics still taken as equal
+
+
+def same_intrinsics(k: np.ndarray, k0: np.ndarray) -> bool:
+  """Sources with per-frame intrinsics (ScanNet++, ARKitScenes) keep the frames whose (3, 3)
+  matches the first frame's: a scene has one camera model (Scene.k_color)."""
+  return float(np.max(np.abs(k - k0) / np.maximum(np.abs(k0), 1.0))) <= K_TOLERANCE
 
 
 def _read_frames(d: str, align: np.ndarray, skipped: list[str]) -> list[Frame]:
@@ -396,7 +455,7 @@ def _read_frames(d: str, align: np.ndarray, skipped: list[str]) -> list[Frame]:
     if not np.all(np.isfinite(pose)):
       skipped.append(f"{p}: pose holds inf or NaN, frame skipped")
       continue
-    if abs(np.linalg.det(pose[:3, :3]) - 1.0) > 1e-2:
+    if not is_rotation(pose[:3, :3]):
       skipped.append(f"{p}: pose rotation is not orthonormal, frame skipped")
       continue
     missing = [q for q in (color, depth) if not os.path.isfile(q)]
@@ -420,9 +479,10 @@ def read_depth(path: str) -> np.ndarray:
 
 
 def check_image(path: str) -> None:
-  """Raises SceneError when a colour frame cannot be decoded."""
+  """Raises SceneError when a colour frame cannot be decoded to its last pixel (a truncated
+  JPEG passes a header check but not this)."""
   try:
     with Image.open(path) as im:
-      im.verify()
+      im.load()
   except (OSError, ValueError, SyntaxError) as e:
     raise SceneError(f"{path}: unreadable image ({e})") from None

@@ -221,19 +221,3 @@ def test_bad_aggregation_group_is_skipped(tmp_path):
   s = scannet.read_scene(str(tmp_path), NAME)
   assert [o.label for o in s.objects] == ["floor", "table"]
   assert any("segGroups[2] lacks a valid" in r for r in s.skipped)
-
-
-def test_label_map(tmp_path):
-  _write_scene(str(tmp_path))
-  tsv = tmp_path / "labels.tsv"
-  tsv.write_text("id\traw_category\tcategory\tnyu40class\n1\ttable\tdesk\ttable\n2\tchair\t\tchair\n")
-  lm = build.load_label_map(str(tsv))
-  assert lm == (("chair", ""), ("table", "desk"))
-  s = scannet.read_scene(str(tmp_path), NAME)
-  assert build.observe_scene(s, Options(label_map=lm)).labels == ["desk"]  # "" drops the chair
-  assert build.observe_scene(s, Options(label_map=build.load_label_map(str(tsv), "nyu40class"))).labels == [
-      "table", "chair"]
-  bad = tmp_path / "bad.tsv"
-  bad.write_text("raw_category\tfoo\n")
-  with pytest.raises(scannet.SceneError, match="bad.tsv: TSV needs columns raw_category and category"):
-    build.load_label_map(str(bad))
