@@ -124,6 +124,38 @@ def published_config_dict(nested: dict) -> dict:
     return flat
 
 
+def transformers_452_config_dict(nested: dict) -> dict:
+    """Rewrites a transformers-5 config.json into the layout transformers 4.52-4.57 wrote: the
+    flat hub keys at the top AND a full copy in text_config (rope_scaling with rope_type default,
+    token ids copied in, image/video ids null there), vision model_type "qwen2_5_vl"."""
+    flat = published_config_dict(nested)
+    rope = {"mrope_section": flat["rope_scaling"]["mrope_section"], "rope_type": "default", "type": "default"}
+    flat["rope_scaling"] = dict(rope)
+    text = {k: v for k, v in flat.items() if k not in ("architectures", "vision_config", "model_type")}
+    text.update(model_type="qwen2_5_vl_text", rope_scaling=dict(rope), image_token_id=None, video_token_id=None,
+                layer_types=["full_attention"] * flat["num_hidden_layers"])
+    flat["text_config"] = text
+    flat["vision_config"].update(model_type="qwen2_5_vl", in_channels=flat["vision_config"]["in_chans"])
+    flat["transformers_version"] = "4.52.4"
+    return flat
+
+
+# Hub-layout key prefix -> the prefix transformers 4.52-4.57 wrote (model.language_model.*, model.visual.*).
+KEYS_452 = (("model.", "model.language_model."), ("visual.", "model.visual."))
+
+
+def _rename_tensor_keys(out: Path, renames: tuple[tuple[str, str], ...]) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    path = out / "model.safetensors"
+    tensors = load_file(path)
+    renamed = {}
+    for key, value in tensors.items():
+        prefix = next((p for p in renames if key.startswith(p[0])), None)
+        renamed[key if prefix is None else prefix[1] + key[len(prefix[0]):]] = value
+    save_file(renamed, path, metadata={"format": "pt"})
+
+
 def preprocessor_config(min_pixels: int, max_pixels: int) -> dict:
     """preprocessor_config.json as published with Qwen2.5-VL (pixel limits in pixels)."""
     return {
@@ -161,11 +193,50 @@ def _redraw_matrices(model, seed: int, std: float) -> None:
                 p.copy_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype))
 
 
+def save_random_model(out_dir: str | Path, config, *, seed: int = 0, perturb: bool = True,
+                      init_std: float | None = None, keys: Literal["hub", "4.52", "base"] = "hub",
+                      dtype: str = "float32") -> Path:
+    """A random transformers Qwen2.5-VL of `config` (a Qwen2_5_VLConfig) written with
+    save_pretrained into `out_dir` in the tensor key layout `keys` and `dtype`, with the Qwen2.5
+    generation_config.json (see write_tiny_checkpoint for the arguments)."""
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    if init_std is not None:
+        _redraw_matrices(model, seed, init_std)
+    if perturb:
+        _perturb_constant_params(model, seed)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok_lib.ENDOFTEXT_ID,
+        eos_token_id=[tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID],
+        pad_token_id=tok_lib.ENDOFTEXT_ID,
+    )
+    model.to(getattr(torch, dtype))
+    if keys == "base":
+        if not config.tie_word_embeddings:
+            raise ValueError("keys='base' has no lm_head: only for tied checkpoints")
+        model.model.save_pretrained(out)
+        model.generation_config.save_pretrained(out)
+    elif keys in ("hub", "4.52"):
+        model.save_pretrained(out)
+        if keys == "4.52":
+            _rename_tensor_keys(out, KEYS_452)
+    else:
+        raise ValueError(f"keys must be 'hub', '4.52' or 'base', got {keys!r}")
+    return out
+
+
 def write_tiny_checkpoint(
     out_dir: str | Path,
     *,
     seed: int = 0,
-    layout: Literal["transformers", "published"] = "transformers",
+    layout: Literal["transformers", "published", "4.52"] = "transformers",
+    keys: Literal["hub", "4.52", "base"] = "hub",
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32",
     tie_word_embeddings: bool = True,
     vision: dict | None = None,
     min_pixels: int = 56 * 56,
@@ -178,36 +249,27 @@ def write_tiny_checkpoint(
     """Writes a tiny random Qwen2.5-VL checkpoint into `out_dir` and returns the path.
 
     layout: "transformers" keeps config.json as transformers 5 writes it (nested text_config,
-      rope_parameters); "published" rewrites it flat like the Qwen hub files (rope_scaling).
+      rope_parameters); "published" rewrites it flat like the Qwen hub files (rope_scaling);
+      "4.52" as transformers 4.52-4.57 wrote it (transformers_452_config_dict).
+    keys: tensor names. "hub" is what save_pretrained writes (model.layers.N..., visual.*);
+      "4.52" renames them as 4.52-4.57 wrote them (model.language_model.*, model.visual.*);
+      "base" saves the headless Qwen2_5_VLModel with save_pretrained (language_model.*, visual.*;
+      tied models only, as it has no lm_head).
+    dtype: the safetensors dtype (the model is cast before save_pretrained).
     text_overrides: keys of TINY_TEXT_CONFIG (e.g. num_hidden_layers=4); vision: keys of
       TINY_VISION_CONFIG. max_pixels defaults to SpatialLadder's training limit 128*28*28.
     init_std: redraw every matrix from N(0, init_std^2). transformers' 0.02 makes a tiny model's
       greedy output one token repeated; ~0.2 gives varied sequences that exercise decoding.
     """
-    import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     config = tiny_hf_config(tie_word_embeddings=tie_word_embeddings, vision=vision, **text_overrides)
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    if init_std is not None:
-        _redraw_matrices(model, seed, init_std)
-    if perturb:
-        _perturb_constant_params(model, seed)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tok_lib.ENDOFTEXT_ID,
-        eos_token_id=[tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID],
-        pad_token_id=tok_lib.ENDOFTEXT_ID,
-    )
-    model.save_pretrained(out)
-    if layout == "published":
-        cfg_path = out / "config.json"
-        flat = published_config_dict(json.loads(cfg_path.read_text()))
-        cfg_path.write_text(json.dumps(flat, indent=2) + "\n")
+    save_random_model(out, config, seed=seed, perturb=perturb, init_std=init_std, keys=keys, dtype=dtype)
+    cfg_path = out / "config.json"
+    if layout in ("published", "4.52"):
+        rewrite = published_config_dict if layout == "published" else transformers_452_config_dict
+        cfg_path.write_text(json.dumps(rewrite(json.loads(cfg_path.read_text())), indent=2) + "\n")
     elif layout != "transformers":
-        raise ValueError(f"layout must be 'transformers' or 'published', got {layout!r}")
+        raise ValueError(f"layout must be 'transformers', 'published' or '4.52', got {layout!r}")
     if tokenizer_files not in ("tokenizer.json", "vocab"):
         raise ValueError(f"tokenizer_files must be 'tokenizer.json' or 'vocab', got {tokenizer_files!r}")
     tok_lib.write_qwen25_tokenizer(out, vocab_files=tokenizer_files == "vocab")
@@ -255,6 +317,54 @@ def write_random_hub_checkpoint(out_dir: str | Path, cfg, *, dtype: str = "bfloa
     published_pixels = preprocessor_config(min_pixels=56 * 56, max_pixels=14 * 14 * 4 * 16384)  # the hub's
     (out / "preprocessor_config.json").write_text(json.dumps(published_pixels, indent=2))
     return sum(int(np.prod(e.hf_shape)) for e in entries.values())
+
+
+def logits_pair(ladder_dir: str | Path, transformers_dir: str | Path | None = None, *, seed: int = 0):
+    """(ladder_jax logits, transformers logits), float32 [1, L, vocab], of one prompt (text, an
+    image, text, a video, text; random ids and pixels) with ladder_jax loading `ladder_dir` and
+    transformers' AutoModelForImageTextToText loading `transformers_dir` (default: the same
+    directory), both in float32 and given the same M-RoPE positions."""
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.model.vision import prepare_vision
+    from ladder_jax.processing.positions import get_rope_index
+
+    ours = load_model(str(ladder_dir), dtype="float32")
+    cfg, v = ours.config, ours.config.vision
+    theirs = AutoModelForImageTextToText.from_pretrained(str(transformers_dir or ladder_dir), dtype=torch.float32,
+                                                         attn_implementation="eager").eval()
+    m = v.spatial_merge_size
+    image, video = (1, 2 * m, 3 * m), (2, 2 * m, 2 * m)
+    rng = np.random.default_rng(seed)
+    special = {cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id}
+    vocab = np.array([i for i in range(min(cfg.text.vocab_size, 150_000)) if i not in special])
+
+    def text(n):
+        return list(rng.choice(vocab, n))
+
+    ids = (text(5) + [cfg.image_token_id] * (int(np.prod(image)) // m**2) + text(3)
+           + [cfg.video_token_id] * (int(np.prod(video)) // m**2) + text(4))
+    ids = np.asarray([ids], np.int64)
+    mask = np.ones_like(ids)
+    pv = rng.standard_normal((int(np.prod(image)), v.patch_dim)).astype(np.float32)
+    pvv = rng.standard_normal((int(np.prod(video)), v.patch_dim)).astype(np.float32)
+    pos, _ = get_rope_index(ids, image_grid_thw=np.asarray([image]), video_grid_thw=np.asarray([video]),
+                            spatial_merge_size=m, tokens_per_second=v.tokens_per_second,
+                            image_token_id=cfg.image_token_id, video_token_id=cfg.video_token_id)
+    p, lay = prepare_vision(pv, [image], v)
+    pw, law = prepare_vision(pvv, [video], v)
+    got = ours(jnp.asarray(ids), jnp.asarray(pos), jnp.asarray(mask), pixel_values=jnp.asarray(p),
+               image_layout=lay, pixel_values_videos=jnp.asarray(pw), video_layout=law)
+    t = torch.tensor
+    with torch.no_grad():
+        want = theirs(input_ids=t(ids), attention_mask=t(mask), position_ids=t(pos.astype(np.int64)),
+                      pixel_values=t(pv), image_grid_thw=t([image]), pixel_values_videos=t(pvv),
+                      video_grid_thw=t([video])).logits
+    return np.asarray(got, np.float32), want.float().numpy()
 
 
 def free_port() -> int:

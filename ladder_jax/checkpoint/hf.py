@@ -200,8 +200,27 @@ def hub_entries(cfg: ModelConfig) -> dict[str, Entry]:
 
 # --------------------------------------------------------------------------- HF -> NNX
 
-def _hub_files(hf_dir: str) -> dict[str, str]:
-    """hub key -> safetensors file (absolute) for a single-file or sharded checkpoint."""
+# On-disk key prefixes transformers 5.x loads into Qwen2_5_VLForConditionalGeneration (its
+# conversion mapping), -> the hub layout KEY_TABLE speaks. First match wins.
+KEY_LAYOUTS: tuple[tuple[str, str], ...] = (
+    ("model.language_model.", "model."),  # transformers 4.52+ in memory and on disk
+    ("model.visual.", "visual."),  # 4.52+
+    ("language_model.", "model."),  # Qwen2_5_VLModel.save_pretrained (no head: tied models only)
+)
+
+
+def to_hub_key(key: str) -> str:
+    """The hub-layout name (`model.layers.N...`, `visual.blocks.N...`) of an on-disk key in any
+    layout transformers loads; hub keys map to themselves."""
+    for prefix, hub in KEY_LAYOUTS:
+        if key.startswith(prefix):
+            return hub + key[len(prefix):]
+    return key
+
+
+def _hub_files(hf_dir: str) -> dict[str, tuple[str, str]]:
+    """hub key -> (safetensors file (absolute), key in that file) for a single-file or sharded
+    checkpoint in any key layout (see KEY_LAYOUTS)."""
     index = os.path.join(hf_dir, INDEX_FILE)
     single = os.path.join(hf_dir, SINGLE_FILE)
     if os.path.exists(index):
@@ -210,17 +229,25 @@ def _hub_files(hf_dir: str) -> dict[str, str]:
                 weight_map = json.load(f)["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{index}: unreadable index ({e!r})") from None
-        files = {}
+        on_disk = {}
         for key, fname in weight_map.items():
             path = os.path.join(hf_dir, fname)
             if not os.path.exists(path):
                 raise CheckpointError(f"{index}: tensor {key} points to missing file {fname}")
-            files[key] = path
-        return files
-    if os.path.exists(single):
+            on_disk[key] = path
+    elif os.path.exists(single):
         with safe_open(single, "numpy") as f:
-            return {k: single for k in f.keys()}
-    raise CheckpointError(f"{hf_dir}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
+            on_disk = {k: single for k in f.keys()}
+    else:
+        raise CheckpointError(f"{hf_dir}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
+    files: dict[str, tuple[str, str]] = {}
+    for key, path in on_disk.items():
+        hub = to_hub_key(key)
+        if hub in files:
+            raise CheckpointError(f"{hf_dir}: tensors {files[hub][1]} and {key} are the same parameter "
+                                  f"({hub}) in two key layouts")
+        files[hub] = (path, key)
+    return files
 
 
 def _log(msg: str, verbose: bool) -> None:
@@ -239,14 +266,14 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
     unexpected = sorted(k for k in files if k not in entries and k not in ignored)
     if unexpected:
         raise CheckpointError(f"{hf_dir}: unexpected tensor(s) {unexpected[:8]}"
-                              f"{' ...' if len(unexpected) > 8 else ''} in {os.path.basename(files[unexpected[0]])}: "
+                              f"{' ...' if len(unexpected) > 8 else ''} in {os.path.basename(files[unexpected[0]][0])}: "
                               + "; ".join(_explain_unexpected(k, cfg) for k in unexpected[:3]))
     missing = sorted(k for k in entries if k not in files)
     if missing:
         raise CheckpointError(f"{hf_dir}: missing tensor(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
 
-    by_file: dict[str, list[str]] = {}
-    for key, path in files.items():
+    by_file: dict[str, list[str]] = {}  # file -> hub keys
+    for key, (path, _) in files.items():
         if key in entries:
             by_file.setdefault(path, []).append(key)
     # Shape check from the headers before reading any data.
@@ -254,13 +281,14 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
         with safe_open(path, "numpy") as f:
             present = set(f.keys())
             for key in keys:
-                if key not in present:
-                    raise CheckpointError(f"{INDEX_FILE} lists tensor {key} in {os.path.basename(path)}, "
+                disk_key = files[key][1]
+                if disk_key not in present:
+                    raise CheckpointError(f"{INDEX_FILE} lists tensor {disk_key} in {os.path.basename(path)}, "
                                           f"which does not contain it")
-                got = tuple(f.get_slice(key).get_shape())
+                got = tuple(f.get_slice(disk_key).get_shape())
                 want = entries[key].hf_shape
                 if got != want:
-                    raise CheckpointError(f"{path}: tensor {key} has shape {list(got)}, expected {list(want)} "
+                    raise CheckpointError(f"{path}: tensor {disk_key} has shape {list(got)}, expected {list(want)} "
                                           f"(-> param {entries[key].path})")
 
     dtype = jnp.dtype(cfg.param_dtype)
@@ -274,7 +302,7 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
                 if done and done % max(1, total // 10) == 0:
                     _log(f"  {done}/{total} tensors", verbose)
                 e = entries[key]
-                value = e.kind.to_nnx(f.get_tensor(key), e.nnx_shape).astype(dtype)
+                value = e.kind.to_nnx(f.get_tensor(files[key][1]), e.nnx_shape).astype(dtype)
                 if e.layer is None:
                     out[e.path] = np.ascontiguousarray(value)
                 else:
