@@ -50,6 +50,19 @@ TINY_VISION_CONFIG: dict[str, Any] = dict(
     tokens_per_second=2,
     in_channels=3,
 )
+# transformers' own tiny test config (tests/models/qwen2_5_vl/test_modeling_qwen2_5_vl.py,
+# Qwen2_5_VLVisionText2TextModelTester.get_config()): flat text keys, rope_scaling {type: mrope},
+# the original Qwen vision key names, merge size 1, fullatt_block_indexes defaulted past its depth
+# of 2, token ids inside a 99-token vocabulary (vision_end_token_id defaulted outside it).
+TRANSFORMERS_TESTER_CONFIG: dict[str, Any] = dict(
+    hidden_size=32, intermediate_size=37, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+    hidden_act="silu", max_position_embeddings=512,
+    vision_config={"depth": 2, "in_chans": 3, "hidden_act": "silu", "intermediate_size": 32, "out_hidden_size": 32,
+                   "hidden_size": 32, "num_heads": 4, "patch_size": 14, "spatial_patch_size": 14,
+                   "spatial_merge_size": 1, "temporal_patch_size": 2},
+    model_type="qwen2_5_vl", max_window_layers=3, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]},
+    tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2, vision_start_token_id=3,
+    image_token_id=4, video_token_id=5, vocab_size=99)
 # OpenAI CLIP normalisation, as in every Qwen2-VL / Qwen2.5-VL preprocessor_config.json.
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from ladder_jax.model.config import ModelConfig, from_hf_config, qwen25_vl_3b, tiny, to_hf_config
+from ladder_jax.testing import TRANSFORMERS_TESTER_CONFIG
 
 # config.json of Qwen/Qwen2.5-VL-3B-Instruct as published on the hub (flat layout).
 HUB_3B = {
@@ -110,20 +111,6 @@ def test_ladder_config_dict_round_trip():
 
 # ------------------------------------------------------------- every layout read as transformers reads it
 
-# transformers' own tiny tester config (tests/models/qwen2_5_vl, Qwen2_5_VLVisionText2TextModelTester
-# .get_config()): flat text keys, rope_scaling {type: mrope}, original Qwen vision key names,
-# merge size 1, fullatt_block_indexes defaulted past its depth of 2, token ids in a 99-token vocab.
-TESTER = dict(
-    hidden_size=32, intermediate_size=37, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-    hidden_act="silu", max_position_embeddings=512,
-    vision_config={"depth": 2, "in_chans": 3, "hidden_act": "silu", "intermediate_size": 32, "out_hidden_size": 32,
-                   "hidden_size": 32, "num_heads": 4, "patch_size": 14, "spatial_patch_size": 14,
-                   "spatial_merge_size": 1, "temporal_patch_size": 2},
-    model_type="qwen2_5_vl", max_window_layers=3, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]},
-    tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2, vision_start_token_id=3,
-    image_token_id=4, video_token_id=5, vocab_size=99)
-
-
 def _as_transformers_reads(d):
     """The settings transformers' Qwen2.5-VL model runs with for config dict `d`."""
     from transformers import Qwen2_5_VLConfig
@@ -173,7 +160,7 @@ def _variants(tied_dir):
                                  ("text_config", "tie_word_embeddings"), True)
     return {"hub_3b": HUB_3B, "defaults": no_defaults, "nested": nested, "4.52": v452, "ids_in_text": ids_in_text,
             "rope_scaling": rope_scaling, "both_ropes": both_ropes, "no_section": no_section, "kv_null": kv_null,
-            "kv_absent": kv_absent, "tie_in_text": untied_top_tied_text, "tester": TESTER}
+            "kv_absent": kv_absent, "tie_in_text": untied_top_tied_text, "tester": TRANSFORMERS_TESTER_CONFIG}
 
 
 def test_every_layout_reads_as_transformers_reads_it(tied_dir):
@@ -205,7 +192,7 @@ def test_ignored_keys_warn_not_fail(tied_dir):
     with pytest.warns(UserWarning, match=r"token id\(s\) \['image_token_id'\] differ"):
         assert from_hf_config(variants["ids_in_text"]).image_token_id == 151655
     with pytest.warns(UserWarning, match=r"fullatt_block_indexes \[7, 15, 23, 31\] outside \[0, depth=2\)"):
-        assert from_hf_config(TESTER).vision.fullatt_block_indexes == ()
+        assert from_hf_config(TRANSFORMERS_TESTER_CONFIG).vision.fullatt_block_indexes == ()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for name in ("hub_3b", "nested", "4.52"):  # what real checkpoints hold warns about nothing
