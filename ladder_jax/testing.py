@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ladder_jax.processing import tokenizer as tok_lib
+from ladder_jax.processing.image import preprocessor_config_dict
 
 TINY_TEXT_CONFIG: dict[str, Any] = dict(
     vocab_size=151936,
@@ -63,9 +64,6 @@ TRANSFORMERS_TESTER_CONFIG: dict[str, Any] = dict(
     model_type="qwen2_5_vl", max_window_layers=3, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]},
     tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2, vision_start_token_id=3,
     image_token_id=4, video_token_id=5, vocab_size=99)
-# OpenAI CLIP normalisation, as in every Qwen2-VL / Qwen2.5-VL preprocessor_config.json.
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 _TOKEN_IDS = dict(
     image_token_id=tok_lib.IMAGE_PAD_ID,
@@ -171,17 +169,7 @@ def _rename_tensor_keys(out: Path, renames: tuple[tuple[str, str], ...]) -> None
 
 def preprocessor_config(min_pixels: int, max_pixels: int) -> dict:
     """preprocessor_config.json as published with Qwen2.5-VL (pixel limits in pixels)."""
-    return {
-        "min_pixels": min_pixels,
-        "max_pixels": max_pixels,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "image_mean": CLIP_MEAN,
-        "image_std": CLIP_STD,
-        "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2_5_VLProcessor",
-    }
+    return preprocessor_config_dict(min_pixels, max_pixels)
 
 
 def _perturb_constant_params(model, seed: int) -> None:
@@ -327,8 +315,7 @@ def write_random_hub_checkpoint(out_dir: str | Path, cfg, *, dtype: str = "bfloa
     hf_cfg["torch_dtype"] = dtype
     (out / "config.json").write_text(json.dumps(hf_cfg, indent=2))
     tok_lib.write_qwen25_tokenizer(out)
-    published_pixels = preprocessor_config(min_pixels=56 * 56, max_pixels=14 * 14 * 4 * 16384)  # the hub's
-    (out / "preprocessor_config.json").write_text(json.dumps(published_pixels, indent=2))
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config_dict(), indent=2))
     return sum(int(np.prod(e.hf_shape)) for e in entries.values())
 
 

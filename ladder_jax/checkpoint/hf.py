@@ -33,6 +33,9 @@ from safetensors import safe_open
 
 from ladder_jax.model.config import ModelConfig, from_hf_config, to_hf_config
 from ladder_jax.model.qwen25_vl import Qwen25VL
+from ladder_jax.processing import tokenizer as tok_lib
+from ladder_jax.processing.image import preprocessor_config_dict
+from ladder_jax.processing.video import video_preprocessor_config_dict
 
 # Files copied next to the weights on conversion (when the source directory has them).
 AUX_FILES = (
@@ -422,6 +425,42 @@ def copy_aux_files(src_dir: str | None, out_dir: str) -> list[str]:
     return copied
 
 
+# generation_config.json of an export whose source had none: Qwen2.5-VL's stop and pad ids, greedy.
+DEFAULT_GENERATION_CONFIG = {"bos_token_id": tok_lib.ENDOFTEXT_ID, "eos_token_id": [tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID],
+                             "pad_token_id": tok_lib.ENDOFTEXT_ID}
+
+
+def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:
+    """Completes an export so transformers (AutoTokenizer, AutoImageProcessor, generate) and vLLM
+    load it alone: the exact Qwen2.5 tokenizer and chat template, the published preprocessor
+    config, transformers' video processor defaults and a generation config, each only where the
+    source had none. Returns the names written."""
+    out = os.path.join(out_dir, "")
+    written = []
+    has_tokenizer = os.path.exists(out + "tokenizer.json") or (
+        os.path.exists(out + "vocab.json") and os.path.exists(out + "merges.txt"))
+    if not has_tokenizer:
+        if cfg.text.vocab_size < len(tok_lib.SPECIAL_IDS) + tok_lib.ENDOFTEXT_ID:
+            raise CheckpointError(f"{out_dir}: no tokenizer files to copy and the vocabulary ({cfg.text.vocab_size}) "
+                                  f"is smaller than Qwen2.5's, so its tokenizer cannot be written")
+        written += [os.path.basename(p) for p in tok_lib.write_qwen25_tokenizer(out_dir)]
+    else:
+        try:
+            tok_lib.read_chat_template(out_dir)
+        except FileNotFoundError:
+            with open(out + "chat_template.json", "w") as f:
+                json.dump({"chat_template": tok_lib.CHAT_TEMPLATE}, f, indent=2)
+            written.append("chat_template.json")
+    for name, content in (("preprocessor_config.json", preprocessor_config_dict()),
+                          ("video_preprocessor_config.json", video_preprocessor_config_dict()),
+                          ("generation_config.json", DEFAULT_GENERATION_CONFIG)):
+        if not os.path.exists(out + name):
+            with open(out + name, "w") as f:
+                json.dump(content, f, indent=2)
+            written.append(name)
+    return written
+
+
 def write_hub_shards(out_dir: str, entries: dict[str, Entry], dtypes: dict[str, np.dtype],
                      tensors: Iterable[tuple[str, np.ndarray]], max_shard_size: int | str = "50GB",
                      verbose: bool = False) -> None:
@@ -470,7 +509,8 @@ def write_hf(params: dict[str, Any], cfg: ModelConfig, out_dir: str, *, source_d
 
     One `model.safetensors`, or `model-0000k-of-0000n.safetensors` + index when larger than
     max_shard_size (transformers' default is 50GB); config.json in the hub's flat layout;
-    tokenizer/processor/chat-template files copied from `source_dir`.
+    tokenizer/processor/chat-template/generation files copied from `source_dir`, and those it
+    lacks written (write_missing_aux_files).
     """
     np_dtype = None if dtype is None else jnp.dtype(dtype)
     dtypes = {k: np_dtype or jnp.dtype(v.dtype) for k, v in params.items()}
@@ -482,10 +522,8 @@ def write_hf(params: dict[str, Any], cfg: ModelConfig, out_dir: str, *, source_d
         hf_cfg["torch_dtype"] = str(jnp.dtype(dtype))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(hf_cfg, f, indent=2)
-    copied = copy_aux_files(source_dir, out_dir)
-    if "generation_config.json" not in copied:
-        with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
-            json.dump({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}, f, indent=2)
+    copy_aux_files(source_dir, out_dir)
+    write_missing_aux_files(out_dir, cfg)
 
 
 # --------------------------------------------------------------------------- ladder_jax checkpoints

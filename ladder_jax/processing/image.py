@@ -97,6 +97,25 @@ class VisionPreprocessConfig:
         return cls.from_file(Path(model_dir) / "preprocessor_config.json")
 
 
+# Pixel limits of the published Qwen2.5-VL preprocessor_config.json (56*56 to 14*14*4*16384).
+PUBLISHED_MIN_PIXELS, PUBLISHED_MAX_PIXELS = 56 * 56, 14 * 14 * 4 * 16384
+
+
+def preprocessor_config_dict(min_pixels: int = PUBLISHED_MIN_PIXELS, max_pixels: int = PUBLISHED_MAX_PIXELS) -> dict:
+    """preprocessor_config.json as published with Qwen2.5-VL (pixel limits in pixels)."""
+    return {
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
+
+
 def smart_resize(
     height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280
 ) -> tuple[int, int]:

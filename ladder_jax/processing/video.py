@@ -17,6 +17,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ladder_jax.processing.image import (
+    CLIP_MEAN,
+    CLIP_STD,
     ImageLike,
     VisionPreprocessConfig,
     load_rgb,
@@ -28,6 +30,25 @@ from ladder_jax.processing.image import (
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_FPS = 2.0  # transformers' Qwen2.5-VL processor default when no fps is given
+
+
+def video_preprocessor_config_dict() -> dict:
+    """video_preprocessor_config.json with transformers' Qwen2-VL video processor defaults
+    (video_processing_qwen2_vl.py): per-frame pixels 128*28*28 to 768*28*28, 4 to 768 frames,
+    frames used as given (do_sample_frames false)."""
+    return {
+        "size": {"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28},
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "min_frames": 4,
+        "max_frames": 768,
+        "do_sample_frames": False,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
 
 
 class ProcessedVideo(NamedTuple):
