@@ -84,3 +84,29 @@ def test_generate_bad_input_is_a_clear_error(capsys, dirs, tmp_path):
     bad.write_bytes(b"not an image")
     assert generate.main(["--model", str(hf), "--image", str(bad), "--prompt", "x"]) == 1
     assert "bad.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gen,flags,want", [
+    ({}, {}, dict(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0)),  # no file: greedy
+    # Qwen2.5-VL-*-Instruct's file: sampling keys honoured, top_k defaulted as GenerationConfig does
+    ({"do_sample": True, "temperature": 0.7, "top_p": 0.8, "repetition_penalty": 1.05}, {},
+     dict(temperature=0.7, top_k=50, top_p=0.8, repetition_penalty=1.05)),
+    ({"do_sample": False, "temperature": 0.7, "top_k": 3, "repetition_penalty": 1.05}, {},
+     dict(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.05)),  # greedy keeps the penalty
+    ({"do_sample": True, "temperature": 0.7, "top_k": 3}, dict(temperature=0.0, repetition_penalty=1.2),
+     dict(temperature=0.0, top_k=3, top_p=1.0, repetition_penalty=1.2)),  # flags override
+    ({}, dict(temperature=0.9, top_p=0.5), dict(temperature=0.9, top_k=0, top_p=0.5, repetition_penalty=1.0)),
+])
+def test_generation_config_is_honoured(tmp_path, gen, flags, want):
+    import json
+
+    if gen:
+        (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [5, 6], "pad_token_id": 7, **gen}))
+    assert generate.sampling_settings(str(tmp_path), **flags) == want
+    assert generate.stop_and_pad_ids(str(tmp_path)) == (((5, 6), 7) if gen else ((151645, 151643), 151643))
+
+
+def test_bad_generation_config_names_file_and_field(tmp_path):
+    (tmp_path / "generation_config.json").write_text('{"temperature": "hot"}')
+    with pytest.raises(ValueError, match=r"generation_config.json: field temperature must be a number"):
+        generate.sampling_settings(str(tmp_path))
