@@ -116,6 +116,7 @@ def main(argv=None) -> int:
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt
     from ladder_jax.processing.tokenizer import load_tokenizer
+    from ladder_jax.processing.video import VideoPreprocessConfig
     from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
 
     t0 = time.time()
@@ -124,6 +125,7 @@ def main(argv=None) -> int:
         tok = load_tokenizer(args.model)
         vision = VisionPreprocessConfig.from_checkpoint(args.model)
         prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
+                               video_cfg=VideoPreprocessConfig.from_checkpoint(args.model),
                                video=args.video, num_frames=args.num_frames, fps=args.fps,
                                tokens_per_second=model.config.vision.tokens_per_second)
     except (CheckpointError, ValueError, OSError) as e:

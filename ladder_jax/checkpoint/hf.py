@@ -35,7 +35,7 @@ from ladder_jax.model.config import ModelConfig, from_hf_config, to_hf_config
 from ladder_jax.model.qwen25_vl import Qwen25VL
 from ladder_jax.processing import tokenizer as tok_lib
 from ladder_jax.processing.image import preprocessor_config_dict
-from ladder_jax.processing.video import video_preprocessor_config_dict
+from ladder_jax.processing.video import VideoPreprocessConfig
 
 # Files copied next to the weights on conversion (when the source directory has them).
 AUX_FILES = (
@@ -433,10 +433,13 @@ DEFAULT_GENERATION_CONFIG = {"bos_token_id": tok_lib.ENDOFTEXT_ID, "eos_token_id
 def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:
     """Completes an export so transformers (AutoTokenizer, AutoImageProcessor, generate) and vLLM
     load it alone: the exact Qwen2.5 tokenizer and chat template, the published preprocessor
-    config, transformers' video processor defaults and a generation config, each only where the
-    source had none. Returns the names written."""
+    config, a video processor config and a generation config, each only where the source had
+    none. The video config holds what transformers' AutoVideoProcessor read from the source (the
+    image limits of an old checkpoint, its class defaults for a bare one), so the export's video
+    inputs are the source's. Returns the names written."""
     out = os.path.join(out_dir, "")
     written = []
+    video = VideoPreprocessConfig.from_checkpoint(out_dir).to_dict()  # before anything is added
     has_tokenizer = os.path.exists(out + "tokenizer.json") or (
         os.path.exists(out + "vocab.json") and os.path.exists(out + "merges.txt"))
     if not has_tokenizer:
@@ -452,7 +455,7 @@ def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:
                 json.dump({"chat_template": tok_lib.CHAT_TEMPLATE}, f, indent=2)
             written.append("chat_template.json")
     for name, content in (("preprocessor_config.json", preprocessor_config_dict()),
-                          ("video_preprocessor_config.json", video_preprocessor_config_dict()),
+                          ("video_preprocessor_config.json", video),
                           ("generation_config.json", DEFAULT_GENERATION_CONFIG)):
         if not os.path.exists(out + name):
             with open(out + name, "w") as f:

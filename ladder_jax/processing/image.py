@@ -60,6 +60,11 @@ class VisionPreprocessConfig:
             raise FileNotFoundError(f"{path}: preprocessor config not found") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
+        return cls.from_dict(raw, str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict, path: str = "<dict>") -> "VisionPreprocessConfig":
+        """The fields of a preprocessor config dict (errors name `path`)."""
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a JSON object")
         size = raw.get("size") or {}
