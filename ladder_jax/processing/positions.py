@@ -129,6 +129,29 @@ def get_rope_index(
     return position_ids.astype(np.int32), deltas.astype(np.int32)
 
 
+def check_vision_tokens(
+    input_ids: Sequence[int] | np.ndarray,
+    grid_thw: np.ndarray | None,
+    *,
+    token_ids: Sequence[int] = (IMAGE_PAD_ID, VIDEO_PAD_ID),
+    merge_size: int = 2,
+    num_rows: int | None = None,
+    where: str = "prompt",
+) -> None:
+    """ValueError naming `where` unless `input_ids` (of one prompt or example) hold exactly one
+    of the `token_ids` pad tokens per merged feature of the grids [N, 3], and (num_rows given)
+    the pixel rows are the grids' patches. The device merges features by a clipped gather, so a
+    mismatch there would silently reuse or drop features: this host check stands before it."""
+    grids = np.zeros((0, 3), np.int64) if grid_thw is None else np.asarray(grid_thw, np.int64).reshape(-1, 3)
+    patches = int(np.prod(grids, axis=1).sum())
+    found = int(np.isin(np.asarray(input_ids), np.asarray(token_ids)).sum())
+    if found != patches // merge_size**2:
+        raise ValueError(f"{where}: {found} vision pad token(s) in the text, but the {len(grids)} grid(s) "
+                         f"{grids.tolist()} give {patches // merge_size**2} features")
+    if num_rows is not None and num_rows != patches:
+        raise ValueError(f"{where}: {num_rows} pixel rows, but the grid(s) {grids.tolist()} have {patches} patches")
+
+
 def expand_vision_placeholders(
     input_ids: Sequence[int] | np.ndarray,
     *,

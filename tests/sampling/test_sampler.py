@@ -350,3 +350,19 @@ def test_penalize_repeats_by_hand():
     logits = jnp.asarray([[2.0, -1.0, 0.5, -3.0]])
     got = np.asarray(jax.jit(lambda x, c: penalize_repeats(x, c, 2.0))(logits, jnp.asarray([[1, 0, 1, 1]])))
     np.testing.assert_allclose(got, [[1.0, -2.0, 0.5, -3.0]])  # once per id, sign-dependent
+
+
+def test_pad_tokens_that_do_not_match_the_features_are_a_host_error(model, prompts):
+    """One <|image_pad|> too few or too many never reaches the device's clipped feature gather."""
+    p = prompts["image"]
+    ids = p.input_ids
+    pad = int(np.flatnonzero(ids == model.config.image_token_id)[0])
+    short = p._replace(input_ids=np.delete(ids, pad))
+    with pytest.raises(ValueError, match=r"prompt 1: (\d+) vision pad token\(s\) in the text, but the 1 grid"):
+        batch_of(model, [prompts["text"], short])
+    extra = prompts["text"]._replace(input_ids=np.insert(prompts["text"].input_ids, 3, model.config.video_token_id))
+    with pytest.raises(ValueError, match=r"prompt 0: 1 vision pad token\(s\) in the text, but the 0 grid"):
+        batch_of(model, [extra])
+    rows = p._replace(pixel_values=p.pixel_values[:-4])
+    with pytest.raises(ValueError, match=r"prompt 0: (\d+) pixel rows, but the grid"):
+        batch_of(model, [rows])
