@@ -5,10 +5,16 @@ image or video) starting at running index s gets t = s + floor(temporal_index * 
 (interval = tokens_per_second * second_per_grid_t for videos, 1 for images), h = s + row,
 w = s + column, in merged tokens. Text after the block resumes at:
 
-- "max" (default): 1 + the largest position of the block. This is Qwen's original code
-  (transformers 4.x, vLLM), which Qwen2.5-VL and SpatialLadder were trained with.
-- "spatial": s + max(h, w); transformers >= 5.3 does this (the installed 5.23 included). The two
-  differ only when a video's temporal positions outrun its spatial extent.
+- "max" (default): 1 + the largest position of the block. This is Qwen's original
+  get_rope_index (transformers 4.49, NOTES.md section 9: `st_idx = llm_pos_ids_list[-1].max() + 1`;
+  vLLM), the code the published Qwen2.5-VL checkpoints were trained with; the reference
+  SpatialLadder release ran on transformers 4.x.
+- "spatial": s + max(h, w); transformers >= 5.3 does this (the installed 5.24 included:
+  `current_pos += max(grid_h, grid_w) // spatial_merge_size`). The two differ only when a video's
+  temporal positions outrun its spatial extent (e.g. 16 frames at 2 fps of a small frame).
+
+tests/processing/test_positions.py pins "spatial" to the installed transformers and "max" to the
+original rule written out, and shows a video where they differ.
 
 rope_deltas = max position + 1 - number of real tokens; decoding continues at
 cache_length + rope_delta on all three axes. Padding tokens (attention_mask 0) get position 0.
