@@ -151,13 +151,14 @@ def transformers_452_config_dict(nested: dict) -> dict:
     return flat
 
 
-# Hub-layout key prefix -> the prefix transformers 4.52-4.57 wrote (model.language_model.*, model.visual.*).
-KEYS_452 = (("model.", "model.language_model."), ("visual.", "model.visual."))
-
-
-def _rename_tensor_keys(out: Path, renames: tuple[tuple[str, str], ...]) -> None:
+def _rename_to_452_keys(out: Path) -> None:
+    """model.safetensors' hub keys renamed as transformers 4.52-4.57 wrote them (model.language_model.*,
+    model.visual.*): the loader's KEY_LAYOUTS read backwards."""
     from safetensors.numpy import load_file, save_file
 
+    from ladder_jax.checkpoint.hf import KEY_LAYOUTS
+
+    renames = [(hub, disk) for disk, hub in KEY_LAYOUTS if disk.startswith("model.")]
     path = out / "model.safetensors"
     tensors = load_file(path)
     renamed = {}
@@ -225,7 +226,7 @@ def save_random_model(out_dir: str | Path, config, *, seed: int = 0, perturb: bo
     elif keys in ("hub", "4.52"):
         model.save_pretrained(out)
         if keys == "4.52":
-            _rename_tensor_keys(out, KEYS_452)
+            _rename_to_452_keys(out)
     else:
         raise ValueError(f"keys must be 'hub', '4.52' or 'base', got {keys!r}")
     return out

@@ -426,8 +426,8 @@ def copy_aux_files(src_dir: str | None, out_dir: str) -> list[str]:
 
 
 # generation_config.json of an export whose source had none: Qwen2.5-VL's stop and pad ids, greedy.
-DEFAULT_GENERATION_CONFIG = {"bos_token_id": tok_lib.ENDOFTEXT_ID, "eos_token_id": [tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID],
-                             "pad_token_id": tok_lib.ENDOFTEXT_ID}
+DEFAULT_GENERATION_CONFIG = {"bos_token_id": tok_lib.ENDOFTEXT_ID, "pad_token_id": tok_lib.ENDOFTEXT_ID,
+                             "eos_token_id": [tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID]}
 
 
 def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:

@@ -176,40 +176,32 @@ def _positive(obj, names) -> None:
 
 # ------------------------------------------------------------------------------------ presets
 
-def qwen25_vl_3b(**kw) -> ModelConfig:
+def _published(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, mlp: int, tied: bool,
+               vision_mlp: int, **kw) -> ModelConfig:
+    """A published Qwen2.5-VL size: head_dim 128, the 32-block 1280-wide vision tower."""
     return ModelConfig(
-        text=TextConfig(vocab_size=151936, hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2,
-                        head_dim=128, intermediate_size=11008, tie_word_embeddings=True),
-        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420,
-                            out_hidden_size=2048),
+        text=TextConfig(vocab_size=vocab, hidden_size=hidden, num_layers=layers, num_heads=heads,
+                        num_kv_heads=kv_heads, head_dim=128, intermediate_size=mlp, tie_word_embeddings=tied),
+        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=vision_mlp,
+                            out_hidden_size=hidden),
         **kw)
+
+
+# config.json dimensions of Qwen/Qwen2.5-VL-{3B,7B,32B,72B}-Instruct.
+def qwen25_vl_3b(**kw) -> ModelConfig:
+    return _published(151936, 2048, 36, 16, 2, 11008, True, 3420, **kw)
 
 
 def qwen25_vl_7b(**kw) -> ModelConfig:
-    return ModelConfig(
-        text=TextConfig(vocab_size=152064, hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4,
-                        head_dim=128, intermediate_size=18944, tie_word_embeddings=False),
-        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420,
-                            out_hidden_size=3584),
-        **kw)
+    return _published(152064, 3584, 28, 28, 4, 18944, False, 3420, **kw)
 
 
 def qwen25_vl_32b(**kw) -> ModelConfig:
-    return ModelConfig(
-        text=TextConfig(vocab_size=152064, hidden_size=5120, num_layers=64, num_heads=40, num_kv_heads=8,
-                        head_dim=128, intermediate_size=27648, tie_word_embeddings=False),
-        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3456,
-                            out_hidden_size=5120),
-        **kw)
+    return _published(152064, 5120, 64, 40, 8, 27648, False, 3456, **kw)
 
 
 def qwen25_vl_72b(**kw) -> ModelConfig:
-    return ModelConfig(
-        text=TextConfig(vocab_size=152064, hidden_size=8192, num_layers=80, num_heads=64, num_kv_heads=8,
-                        head_dim=128, intermediate_size=29568, tie_word_embeddings=False),
-        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3456,
-                            out_hidden_size=8192),
-        **kw)
+    return _published(152064, 8192, 80, 64, 8, 29568, False, 3456, **kw)
 
 
 def tiny(**kw) -> ModelConfig:

@@ -20,7 +20,6 @@ second_per_grid_t = temporal_patch_size / fps is what M-RoPE uses to space tempo
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from pathlib import Path
@@ -39,6 +38,7 @@ from ladder_jax.processing.image import (
     resize_bicubic,
     smart_resize,
 )
+from ladder_jax.processing.tokenizer import read_json_object
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_FPS = 2.0  # transformers' Qwen2.5-VL processor default when no fps is given
@@ -105,12 +105,12 @@ class VideoPreprocessConfig:
         d = Path(model_dir)
         processor = d / "processor_config.json"
         if processor.is_file():
-            raw = _read_json_object(processor)
+            raw = read_json_object(processor)
             if isinstance(raw.get("video_processor"), dict):
                 return cls.from_dict(raw["video_processor"], f"{processor} video_processor")
         for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
             if (d / name).is_file():
-                return cls.from_dict(_read_json_object(d / name), str(d / name))
+                return cls.from_dict(read_json_object(d / name), str(d / name))
         return cls()
 
     def to_dict(self) -> dict:
@@ -155,16 +155,6 @@ class VideoPreprocessConfig:
             raise ValueError(f"cannot sample {n} frames from a video of {total}")
         # float32 like torch.arange(0, total, total / n).int()
         return np.arange(0, total, np.float32(total) / np.float32(n), dtype=np.float32).astype(np.int64)[:n]
-
-
-def _read_json_object(path: Path) -> dict:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return raw
 
 
 class ProcessedVideo(NamedTuple):
