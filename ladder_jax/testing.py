@@ -17,6 +17,7 @@ on one machine.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -320,12 +321,25 @@ def write_random_hub_checkpoint(out_dir: str | Path, cfg, *, dtype: str = "bfloa
     return sum(int(np.prod(e.hf_shape)) for e in entries.values())
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_forward(graphdef):
+    """One compiled forward per model structure, shared by every checkpoint of that config."""
+    import flax.nnx as nnx
+    import jax
+
+    def forward(state, ids, pos, mask, pv, lay, pvv, law):
+        return nnx.merge(graphdef, state)(ids, pos, mask, pixel_values=pv, image_layout=lay,
+                                          pixel_values_videos=pvv, video_layout=law)
+
+    return jax.jit(forward)
+
+
 def logits_pair(ladder_dir: str | Path, transformers_dir: str | Path | None = None, *, seed: int = 0):
     """(ladder_jax logits, transformers logits), float32 [1, L, vocab], of one prompt (text, an
     image, text, a video, text; random ids and pixels) with ladder_jax loading `ladder_dir` and
     transformers' AutoModelForImageTextToText loading `transformers_dir` (default: the same
     directory), both in float32 and given the same M-RoPE positions."""
-    import jax.numpy as jnp
+    import flax.nnx as nnx
     import numpy as np
     import torch
     from transformers import AutoModelForImageTextToText
@@ -358,8 +372,8 @@ def logits_pair(ladder_dir: str | Path, transformers_dir: str | Path | None = No
                             image_token_id=cfg.image_token_id, video_token_id=cfg.video_token_id)
     p, lay = prepare_vision(pv, [image], v)
     pw, law = prepare_vision(pvv, [video], v)
-    got = ours(jnp.asarray(ids), jnp.asarray(pos), jnp.asarray(mask), pixel_values=jnp.asarray(p),
-               image_layout=lay, pixel_values_videos=jnp.asarray(pw), video_layout=law)
+    graphdef, state = nnx.split(ours)
+    got = _jitted_forward(graphdef)(state, ids, pos, mask, p, lay, pw, law)
     t = torch.tensor
     with torch.no_grad():
         want = theirs(input_ids=t(ids), attention_mask=t(mask), position_ids=t(pos.astype(np.int64)),
