@@ -46,8 +46,9 @@ class SamplingConfig:
     top_k: int = 0  # 0 -> off
     top_p: float = 1.0  # 1 -> off
     # transformers' repetition_penalty: logits of every token id already in the sequence (prompt
-    # and completion so far; not the batch's left padding) are divided by it when positive, multiplied when
-    # negative, before greedy choice or temperature / top-k / top-p. 1 -> off (no extra code).
+    # and completion so far; not the batch's left padding) are divided by it when positive,
+    # multiplied when negative, before greedy choice or temperature / top-k / top-p.
+    # 1 -> off (compiles the same code as without the option).
     repetition_penalty: float = 1.0
     stop_ids: tuple[int, ...] = (IM_END_ID, ENDOFTEXT_ID)
     pad_id: int = ENDOFTEXT_ID
