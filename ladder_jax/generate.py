@@ -1,13 +1,15 @@
 """Generate one completion from a checkpoint.
 
     python -m ladder_jax.generate --model DIR [--image PATH ...] [--video FRAMES_DIR] --prompt TEXT
-        [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+        [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S]
         [--dtype float32|bfloat16] [--num-frames N] [--fps F]
 
 DIR is a Hugging Face Qwen2.5-VL directory or a ladder_jax checkpoint. One user turn holds the
 images (or the video) first, then the prompt, rendered with the checkpoint's own chat template
 (add_generation_prompt) and pixel limits. Only the completion goes to stdout (without its stop
-token); progress and timings go to stderr. `--temperature 0` is greedy.
+token); progress and timings go to stderr. Sampling follows the checkpoint's
+generation_config.json as transformers' generate does (do_sample, temperature, top_k, top_p,
+repetition_penalty, eos/pad ids); the flags override it. `--temperature 0` is greedy.
 """
 
 from __future__ import annotations
@@ -21,18 +23,61 @@ import time
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IM_END_ID
 
 
+# transformers' GenerationConfig defaults for the keys generate honours.
+HF_GENERATION_DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0}
+
+
+def read_generation_config(model_dir: str) -> dict:
+    """generation_config.json of a checkpoint ({} when there is none); a malformed one is an
+    error naming the file and field."""
+    path = os.path.join(model_dir, "generation_config.json")
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            gen = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(gen, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    for key, kind in (("temperature", (int, float)), ("top_k", int), ("top_p", (int, float)),
+                      ("repetition_penalty", (int, float)), ("do_sample", bool)):
+        if gen.get(key) is not None and (not isinstance(gen[key], kind) or (kind is not bool and isinstance(gen[key], bool))):
+            raise ValueError(f"{path}: field {key} must be {'a bool' if kind is bool else 'a number'}, got {gen[key]!r}")
+    return gen
+
+
 def stop_and_pad_ids(model_dir: str) -> tuple[tuple[int, ...], int]:
     """Stop ids and pad id from the checkpoint's generation_config.json (Qwen's defaults otherwise)."""
     stop, pad = (IM_END_ID, ENDOFTEXT_ID), ENDOFTEXT_ID
-    path = os.path.join(model_dir, "generation_config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            gen = json.load(f)
-        eos = gen.get("eos_token_id")
-        if eos is not None:
-            stop = tuple(eos) if isinstance(eos, list) else (int(eos),)
-        pad = int(gen.get("pad_token_id", pad))
+    gen = read_generation_config(model_dir)
+    eos = gen.get("eos_token_id")
+    if eos is not None:
+        stop = tuple(int(i) for i in eos) if isinstance(eos, list) else (int(eos),)
+    if gen.get("pad_token_id") is not None:
+        pad = int(gen["pad_token_id"])
     return stop, pad
+
+
+def sampling_settings(model_dir: str, *, temperature: float | None = None, top_k: int | None = None,
+                      top_p: float | None = None, repetition_penalty: float | None = None) -> dict:
+    """temperature / top_k / top_p / repetition_penalty for SamplingConfig as transformers'
+    generate takes them from generation_config.json (do_sample false -> greedy; sampling keys
+    defaulted as GenerationConfig defaults them), each overridden by an argument that is not
+    None. temperature 0 means greedy."""
+    gen = {**HF_GENERATION_DEFAULTS, **{k: v for k, v in read_generation_config(model_dir).items() if v is not None}}
+    sample = bool(gen["do_sample"])
+    out = {"temperature": float(gen["temperature"]) if sample else 0.0,
+           "top_k": int(gen["top_k"]) if sample else 0, "top_p": float(gen["top_p"]) if sample else 1.0,
+           "repetition_penalty": float(gen["repetition_penalty"])}
+    if temperature is not None:
+        out["temperature"] = temperature
+        if temperature > 0 and not sample:  # sampling asked for on the command line: no file top-k/top-p
+            out["top_k"], out["top_p"] = 0, 1.0
+    for key, value in (("top_k", top_k), ("top_p", top_p), ("repetition_penalty", repetition_penalty)):
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,9 +87,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--video", help="folder of video frames (sorted by name)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 = greedy; default: the checkpoint's generation_config.json (greedy without one)")
+    p.add_argument("--top-k", type=int, default=None, help="0 = off; default: generation_config.json")
+    p.add_argument("--top-p", type=float, default=None, help="1 = off; default: generation_config.json")
+    p.add_argument("--repetition-penalty", type=float, default=None,
+                   help="1 = off; default: generation_config.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--num-frames", type=int, default=None, help="sample this many video frames uniformly")
@@ -68,6 +116,7 @@ def main(argv=None) -> int:
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt
     from ladder_jax.processing.tokenizer import load_tokenizer
+    from ladder_jax.processing.video import VideoPreprocessConfig
     from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
 
     t0 = time.time()
@@ -76,14 +125,20 @@ def main(argv=None) -> int:
         tok = load_tokenizer(args.model)
         vision = VisionPreprocessConfig.from_checkpoint(args.model)
         prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
+                               video_cfg=VideoPreprocessConfig.from_checkpoint(args.model),
                                video=args.video, num_frames=args.num_frames, fps=args.fps,
                                tokens_per_second=model.config.vision.tokens_per_second)
     except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    stop, pad = stop_and_pad_ids(args.model)
-    cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, stop_ids=stop, pad_id=pad)
+    try:
+        stop, pad = stop_and_pad_ids(args.model)
+        settings = sampling_settings(args.model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                     repetition_penalty=args.repetition_penalty)
+        cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_ids=stop, pad_id=pad, **settings)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"loaded in {time.time() - t0:.1f}s; prompt {len(prompt.input_ids)} tokens", file=sys.stderr)
     t1 = time.time()
     out = Sampler(model, cfg).generate(collate_prompts([prompt], model.config, pad_id=pad), seed=args.seed)

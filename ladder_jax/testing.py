@@ -17,11 +17,13 @@ on one machine.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from ladder_jax.processing import tokenizer as tok_lib
+from ladder_jax.processing.image import preprocessor_config_dict
 
 TINY_TEXT_CONFIG: dict[str, Any] = dict(
     vocab_size=151936,
@@ -50,9 +52,19 @@ TINY_VISION_CONFIG: dict[str, Any] = dict(
     tokens_per_second=2,
     in_channels=3,
 )
-# OpenAI CLIP normalisation, as in every Qwen2-VL / Qwen2.5-VL preprocessor_config.json.
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+# transformers' own tiny test config (tests/models/qwen2_5_vl/test_modeling_qwen2_5_vl.py,
+# Qwen2_5_VLVisionText2TextModelTester.get_config()): flat text keys, rope_scaling {type: mrope},
+# the original Qwen vision key names, merge size 1, fullatt_block_indexes defaulted past its depth
+# of 2, token ids inside a 99-token vocabulary (vision_end_token_id defaulted outside it).
+TRANSFORMERS_TESTER_CONFIG: dict[str, Any] = dict(
+    hidden_size=32, intermediate_size=37, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+    hidden_act="silu", max_position_embeddings=512,
+    vision_config={"depth": 2, "in_chans": 3, "hidden_act": "silu", "intermediate_size": 32, "out_hidden_size": 32,
+                   "hidden_size": 32, "num_heads": 4, "patch_size": 14, "spatial_patch_size": 14,
+                   "spatial_merge_size": 1, "temporal_patch_size": 2},
+    model_type="qwen2_5_vl", max_window_layers=3, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]},
+    tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2, vision_start_token_id=3,
+    image_token_id=4, video_token_id=5, vocab_size=99)
 
 _TOKEN_IDS = dict(
     image_token_id=tok_lib.IMAGE_PAD_ID,
@@ -124,19 +136,42 @@ def published_config_dict(nested: dict) -> dict:
     return flat
 
 
+def transformers_452_config_dict(nested: dict) -> dict:
+    """Rewrites a transformers-5 config.json into the layout transformers 4.52-4.57 wrote: the
+    flat hub keys at the top AND a full copy in text_config (rope_scaling with rope_type default,
+    token ids copied in, image/video ids null there), vision model_type "qwen2_5_vl"."""
+    flat = published_config_dict(nested)
+    rope = {"mrope_section": flat["rope_scaling"]["mrope_section"], "rope_type": "default", "type": "default"}
+    flat["rope_scaling"] = dict(rope)
+    text = {k: v for k, v in flat.items() if k not in ("architectures", "vision_config", "model_type")}
+    text.update(model_type="qwen2_5_vl_text", rope_scaling=dict(rope), image_token_id=None, video_token_id=None,
+                layer_types=["full_attention"] * flat["num_hidden_layers"])
+    flat["text_config"] = text
+    flat["vision_config"].update(model_type="qwen2_5_vl", in_channels=flat["vision_config"]["in_chans"])
+    flat["transformers_version"] = "4.52.4"
+    return flat
+
+
+def _rename_to_452_keys(out: Path) -> None:
+    """model.safetensors' hub keys renamed as transformers 4.52-4.57 wrote them (model.language_model.*,
+    model.visual.*): the loader's KEY_LAYOUTS read backwards."""
+    from safetensors.numpy import load_file, save_file
+
+    from ladder_jax.checkpoint.hf import KEY_LAYOUTS
+
+    renames = [(hub, disk) for disk, hub in KEY_LAYOUTS if disk.startswith("model.")]
+    path = out / "model.safetensors"
+    tensors = load_file(path)
+    renamed = {}
+    for key, value in tensors.items():
+        prefix = next((p for p in renames if key.startswith(p[0])), None)
+        renamed[key if prefix is None else prefix[1] + key[len(prefix[0]):]] = value
+    save_file(renamed, path, metadata={"format": "pt"})
+
+
 def preprocessor_config(min_pixels: int, max_pixels: int) -> dict:
     """preprocessor_config.json as published with Qwen2.5-VL (pixel limits in pixels)."""
-    return {
-        "min_pixels": min_pixels,
-        "max_pixels": max_pixels,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "image_mean": CLIP_MEAN,
-        "image_std": CLIP_STD,
-        "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2_5_VLProcessor",
-    }
+    return preprocessor_config_dict(min_pixels, max_pixels)
 
 
 def _perturb_constant_params(model, seed: int) -> None:
@@ -161,11 +196,50 @@ def _redraw_matrices(model, seed: int, std: float) -> None:
                 p.copy_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype))
 
 
+def save_random_model(out_dir: str | Path, config, *, seed: int = 0, perturb: bool = True,
+                      init_std: float | None = None, keys: Literal["hub", "4.52", "base"] = "hub",
+                      dtype: str = "float32") -> Path:
+    """A random transformers Qwen2.5-VL of `config` (a Qwen2_5_VLConfig) written with
+    save_pretrained into `out_dir` in the tensor key layout `keys` and `dtype`, with the Qwen2.5
+    generation_config.json (see write_tiny_checkpoint for the arguments)."""
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    if init_std is not None:
+        _redraw_matrices(model, seed, init_std)
+    if perturb:
+        _perturb_constant_params(model, seed)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok_lib.ENDOFTEXT_ID,
+        eos_token_id=[tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID],
+        pad_token_id=tok_lib.ENDOFTEXT_ID,
+    )
+    model.to(getattr(torch, dtype))
+    if keys == "base":
+        if not config.tie_word_embeddings:
+            raise ValueError("keys='base' has no lm_head: only for tied checkpoints")
+        model.model.save_pretrained(out)
+        model.generation_config.save_pretrained(out)
+    elif keys in ("hub", "4.52"):
+        model.save_pretrained(out)
+        if keys == "4.52":
+            _rename_to_452_keys(out)
+    else:
+        raise ValueError(f"keys must be 'hub', '4.52' or 'base', got {keys!r}")
+    return out
+
+
 def write_tiny_checkpoint(
     out_dir: str | Path,
     *,
     seed: int = 0,
-    layout: Literal["transformers", "published"] = "transformers",
+    layout: Literal["transformers", "published", "4.52"] = "transformers",
+    keys: Literal["hub", "4.52", "base"] = "hub",
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32",
     tie_word_embeddings: bool = True,
     vision: dict | None = None,
     min_pixels: int = 56 * 56,
@@ -178,36 +252,27 @@ def write_tiny_checkpoint(
     """Writes a tiny random Qwen2.5-VL checkpoint into `out_dir` and returns the path.
 
     layout: "transformers" keeps config.json as transformers 5 writes it (nested text_config,
-      rope_parameters); "published" rewrites it flat like the Qwen hub files (rope_scaling).
+      rope_parameters); "published" rewrites it flat like the Qwen hub files (rope_scaling);
+      "4.52" as transformers 4.52-4.57 wrote it (transformers_452_config_dict).
+    keys: tensor names. "hub" is what save_pretrained writes (model.layers.N..., visual.*);
+      "4.52" renames them as 4.52-4.57 wrote them (model.language_model.*, model.visual.*);
+      "base" saves the headless Qwen2_5_VLModel with save_pretrained (language_model.*, visual.*;
+      tied models only, as it has no lm_head).
+    dtype: the safetensors dtype (the model is cast before save_pretrained).
     text_overrides: keys of TINY_TEXT_CONFIG (e.g. num_hidden_layers=4); vision: keys of
       TINY_VISION_CONFIG. max_pixels defaults to SpatialLadder's training limit 128*28*28.
     init_std: redraw every matrix from N(0, init_std^2). transformers' 0.02 makes a tiny model's
       greedy output one token repeated; ~0.2 gives varied sequences that exercise decoding.
     """
-    import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     config = tiny_hf_config(tie_word_embeddings=tie_word_embeddings, vision=vision, **text_overrides)
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    if init_std is not None:
-        _redraw_matrices(model, seed, init_std)
-    if perturb:
-        _perturb_constant_params(model, seed)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tok_lib.ENDOFTEXT_ID,
-        eos_token_id=[tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID],
-        pad_token_id=tok_lib.ENDOFTEXT_ID,
-    )
-    model.save_pretrained(out)
-    if layout == "published":
-        cfg_path = out / "config.json"
-        flat = published_config_dict(json.loads(cfg_path.read_text()))
-        cfg_path.write_text(json.dumps(flat, indent=2) + "\n")
+    save_random_model(out, config, seed=seed, perturb=perturb, init_std=init_std, keys=keys, dtype=dtype)
+    cfg_path = out / "config.json"
+    if layout in ("published", "4.52"):
+        rewrite = published_config_dict if layout == "published" else transformers_452_config_dict
+        cfg_path.write_text(json.dumps(rewrite(json.loads(cfg_path.read_text())), indent=2) + "\n")
     elif layout != "transformers":
-        raise ValueError(f"layout must be 'transformers' or 'published', got {layout!r}")
+        raise ValueError(f"layout must be 'transformers', 'published' or '4.52', got {layout!r}")
     if tokenizer_files not in ("tokenizer.json", "vocab"):
         raise ValueError(f"tokenizer_files must be 'tokenizer.json' or 'vocab', got {tokenizer_files!r}")
     tok_lib.write_qwen25_tokenizer(out, vocab_files=tokenizer_files == "vocab")
@@ -252,9 +317,69 @@ def write_random_hub_checkpoint(out_dir: str | Path, cfg, *, dtype: str = "bfloa
     hf_cfg["torch_dtype"] = dtype
     (out / "config.json").write_text(json.dumps(hf_cfg, indent=2))
     tok_lib.write_qwen25_tokenizer(out)
-    published_pixels = preprocessor_config(min_pixels=56 * 56, max_pixels=14 * 14 * 4 * 16384)  # the hub's
-    (out / "preprocessor_config.json").write_text(json.dumps(published_pixels, indent=2))
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config_dict(), indent=2))
     return sum(int(np.prod(e.hf_shape)) for e in entries.values())
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_forward(graphdef):
+    """One compiled forward per model structure, shared by every checkpoint of that config."""
+    import flax.nnx as nnx
+    import jax
+
+    def forward(state, ids, pos, mask, pv, lay, pvv, law):
+        return nnx.merge(graphdef, state)(ids, pos, mask, pixel_values=pv, image_layout=lay,
+                                          pixel_values_videos=pvv, video_layout=law)
+
+    return jax.jit(forward)
+
+
+def logits_pair(ladder_dir: str | Path, transformers_dir: str | Path | None = None, *, seed: int = 0):
+    """(ladder_jax logits, transformers logits), float32 [1, L, vocab], of one prompt (text, an
+    image, text, a video, text; random ids and pixels) with ladder_jax loading `ladder_dir` and
+    transformers' AutoModelForImageTextToText loading `transformers_dir` (default: the same
+    directory), both in float32 and given the same M-RoPE positions."""
+    import flax.nnx as nnx
+    import numpy as np
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.model.vision import prepare_vision
+    from ladder_jax.processing.positions import get_rope_index
+
+    ours = load_model(str(ladder_dir), dtype="float32")
+    cfg, v = ours.config, ours.config.vision
+    theirs = AutoModelForImageTextToText.from_pretrained(str(transformers_dir or ladder_dir), dtype=torch.float32,
+                                                         attn_implementation="eager").eval()
+    m = v.spatial_merge_size
+    image, video = (1, 2 * m, 3 * m), (2, 2 * m, 2 * m)
+    rng = np.random.default_rng(seed)
+    special = {cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id}
+    vocab = np.array([i for i in range(min(cfg.text.vocab_size, 150_000)) if i not in special])
+
+    def text(n):
+        return list(rng.choice(vocab, n))
+
+    ids = (text(5) + [cfg.image_token_id] * (int(np.prod(image)) // m**2) + text(3)
+           + [cfg.video_token_id] * (int(np.prod(video)) // m**2) + text(4))
+    ids = np.asarray([ids], np.int64)
+    mask = np.ones_like(ids)
+    pv = rng.standard_normal((int(np.prod(image)), v.patch_dim)).astype(np.float32)
+    pvv = rng.standard_normal((int(np.prod(video)), v.patch_dim)).astype(np.float32)
+    pos, _ = get_rope_index(ids, image_grid_thw=np.asarray([image]), video_grid_thw=np.asarray([video]),
+                            spatial_merge_size=m, tokens_per_second=v.tokens_per_second,
+                            image_token_id=cfg.image_token_id, video_token_id=cfg.video_token_id)
+    p, lay = prepare_vision(pv, [image], v)
+    pw, law = prepare_vision(pvv, [video], v)
+    graphdef, state = nnx.split(ours)
+    got = _jitted_forward(graphdef)(state, ids, pos, mask, p, lay, pw, law)
+    t = torch.tensor
+    with torch.no_grad():
+        want = theirs(input_ids=t(ids), attention_mask=t(mask), position_ids=t(pos.astype(np.int64)),
+                      pixel_values=t(pv), image_grid_thw=t([image]), pixel_values_videos=t(pvv),
+                      video_grid_thw=t([video])).logits
+    return np.asarray(got, np.float32), want.float().numpy()
 
 
 def free_port() -> int:

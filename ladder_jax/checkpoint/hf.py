@@ -33,6 +33,9 @@ from safetensors import safe_open
 
 from ladder_jax.model.config import ModelConfig, from_hf_config, to_hf_config
 from ladder_jax.model.qwen25_vl import Qwen25VL
+from ladder_jax.processing import tokenizer as tok_lib
+from ladder_jax.processing.image import preprocessor_config_dict
+from ladder_jax.processing.video import VideoPreprocessConfig
 
 # Files copied next to the weights on conversion (when the source directory has them).
 AUX_FILES = (
@@ -200,8 +203,27 @@ def hub_entries(cfg: ModelConfig) -> dict[str, Entry]:
 
 # --------------------------------------------------------------------------- HF -> NNX
 
-def _hub_files(hf_dir: str) -> dict[str, str]:
-    """hub key -> safetensors file (absolute) for a single-file or sharded checkpoint."""
+# On-disk key prefixes transformers 5.x loads into Qwen2_5_VLForConditionalGeneration (its
+# conversion mapping), -> the hub layout KEY_TABLE speaks. First match wins.
+KEY_LAYOUTS: tuple[tuple[str, str], ...] = (
+    ("model.language_model.", "model."),  # transformers 4.52+ in memory and on disk
+    ("model.visual.", "visual."),  # 4.52+
+    ("language_model.", "model."),  # Qwen2_5_VLModel.save_pretrained (no head: tied models only)
+)
+
+
+def to_hub_key(key: str) -> str:
+    """The hub-layout name (`model.layers.N...`, `visual.blocks.N...`) of an on-disk key in any
+    layout transformers loads; hub keys map to themselves."""
+    for prefix, hub in KEY_LAYOUTS:
+        if key.startswith(prefix):
+            return hub + key[len(prefix):]
+    return key
+
+
+def _hub_files(hf_dir: str) -> dict[str, tuple[str, str]]:
+    """hub key -> (safetensors file (absolute), key in that file) for a single-file or sharded
+    checkpoint in any key layout (see KEY_LAYOUTS)."""
     index = os.path.join(hf_dir, INDEX_FILE)
     single = os.path.join(hf_dir, SINGLE_FILE)
     if os.path.exists(index):
@@ -210,17 +232,25 @@ def _hub_files(hf_dir: str) -> dict[str, str]:
                 weight_map = json.load(f)["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{index}: unreadable index ({e!r})") from None
-        files = {}
+        on_disk = {}
         for key, fname in weight_map.items():
             path = os.path.join(hf_dir, fname)
             if not os.path.exists(path):
                 raise CheckpointError(f"{index}: tensor {key} points to missing file {fname}")
-            files[key] = path
-        return files
-    if os.path.exists(single):
+            on_disk[key] = path
+    elif os.path.exists(single):
         with safe_open(single, "numpy") as f:
-            return {k: single for k in f.keys()}
-    raise CheckpointError(f"{hf_dir}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
+            on_disk = {k: single for k in f.keys()}
+    else:
+        raise CheckpointError(f"{hf_dir}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
+    files: dict[str, tuple[str, str]] = {}
+    for key, path in on_disk.items():
+        hub = to_hub_key(key)
+        if hub in files:
+            raise CheckpointError(f"{hf_dir}: tensors {files[hub][1]} and {key} are the same parameter "
+                                  f"({hub}) in two key layouts")
+        files[hub] = (path, key)
+    return files
 
 
 def _log(msg: str, verbose: bool) -> None:
@@ -239,14 +269,14 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
     unexpected = sorted(k for k in files if k not in entries and k not in ignored)
     if unexpected:
         raise CheckpointError(f"{hf_dir}: unexpected tensor(s) {unexpected[:8]}"
-                              f"{' ...' if len(unexpected) > 8 else ''} in {os.path.basename(files[unexpected[0]])}: "
+                              f"{' ...' if len(unexpected) > 8 else ''} in {os.path.basename(files[unexpected[0]][0])}: "
                               + "; ".join(_explain_unexpected(k, cfg) for k in unexpected[:3]))
     missing = sorted(k for k in entries if k not in files)
     if missing:
         raise CheckpointError(f"{hf_dir}: missing tensor(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
 
-    by_file: dict[str, list[str]] = {}
-    for key, path in files.items():
+    by_file: dict[str, list[str]] = {}  # file -> hub keys
+    for key, (path, _) in files.items():
         if key in entries:
             by_file.setdefault(path, []).append(key)
     # Shape check from the headers before reading any data.
@@ -254,13 +284,14 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
         with safe_open(path, "numpy") as f:
             present = set(f.keys())
             for key in keys:
-                if key not in present:
-                    raise CheckpointError(f"{INDEX_FILE} lists tensor {key} in {os.path.basename(path)}, "
+                disk_key = files[key][1]
+                if disk_key not in present:
+                    raise CheckpointError(f"{INDEX_FILE} lists tensor {disk_key} in {os.path.basename(path)}, "
                                           f"which does not contain it")
-                got = tuple(f.get_slice(key).get_shape())
+                got = tuple(f.get_slice(disk_key).get_shape())
                 want = entries[key].hf_shape
                 if got != want:
-                    raise CheckpointError(f"{path}: tensor {key} has shape {list(got)}, expected {list(want)} "
+                    raise CheckpointError(f"{path}: tensor {disk_key} has shape {list(got)}, expected {list(want)} "
                                           f"(-> param {entries[key].path})")
 
     dtype = jnp.dtype(cfg.param_dtype)
@@ -274,7 +305,7 @@ def load_hf_params(hf_dir: str, cfg: ModelConfig, verbose: bool = False) -> dict
                 if done and done % max(1, total // 10) == 0:
                     _log(f"  {done}/{total} tensors", verbose)
                 e = entries[key]
-                value = e.kind.to_nnx(f.get_tensor(key), e.nnx_shape).astype(dtype)
+                value = e.kind.to_nnx(f.get_tensor(files[key][1]), e.nnx_shape).astype(dtype)
                 if e.layer is None:
                     out[e.path] = np.ascontiguousarray(value)
                 else:
@@ -394,6 +425,45 @@ def copy_aux_files(src_dir: str | None, out_dir: str) -> list[str]:
     return copied
 
 
+# generation_config.json of an export whose source had none: Qwen2.5-VL's stop and pad ids, greedy.
+DEFAULT_GENERATION_CONFIG = {"bos_token_id": tok_lib.ENDOFTEXT_ID, "pad_token_id": tok_lib.ENDOFTEXT_ID,
+                             "eos_token_id": [tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID]}
+
+
+def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:
+    """Completes an export so transformers (AutoTokenizer, AutoImageProcessor, generate) and vLLM
+    load it alone: the exact Qwen2.5 tokenizer and chat template, the published preprocessor
+    config, a video processor config and a generation config, each only where the source had
+    none. The video config holds what transformers' AutoVideoProcessor read from the source (the
+    image limits of an old checkpoint, its class defaults for a bare one), so the export's video
+    inputs are the source's. Returns the names written."""
+    out = os.path.join(out_dir, "")
+    written = []
+    video = VideoPreprocessConfig.from_checkpoint(out_dir).to_dict()  # before anything is added
+    has_tokenizer = os.path.exists(out + "tokenizer.json") or (
+        os.path.exists(out + "vocab.json") and os.path.exists(out + "merges.txt"))
+    if not has_tokenizer:
+        if cfg.text.vocab_size < len(tok_lib.SPECIAL_IDS) + tok_lib.ENDOFTEXT_ID:
+            raise CheckpointError(f"{out_dir}: no tokenizer files to copy and the vocabulary ({cfg.text.vocab_size}) "
+                                  f"is smaller than Qwen2.5's, so its tokenizer cannot be written")
+        written += [os.path.basename(p) for p in tok_lib.write_qwen25_tokenizer(out_dir)]
+    else:
+        try:
+            tok_lib.read_chat_template(out_dir)
+        except FileNotFoundError:
+            with open(out + "chat_template.json", "w") as f:
+                json.dump({"chat_template": tok_lib.CHAT_TEMPLATE}, f, indent=2)
+            written.append("chat_template.json")
+    for name, content in (("preprocessor_config.json", preprocessor_config_dict()),
+                          ("video_preprocessor_config.json", video),
+                          ("generation_config.json", DEFAULT_GENERATION_CONFIG)):
+        if not os.path.exists(out + name):
+            with open(out + name, "w") as f:
+                json.dump(content, f, indent=2)
+            written.append(name)
+    return written
+
+
 def write_hub_shards(out_dir: str, entries: dict[str, Entry], dtypes: dict[str, np.dtype],
                      tensors: Iterable[tuple[str, np.ndarray]], max_shard_size: int | str = "50GB",
                      verbose: bool = False) -> None:
@@ -442,7 +512,8 @@ def write_hf(params: dict[str, Any], cfg: ModelConfig, out_dir: str, *, source_d
 
     One `model.safetensors`, or `model-0000k-of-0000n.safetensors` + index when larger than
     max_shard_size (transformers' default is 50GB); config.json in the hub's flat layout;
-    tokenizer/processor/chat-template files copied from `source_dir`.
+    tokenizer/processor/chat-template/generation files copied from `source_dir`, and those it
+    lacks written (write_missing_aux_files).
     """
     np_dtype = None if dtype is None else jnp.dtype(dtype)
     dtypes = {k: np_dtype or jnp.dtype(v.dtype) for k, v in params.items()}
@@ -454,10 +525,8 @@ def write_hf(params: dict[str, Any], cfg: ModelConfig, out_dir: str, *, source_d
         hf_cfg["torch_dtype"] = str(jnp.dtype(dtype))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(hf_cfg, f, indent=2)
-    copied = copy_aux_files(source_dir, out_dir)
-    if "generation_config.json" not in copied:
-        with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
-            json.dump({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}, f, indent=2)
+    copy_aux_files(source_dir, out_dir)
+    write_missing_aux_files(out_dir, cfg)
 
 
 # --------------------------------------------------------------------------- ladder_jax checkpoints

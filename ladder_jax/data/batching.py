@@ -139,6 +139,11 @@ def collate(
     """Pad a list of examples to the smallest fitting buckets; see the module docstring."""
     if not examples:
         raise ValueError("collate needs at least one example")
+    for f in examples:  # pad tokens vs grids are checked where the token ids are known (pipeline)
+        want = int(np.prod(f.grid_thw.reshape(-1, 3), axis=1).sum())
+        if f.num_patches != want:
+            raise ValueError(f"{f.source}: {f.num_patches} pixel rows, but the grid(s) "
+                             f"{f.grid_thw.reshape(-1, 3).tolist()} have {want} patches")
     longest = max(examples, key=lambda f: f.length)
     try:
         L = pick_bucket(longest.length, seq_buckets, "sequence length")

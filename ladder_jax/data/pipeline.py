@@ -245,6 +245,11 @@ class Featurizer:
         answer = self._encode(completion_text)
         tail = self._encode("\n")  # what the template writes after <|im_end|>; never a target
         ids = np.concatenate([prompt, answer, tail]).astype(np.int32)
+        try:  # e.g. a literal <|image_pad|> in the answer text: one pad token per feature, or no example
+            positions.check_vision_tokens(ids, np.asarray(grids).reshape(-1, 3) if grids else None, merge_size=m,
+                                          num_rows=sum(len(p) for p in pixels), where=ex.source)
+        except ValueError as e:
+            raise sft_examples.ExampleError(ex.source, "text", str(e).removeprefix(f"{ex.source}: ")) from None
         if self.cfg.loss_on == "assistant":
             target = np.zeros(len(ids), bool)
             target[len(prompt):len(prompt) + len(answer)] = True

@@ -102,7 +102,7 @@ class PromptEncoder:
     """EvalItem -> EncodedPrompt with a checkpoint's tokenizer, template and pixel limits."""
 
     def __init__(self, engine: "EvalModel", cfg: RunConfig):
-        self.tok, self.vision, self.cfg = engine.tok, engine.vision, cfg
+        self.tok, self.vision, self.video, self.cfg = engine.tok, engine.vision, engine.video, cfg
         self.tokens_per_second = engine.model.config.vision.tokens_per_second
 
     def __call__(self, item: EvalItem):
@@ -120,7 +120,8 @@ class PromptEncoder:
             return encode_prompt(self.tok.tokenizer, self.tok.chat_template, self.vision,
                                  prompt_text(item, cfg.prompt), images=list(item.images), video=video,
                                  num_frames=num_frames, fps=fps,
-                                 tokens_per_second=self.tokens_per_second, name=f"id {item.id!r}")
+                                 tokens_per_second=self.tokens_per_second, name=f"id {item.id!r}",
+                                 video_cfg=self.video)
         except (ValueError, OSError) as e:
             raise ValueError(f"{item.where}: {e}") from None
 
@@ -250,12 +251,14 @@ class EvalModel:
         from ladder_jax.generate import stop_and_pad_ids
         from ladder_jax.processing.image import VisionPreprocessConfig
         from ladder_jax.processing.tokenizer import load_tokenizer
+        from ladder_jax.processing.video import VideoPreprocessConfig
         from ladder_jax.sampling import Sampler, SamplingConfig
 
         self.model_dir, self.dtype, self.max_new_tokens = str(model_dir), dtype, max_new_tokens
         self.model = load_model(self.model_dir, dtype=dtype)
         self.tok = load_tokenizer(self.model_dir)
         self.vision = VisionPreprocessConfig.from_checkpoint(self.model_dir)
+        self.video = VideoPreprocessConfig.from_checkpoint(self.model_dir)  # frame limits and sampling
         self.stop, self.pad = stop_and_pad_ids(self.model_dir)
         self.sampler = Sampler(self.model, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0,
                                                           stop_ids=self.stop, pad_id=self.pad))

@@ -1,11 +1,17 @@
 """Model configuration: frozen dataclasses, presets and Hugging Face config conversion.
 
-`from_hf_config` reads both layouts a Qwen2.5-VL `config.json` can have:
+`from_hf_config` reads every layout of a Qwen2.5-VL `config.json` that transformers loads:
 
 * the hub's flat layout (as published for Qwen/Qwen2.5-VL-3B-Instruct): text keys at the top
   level, `rope_scaling: {"type"|"rope_type": "mrope", "mrope_section": [...]}`, `vision_config`;
+* the transformers 4.52-4.57 layout: text keys at the top AND in `text_config` (which wins), token
+  ids copied into `text_config` (transformers reads the top-level ones);
 * the transformers-5 layout: `text_config` and `vision_config` sub-dicts, rope settings nested
   in `rope_parameters` (or `rope_scaling`).
+
+Absent keys default exactly as transformers 5.x's config classes default them (HF_*_DEFAULTS:
+rms_norm_eps 1e-5, tokens_per_second 4, ...); keys transformers' model does not read are ignored
+with a warning, keys it reads with values this port does not support are errors.
 
 `to_hf_config` writes the flat hub layout, which transformers 5 also loads.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from typing import Any, Mapping
 
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
@@ -122,7 +129,8 @@ class ModelConfig:
         if self.vision.out_hidden_size != self.text.hidden_size:
             raise ValueError(f"vision out_hidden_size {self.vision.out_hidden_size} != text hidden_size "
                              f"{self.text.hidden_size}")
-        for name in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        # vision_start/end ids only mark blocks in prompts; transformers accepts them outside the vocab.
+        for name in ("image_token_id", "video_token_id"):
             if not 0 <= getattr(self, name) < self.text.vocab_size:
                 raise ValueError(f"{name} {getattr(self, name)} outside vocab of size {self.text.vocab_size}")
         for name in ("dtype", "param_dtype"):
@@ -168,22 +176,32 @@ def _positive(obj, names) -> None:
 
 # ------------------------------------------------------------------------------------ presets
 
-def qwen25_vl_3b(**kw) -> ModelConfig:
+def _published(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, mlp: int, tied: bool,
+               vision_mlp: int, **kw) -> ModelConfig:
+    """A published Qwen2.5-VL size: head_dim 128, the 32-block 1280-wide vision tower."""
     return ModelConfig(
-        text=TextConfig(vocab_size=151936, hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2,
-                        head_dim=128, intermediate_size=11008, tie_word_embeddings=True),
-        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420,
-                            out_hidden_size=2048),
+        text=TextConfig(vocab_size=vocab, hidden_size=hidden, num_layers=layers, num_heads=heads,
+                        num_kv_heads=kv_heads, head_dim=128, intermediate_size=mlp, tie_word_embeddings=tied),
+        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=vision_mlp,
+                            out_hidden_size=hidden),
         **kw)
+
+
+# config.json dimensions of Qwen/Qwen2.5-VL-{3B,7B,32B,72B}-Instruct.
+def qwen25_vl_3b(**kw) -> ModelConfig:
+    return _published(151936, 2048, 36, 16, 2, 11008, True, 3420, **kw)
 
 
 def qwen25_vl_7b(**kw) -> ModelConfig:
-    return ModelConfig(
-        text=TextConfig(vocab_size=152064, hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4,
-                        head_dim=128, intermediate_size=18944, tie_word_embeddings=False),
-        vision=VisionConfig(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420,
-                            out_hidden_size=3584),
-        **kw)
+    return _published(152064, 3584, 28, 28, 4, 18944, False, 3420, **kw)
+
+
+def qwen25_vl_32b(**kw) -> ModelConfig:
+    return _published(152064, 5120, 64, 40, 8, 27648, False, 3456, **kw)
+
+
+def qwen25_vl_72b(**kw) -> ModelConfig:
+    return _published(152064, 8192, 80, 64, 8, 29568, False, 3456, **kw)
 
 
 def tiny(**kw) -> ModelConfig:
@@ -201,13 +219,33 @@ def tiny(**kw) -> ModelConfig:
         **kw)
 
 
-PRESETS = {"qwen25_vl_3b": qwen25_vl_3b, "qwen25_vl_7b": qwen25_vl_7b, "tiny": tiny}
+PRESETS = {"qwen25_vl_3b": qwen25_vl_3b, "qwen25_vl_7b": qwen25_vl_7b, "qwen25_vl_32b": qwen25_vl_32b,
+           "qwen25_vl_72b": qwen25_vl_72b, "tiny": tiny}
 
 
 # ------------------------------------------------------------------------ HF config: reading
 
-# Keys of an HF config.json that carry no information we need (bookkeeping, generation and
-# training defaults). Anything else we do not understand is an error, never silently dropped.
+# What transformers 5.x's Qwen2_5_VLTextConfig / Qwen2_5_VLVisionConfig / Qwen2_5_VLConfig set when
+# a key is absent (the hub files set rms_norm_eps 1e-6 and tokens_per_second 2 explicitly).
+HF_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568, "num_hidden_layers": 80,
+    "num_attention_heads": 64, "num_key_value_heads": 8, "hidden_act": "silu", "rms_norm_eps": 1e-5,
+    "rope_theta": 1_000_000.0, "mrope_section": (16, 24, 24), "use_sliding_window": False,
+}
+HF_VISION_DEFAULTS: dict[str, Any] = {
+    "depth": 32, "hidden_size": 3584, "hidden_act": "silu", "intermediate_size": 3420, "num_heads": 16,
+    "in_channels": 3, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+    "tokens_per_second": 4, "window_size": 112, "out_hidden_size": 3584,
+    "fullatt_block_indexes": (7, 15, 23, 31), "rope_theta": 10000.0,
+}
+HF_TOKEN_DEFAULTS: dict[str, int] = {
+    "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+}
+
+# Keys of an HF config.json that the model does not depend on (bookkeeping, generation and
+# training defaults): ignored silently. Any other key transformers would ignore too is ignored
+# with a warning; keys the model uses with values we do not support are errors.
 _HF_IGNORED = {
     "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
     "attention_dropout", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
@@ -221,9 +259,13 @@ _HF_IGNORED = {
 }
 _HF_VISION_IGNORED = {
     "model_type", "initializer_range", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
-    "spatial_patch_size", "embed_dim", "mlp_ratio", "num_attention_heads_", "return_dict",
-    "output_attentions", "output_hidden_states", "architectures",
+    "spatial_patch_size", "embed_dim", "mlp_ratio", "return_dict", "output_attentions",
+    "output_hidden_states", "architectures", "in_chans",  # in_chans: the original Qwen name, unread by 5.x
 }
+_TEXT_KEYS = (set(HF_TEXT_DEFAULTS) - {"mrope_section"}) | {"rope_scaling", "rope_parameters", "head_dim",
+                                                           "tie_word_embeddings"}
+_VISION_KEYS = (set(HF_VISION_DEFAULTS) - {"rope_theta"}) | {"rope_parameters", "num_hidden_layers",
+                                                             "num_attention_heads"}
 
 
 def _read_json(src: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]:
@@ -241,116 +283,129 @@ def _read_json(src: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
 
 
-def _rope(d: Mapping[str, Any], where: str) -> tuple[float | None, tuple[int, ...] | None]:
-    """(rope_theta, mrope_section) from rope_scaling / rope_parameters / rope_theta."""
-    theta = d.get("rope_theta")
-    section = None
-    for key in ("rope_parameters", "rope_scaling"):
-        r = d.get(key)
-        if r is None:
-            continue
-        if not isinstance(r, Mapping):
-            raise ValueError(f"{where}: field {key} must be an object, got {r!r}")
-        kind = r.get("rope_type", r.get("type", "default"))
-        if kind not in ("mrope", "default"):
-            raise ValueError(f"{where}: field {key}.rope_type {kind!r} unsupported (need mrope/default)")
-        extra = set(r) - {"rope_type", "type", "mrope_section", "rope_theta", "mrope_interleaved"}
-        if extra:
-            raise ValueError(f"{where}: unsupported {key} field(s) {sorted(extra)}")
-        if r.get("mrope_interleaved"):
-            raise ValueError(f"{where}: {key}.mrope_interleaved=true is the Qwen3 layout, not Qwen2.5-VL")
-        if "rope_theta" in r:
-            theta = r["rope_theta"]
-        if "mrope_section" in r:
-            section = tuple(int(x) for x in r["mrope_section"])
-    return theta, section
+def _rope(d: Mapping[str, Any], where: str) -> tuple[float, tuple[int, ...]]:
+    """(rope_theta, mrope_section) as transformers 5.x reads them: rope_scaling if set, else
+    rope_parameters; rope_theta from that dict, else the top-level key, else 1e6; mrope_section
+    [16, 24, 24] when absent (what the model falls back to)."""
+    r = d.get("rope_scaling") or d.get("rope_parameters") or {}
+    key = "rope_scaling" if d.get("rope_scaling") else "rope_parameters"
+    if not isinstance(r, Mapping):
+        raise ValueError(f"{where}: field {key} must be an object, got {r!r}")
+    kind = r.get("rope_type", r.get("type", "default"))
+    if kind not in ("mrope", "default"):
+        raise ValueError(f"{where}: field {key}.rope_type {kind!r} unsupported (need mrope/default)")
+    if r.get("mrope_interleaved"):
+        raise ValueError(f"{where}: {key}.mrope_interleaved=true is the Qwen3 layout, not Qwen2.5-VL")
+    extra = set(r) - {"rope_type", "type", "mrope_section", "rope_theta", "mrope_interleaved"}
+    if extra:
+        warnings.warn(f"{where}: {key} field(s) {sorted(extra)} are not used by a default/mrope rope; ignored",
+                      stacklevel=3)
+    theta = r.get("rope_theta", d.get("rope_theta", HF_TEXT_DEFAULTS["rope_theta"]))
+    section = tuple(int(x) for x in r.get("mrope_section", HF_TEXT_DEFAULTS["mrope_section"]))
+    return float(theta), section
 
 
-def _check_unknown(d: Mapping[str, Any], known: set, where: str) -> None:
+def _warn_unknown(d: Mapping[str, Any], known: set, where: str) -> None:
     unknown = sorted(k for k in d if k not in known and not k.startswith("_"))
     if unknown:
-        raise ValueError(f"{where}: unknown config key(s) {unknown}")
+        warnings.warn(f"{where}: config key(s) {unknown} are not read by transformers' Qwen2.5-VL model; "
+                      f"ignored", stacklevel=3)
+
+
+def _int_field(m: Mapping[str, Any], k: str, default, w: str):
+    v = m.get(k, default)
+    if isinstance(v, (list, tuple)) or isinstance(v, bool):
+        raise ValueError(f"{w}: field {k} must be an int, got {v!r}")
+    return v
 
 
 def from_hf_config(src: str | os.PathLike | Mapping[str, Any], **overrides) -> ModelConfig:
-    """ModelConfig from an HF config.json (path, directory or dict), flat or nested layout."""
+    """ModelConfig from an HF config.json (path, directory or dict) in any layout transformers
+    loads: the hub's flat one, 4.52's (text keys both at the top and in text_config, token ids
+    inside text_config), or 5.x's nested one. Absent keys default as transformers' config classes
+    default them (HF_*_DEFAULTS); keys transformers does not read are ignored with a warning."""
     d, where = _read_json(src)
     if d.get("model_type", "qwen2_5_vl") != "qwen2_5_vl":
         raise ValueError(f"{where}: field model_type is {d.get('model_type')!r}, expected 'qwen2_5_vl'")
-    text_keys = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                 "num_key_value_heads", "head_dim", "intermediate_size", "rms_norm_eps", "rope_theta",
-                 "rope_scaling", "rope_parameters", "hidden_act", "use_sliding_window",
-                 "tie_word_embeddings"}
-    top_known = _HF_IGNORED | text_keys | {"text_config", "vision_config", "image_token_id", "video_token_id",
-                                            "vision_start_token_id", "vision_end_token_id"}
-    _check_unknown(d, top_known, where)
+    top_known = _HF_IGNORED | _TEXT_KEYS | set(HF_TOKEN_DEFAULTS) | {"text_config", "vision_config"}
+    _warn_unknown(d, top_known, where)
 
-    if isinstance(d.get("text_config"), Mapping):  # transformers-5 layout
-        t = dict(d["text_config"])
-        twhere = f"{where} text_config"
-        _check_unknown(t, _HF_IGNORED | text_keys, twhere)
-        tie = d.get("tie_word_embeddings", t.get("tie_word_embeddings", False))
-        if t.get("tie_word_embeddings") and not tie:  # transformers ties if either says so
-            tie = True
+    nested = isinstance(d.get("text_config"), Mapping)
+    if nested:  # transformers reads the text model from text_config alone; top-level copies are unused
+        t, twhere = dict(d["text_config"]), f"{where} text_config"
+        _warn_unknown(t, _HF_IGNORED | _TEXT_KEYS | set(HF_TOKEN_DEFAULTS), twhere)
+        differ = sorted(k for k in _TEXT_KEYS if k in d and k in t and d[k] != t[k])
+        if differ:
+            warnings.warn(f"{where}: top-level {differ} differ from text_config's; text_config's are used "
+                          f"(as transformers does)", stacklevel=2)
     else:
         t, twhere = d, where
-        tie = d.get("tie_word_embeddings", False)
+    # transformers ties the head when either level says so (Qwen2_5_VLConfig.__post_init__).
+    tie = bool(d.get("tie_word_embeddings", False)) or (nested and bool(t.get("tie_word_embeddings", False)))
 
-    def need(m, k, w):
-        if k not in m:
-            raise ValueError(f"{w}: missing field {k}")
-        return m[k]
+    def get(k):
+        return t.get(k, HF_TEXT_DEFAULTS[k])
 
-    if t.get("hidden_act", "silu") != "silu":
+    if get("hidden_act") != "silu":
         raise ValueError(f"{twhere}: field hidden_act {t['hidden_act']!r} unsupported (need silu)")
-    if t.get("use_sliding_window", False):
+    if get("use_sliding_window"):
         raise ValueError(f"{twhere}: use_sliding_window=true is not supported")
     theta, section = _rope(t, twhere)
-    if section is None:
-        raise ValueError(f"{twhere}: no mrope_section in rope_scaling/rope_parameters")
-    hidden, heads = need(t, "hidden_size", twhere), need(t, "num_attention_heads", twhere)
-    head_dim = t.get("head_dim") or hidden // heads
-    text = TextConfig(
-        vocab_size=need(t, "vocab_size", twhere), hidden_size=hidden,
-        num_layers=need(t, "num_hidden_layers", twhere), num_heads=heads,
-        num_kv_heads=t.get("num_key_value_heads") or heads, head_dim=head_dim,
-        intermediate_size=need(t, "intermediate_size", twhere),
-        rms_norm_eps=float(t.get("rms_norm_eps", 1e-6)),
-        rope_theta=float(theta if theta is not None else 1_000_000.0),
-        mrope_section=section, tie_word_embeddings=bool(tie))
+    hidden = _int_field(t, "hidden_size", HF_TEXT_DEFAULTS["hidden_size"], twhere)
+    heads = _int_field(t, "num_attention_heads", HF_TEXT_DEFAULTS["num_attention_heads"], twhere)
+    kv = t.get("num_key_value_heads", HF_TEXT_DEFAULTS["num_key_value_heads"])
+    head_dim = hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 else 0
+    if t.get("head_dim") not in (None, head_dim):  # the model uses hidden_size // num_attention_heads
+        warnings.warn(f"{twhere}: head_dim {t['head_dim']} is ignored; hidden_size // num_attention_heads = "
+                      f"{head_dim} is used, as transformers does", stacklevel=2)
+    text_kw = dict(
+        vocab_size=_int_field(t, "vocab_size", HF_TEXT_DEFAULTS["vocab_size"], twhere), hidden_size=hidden,
+        num_layers=_int_field(t, "num_hidden_layers", HF_TEXT_DEFAULTS["num_hidden_layers"], twhere),
+        num_heads=heads, num_kv_heads=heads if kv is None else kv, head_dim=head_dim,
+        intermediate_size=_int_field(t, "intermediate_size", HF_TEXT_DEFAULTS["intermediate_size"], twhere),
+        rms_norm_eps=float(get("rms_norm_eps")), rope_theta=theta, mrope_section=section,
+        tie_word_embeddings=tie)
 
-    v = d.get("vision_config")
-    if not isinstance(v, Mapping):
-        raise ValueError(f"{where}: missing field vision_config")
+    v = d.get("vision_config") or {}
     vwhere = f"{where} vision_config"
-    vision_keys = {"depth", "hidden_size", "num_heads", "intermediate_size", "out_hidden_size", "patch_size",
-                   "temporal_patch_size", "spatial_merge_size", "window_size", "fullatt_block_indexes",
-                   "in_channels", "in_chans", "tokens_per_second", "hidden_act", "rope_parameters",
-                   "num_hidden_layers", "num_attention_heads"}
-    _check_unknown(v, _HF_VISION_IGNORED | vision_keys, vwhere)
+    if not isinstance(v, Mapping):
+        raise ValueError(f"{vwhere}: must be an object, got {v!r}")
+    _warn_unknown(v, _HF_VISION_IGNORED | _VISION_KEYS, vwhere)
+    alias = {"depth": "num_hidden_layers", "num_heads": "num_attention_heads"}  # transformers' attribute_map
+
+    def vget(k):
+        return _int_field(v, k, v.get(alias.get(k, ""), HF_VISION_DEFAULTS[k]), vwhere)
+
     if v.get("hidden_act", "silu") != "silu":
         raise ValueError(f"{vwhere}: field hidden_act {v['hidden_act']!r} unsupported (need silu)")
     vrope = v.get("rope_parameters") or {}
     if vrope.get("rope_type", "axial") not in ("axial", "default"):
         raise ValueError(f"{vwhere}: rope_parameters.rope_type {vrope.get('rope_type')!r} unsupported")
-    for k in ("patch_size", "temporal_patch_size"):
-        if isinstance(v.get(k), (list, tuple)):
-            raise ValueError(f"{vwhere}: field {k} must be an int, got {v[k]!r}")
-    vision = VisionConfig(
-        depth=v.get("depth", v.get("num_hidden_layers")), hidden_size=need(v, "hidden_size", vwhere),
-        num_heads=v.get("num_heads", v.get("num_attention_heads")),
-        intermediate_size=need(v, "intermediate_size", vwhere),
-        out_hidden_size=need(v, "out_hidden_size", vwhere),
-        patch_size=v.get("patch_size", 14), temporal_patch_size=v.get("temporal_patch_size", 2),
-        spatial_merge_size=v.get("spatial_merge_size", 2), window_size=v.get("window_size", 112),
-        fullatt_block_indexes=tuple(v.get("fullatt_block_indexes", (7, 15, 23, 31))),
-        in_channels=v.get("in_channels", v.get("in_chans", 3)),
-        tokens_per_second=v.get("tokens_per_second", 2),
-        rope_theta=float(vrope.get("rope_theta", 10000.0)))
-    ids = {k: d[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-           if k in d}
+    depth = vget("depth")
+    full = tuple(int(i) for i in v.get("fullatt_block_indexes", HF_VISION_DEFAULTS["fullatt_block_indexes"]))
+    if isinstance(depth, int) and any(not 0 <= i < depth for i in full):
+        # transformers checks `block index in fullatt_block_indexes`: entries past the depth do nothing.
+        warnings.warn(f"{vwhere}: fullatt_block_indexes {list(full)} outside [0, depth={depth}) do nothing; "
+                      f"dropped", stacklevel=2)
+        full = tuple(i for i in full if 0 <= i < depth)
+    vision_kw = dict(
+        depth=depth, hidden_size=vget("hidden_size"), num_heads=vget("num_heads"),
+        intermediate_size=vget("intermediate_size"), out_hidden_size=vget("out_hidden_size"),
+        patch_size=vget("patch_size"), temporal_patch_size=vget("temporal_patch_size"),
+        spatial_merge_size=vget("spatial_merge_size"), window_size=vget("window_size"),
+        fullatt_block_indexes=full, in_channels=vget("in_channels"),
+        tokens_per_second=vget("tokens_per_second"),
+        rope_theta=float(vrope.get("rope_theta", HF_VISION_DEFAULTS["rope_theta"])))
+
+    # The model reads the token ids of the top level only; 4.52 also wrote copies into text_config.
+    ids = {k: d.get(k, default) for k, default in HF_TOKEN_DEFAULTS.items()}
+    if nested:
+        differ = sorted(k for k in HF_TOKEN_DEFAULTS if t.get(k) is not None and t[k] != ids[k])
+        if differ:
+            warnings.warn(f"{twhere}: token id(s) {differ} differ from the top level's, which transformers "
+                          f"uses ({ {k: ids[k] for k in differ} }); text_config's are ignored", stacklevel=2)
     try:
-        return ModelConfig(text=text, vision=vision, **ids, **overrides)
+        return ModelConfig(text=TextConfig(**text_kw), vision=VisionConfig(**vision_kw), **ids, **overrides)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
 

@@ -60,6 +60,11 @@ class VisionPreprocessConfig:
             raise FileNotFoundError(f"{path}: preprocessor config not found") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
+        return cls.from_dict(raw, str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict, path: str = "<dict>") -> "VisionPreprocessConfig":
+        """The fields of a preprocessor config dict (errors name `path`)."""
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a JSON object")
         size = raw.get("size") or {}
@@ -95,6 +100,25 @@ class VisionPreprocessConfig:
     @classmethod
     def from_checkpoint(cls, model_dir: str | Path) -> "VisionPreprocessConfig":
         return cls.from_file(Path(model_dir) / "preprocessor_config.json")
+
+
+# Pixel limits of the published Qwen2.5-VL preprocessor_config.json (56*56 to 14*14*4*16384).
+PUBLISHED_MIN_PIXELS, PUBLISHED_MAX_PIXELS = 56 * 56, 14 * 14 * 4 * 16384
+
+
+def preprocessor_config_dict(min_pixels: int = PUBLISHED_MIN_PIXELS, max_pixels: int = PUBLISHED_MAX_PIXELS) -> dict:
+    """preprocessor_config.json as published with Qwen2.5-VL (pixel limits in pixels)."""
+    return {
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
 
 
 def smart_resize(

@@ -5,10 +5,16 @@ image or video) starting at running index s gets t = s + floor(temporal_index * 
 (interval = tokens_per_second * second_per_grid_t for videos, 1 for images), h = s + row,
 w = s + column, in merged tokens. Text after the block resumes at:
 
-- "max" (default): 1 + the largest position of the block. This is Qwen's original code
-  (transformers 4.x, vLLM), which Qwen2.5-VL and SpatialLadder were trained with.
-- "spatial": s + max(h, w); transformers >= 5.3 does this (the installed 5.23 included). The two
-  differ only when a video's temporal positions outrun its spatial extent.
+- "max" (default): 1 + the largest position of the block. This is Qwen's original
+  get_rope_index (transformers 4.49, NOTES.md section 9: `st_idx = llm_pos_ids_list[-1].max() + 1`;
+  vLLM), the code the published Qwen2.5-VL checkpoints were trained with; the reference
+  SpatialLadder release ran on transformers 4.x.
+- "spatial": s + max(h, w); transformers >= 5.3 does this (the installed 5.24 included:
+  `current_pos += max(grid_h, grid_w) // spatial_merge_size`). The two differ only when a video's
+  temporal positions outrun its spatial extent (e.g. 16 frames at 2 fps of a small frame).
+
+tests/processing/test_positions.py pins "spatial" to the installed transformers and "max" to the
+original rule written out, and shows a video where they differ.
 
 rope_deltas = max position + 1 - number of real tokens; decoding continues at
 cache_length + rope_delta on all three axes. Padding tokens (attention_mask 0) get position 0.
@@ -127,6 +133,29 @@ def get_rope_index(
                 f"{len(grids[kind])} {kinds[kind]}_grid_thw rows but {used[kind]} {kinds[kind]}s in the batch's tokens"
             )
     return position_ids.astype(np.int32), deltas.astype(np.int32)
+
+
+def check_vision_tokens(
+    input_ids: Sequence[int] | np.ndarray,
+    grid_thw: np.ndarray | None,
+    *,
+    token_ids: Sequence[int] = (IMAGE_PAD_ID, VIDEO_PAD_ID),
+    merge_size: int = 2,
+    num_rows: int | None = None,
+    where: str = "prompt",
+) -> None:
+    """ValueError naming `where` unless `input_ids` (of one prompt or example) hold exactly one
+    of the `token_ids` pad tokens per merged feature of the grids [N, 3], and (num_rows given)
+    the pixel rows are the grids' patches. The device merges features by a clipped gather, so a
+    mismatch there would silently reuse or drop features: this host check stands before it."""
+    grids = np.zeros((0, 3), np.int64) if grid_thw is None else np.asarray(grid_thw, np.int64).reshape(-1, 3)
+    patches = int(np.prod(grids, axis=1).sum())
+    found = int(np.isin(np.asarray(input_ids), np.asarray(token_ids)).sum())
+    if found != patches // merge_size**2:
+        raise ValueError(f"{where}: {found} vision pad token(s) in the text, but the {len(grids)} grid(s) "
+                         f"{grids.tolist()} give {patches // merge_size**2} features")
+    if num_rows is not None and num_rows != patches:
+        raise ValueError(f"{where}: {num_rows} pixel rows, but the grid(s) {grids.tolist()} have {patches} patches")
 
 
 def expand_vision_placeholders(

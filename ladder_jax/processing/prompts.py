@@ -31,7 +31,7 @@ import numpy as np
 from ladder_jax.processing.image import ImageLike, VisionPreprocessConfig, process_images, smart_resize
 from ladder_jax.processing.positions import TextResume, expand_vision_placeholders, get_rope_index
 from ladder_jax.processing.tokenizer import DEFAULT_SYSTEM_PROMPT
-from ladder_jax.processing.video import DEFAULT_FPS, process_video
+from ladder_jax.processing.video import DEFAULT_FPS, VideoPreprocessConfig, process_video
 
 SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT  # "You are a helpful assistant."
 
@@ -260,9 +260,12 @@ def encode_prompt(
     tokens_per_second: float = 2,
     text_resume: TextResume = "max",
     name: str = "prompt",
+    video_cfg: VideoPreprocessConfig | None = None,
 ) -> EncodedPrompt:
     """Renders one user turn (images or video first, then `text`) with the chat template,
-    tokenizes it, processes the pixels, expands the pad tokens and computes M-RoPE positions."""
+    tokenizes it, processes the pixels, expands the pad tokens and computes M-RoPE positions.
+    video_cfg: the checkpoint's video processor settings (VideoPreprocessConfig.from_checkpoint);
+    None resizes frames with the image limits of `vision`."""
     if images and video is not None:
         raise ValueError(f"{name}: give images or a video, not both")
     rendered = render_prompt(chat_template, text, num_images=len(images), video=video is not None, system=system)
@@ -271,7 +274,7 @@ def encode_prompt(
     if images:
         pv, grid = process_images(list(images), vision)
     if video is not None:
-        vid = process_video(video, vision, num_frames=num_frames, fps=fps, name=f"{name} video")
+        vid = process_video(video, video_cfg or vision, num_frames=num_frames, fps=fps, name=f"{name} video")
         pvv, vgrid = vid.pixel_values, vid.grid_thw[None]
         spg = np.array([vid.second_per_grid_t], np.float32)
     ids = expand_vision_placeholders(

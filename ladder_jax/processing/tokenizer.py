@@ -281,7 +281,8 @@ def write_qwen25_tokenizer(out_dir: str | Path, *, vocab_files: bool = False) ->
 # Loading
 
 
-def _read_json(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
+    """The JSON object in `path`; ValueError naming the file otherwise."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -300,7 +301,7 @@ def read_chat_template(model_dir: str | Path) -> str:
     for name in ("chat_template.json", "tokenizer_config.json"):
         path = d / name
         if path.is_file():
-            template = _read_json(path).get("chat_template")
+            template = read_json_object(path).get("chat_template")
             if isinstance(template, dict):  # newer files may map names to templates
                 template = template.get("default")
             if template is not None:

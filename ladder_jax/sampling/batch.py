@@ -15,6 +15,7 @@ import numpy as np
 
 from ladder_jax.model.config import ModelConfig
 from ladder_jax.model.vision import VisionLayout, prepare_vision
+from ladder_jax.processing.positions import check_vision_tokens
 from ladder_jax.processing.prompts import EncodedPrompt
 
 
@@ -85,6 +86,10 @@ def collate_prompts(prompts: Sequence[EncodedPrompt], cfg: ModelConfig, *, pad_i
     nxt = np.zeros((B,), np.int32)
     img_px, img_grid, vid_px, vid_grid = [], [], [], []
     for b, p in enumerate(prompts):
+        for token, pixels, grid in ((cfg.image_token_id, p.pixel_values, p.image_grid_thw),
+                                    (cfg.video_token_id, p.pixel_values_videos, p.video_grid_thw)):
+            check_vision_tokens(p.input_ids, grid, token_ids=(token,), merge_size=cfg.vision.spatial_merge_size,
+                                num_rows=0 if pixels is None else len(pixels), where=f"prompt {b}")
         n = len(p.input_ids)
         ids[b, L - n:] = p.input_ids
         mask[b, L - n:] = 1

@@ -45,6 +45,11 @@ class SamplingConfig:
     temperature: float = 1.0  # 0 -> greedy
     top_k: int = 0  # 0 -> off
     top_p: float = 1.0  # 1 -> off
+    # transformers' repetition_penalty: logits of every token id already in the sequence (prompt
+    # and completion so far; not the batch's left padding) are divided by it when positive,
+    # multiplied when negative, before greedy choice or temperature / top-k / top-p.
+    # 1 -> off (compiles the same code as without the option).
+    repetition_penalty: float = 1.0
     stop_ids: tuple[int, ...] = (IM_END_ID, ENDOFTEXT_ID)
     pad_id: int = ENDOFTEXT_ID
     # Decode runs the layers unrolled on per-layer copies of the weights, taken once per call:
@@ -62,6 +67,8 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
 
 
@@ -181,17 +188,33 @@ def categorical(keys: jax.Array, logits: jax.Array, chunk: int = 128) -> jax.Arr
     return (c * chunk + within).astype(jnp.int32)
 
 
-def sample_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
+def penalize_repeats(logits: jax.Array, context: jax.Array, penalty: float) -> jax.Array:
+    """logits float32 [N, V] with every id of context int [N, C] penalised as transformers'
+    RepetitionPenaltyLogitsProcessor does (divided by `penalty` if > 0, else multiplied), once per
+    id however often it occurs. Costs O(N * C), nothing of [N, V] beyond the logits themselves."""
+    seen = jnp.take_along_axis(logits, context, axis=-1)
+    rows = jnp.arange(logits.shape[0])[:, None]
+    return logits.at[rows, context].set(jnp.where(seen < 0, seen * penalty, seen / penalty))
+
+
+def sample_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig,
+                  context: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """logits float32 [N, V], one PRNG key per row [N] -> (tokens int32 [N], model log-probs [N]).
 
-    Row i's draw depends only on its logits and keys[i], so a row samples the same tokens
-    whatever else shares its batch (batch size, other prompts, how prompts are split over hosts).
+    context int [N, C]: the ids the repetition penalty applies to (needed when it is on). The
+    log-probs stay those of the raw logits. Row i's draw depends only on its logits and keys[i],
+    so a row samples the same tokens whatever else shares its batch (batch size, other prompts,
+    how prompts are split over hosts).
     """
     greedy, lse = greedy_and_normalizer(logits)
+    scores = logits
+    if cfg.repetition_penalty != 1.0:
+        scores = penalize_repeats(logits, context, cfg.repetition_penalty)
+        greedy = greedy_and_normalizer(scores)[0]
     if cfg.temperature == 0.0:
         tokens = greedy
     else:
-        cand, ids = filter_logits(logits, cfg)
+        cand, ids = filter_logits(scores, cfg)
         choice = categorical(keys, cand)
         tokens = choice if ids is None else jnp.take_along_axis(ids, choice[:, None], axis=-1)[:, 0]
     picked = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0]
@@ -222,6 +245,7 @@ class _LoopState:
     next_position: jax.Array
     cache: KVCache
     keys: jax.Array  # [N], one per row (row_keys)
+    prompt_ids: jax.Array | None = None  # [N, L], only for the repetition penalty
 
 
 def _repeat_rows(x: jax.Array, g: int, axis: int = 0) -> jax.Array:
@@ -270,7 +294,11 @@ class Sampler:
         logits = _repeat_rows(logits, g)
         n, T = B * g, cfg.max_new_tokens
         keys = row_keys(seed, prompt_offset, B, g)
-        first, first_logp = sample_tokens(logits, step_keys(keys, 0), cfg)
+        prompt_ids = None
+        if cfg.repetition_penalty != 1.0:  # padding is no part of the sequence: it repeats the last prompt id
+            ids = jnp.where(batch.attention_mask > 0, batch.input_ids, batch.input_ids[:, -1:]).astype(jnp.int32)
+            prompt_ids = _repeat_rows(ids, g)
+        first, first_logp = sample_tokens(logits, step_keys(keys, 0), cfg, prompt_ids)
         stop = jnp.asarray(cfg.stop_ids, jnp.int32)
         return _LoopState(
             step=jnp.ones((), jnp.int32),
@@ -280,6 +308,7 @@ class Sampler:
             next_position=_repeat_rows(batch.next_position, g),
             cache=cache,
             keys=keys,
+            prompt_ids=prompt_ids,
         )
 
     def _decode_fn(self, state, loop: _LoopState) -> _LoopState:
@@ -300,7 +329,11 @@ class Sampler:
             x = model.embed(last)
             hidden, cache = model.decode(x, pos, jnp.ones((n, 1), jnp.int32), s.cache, layers)
             logits = model.logits(hidden[:, 0], head)
-            tok, logp = sample_tokens(logits, step_keys(s.keys, s.step), cfg)
+            context = None
+            if cfg.repetition_penalty != 1.0:  # prompt + tokens so far; unfilled slots repeat a prompt id
+                filled = jnp.arange(T)[None, :] < s.step
+                context = jnp.concatenate([s.prompt_ids, jnp.where(filled, s.tokens, s.prompt_ids[:, -1:])], axis=1)
+            tok, logp = sample_tokens(logits, step_keys(s.keys, s.step), cfg, context)
             tok = jnp.where(s.done, cfg.pad_id, tok)
             logp = jnp.where(s.done, 0.0, logp)
             return s.replace(

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from ladder_jax.model.config import ModelConfig, from_hf_config, qwen25_vl_3b, tiny, to_hf_config
+from ladder_jax.testing import TRANSFORMERS_TESTER_CONFIG
 
 # config.json of Qwen/Qwen2.5-VL-3B-Instruct as published on the hub (flat layout).
 HUB_3B = {
@@ -77,15 +78,14 @@ def _with(d, path, value):
 
 
 @pytest.mark.parametrize("path,value,match", [
-    (("frobnicate",), 1, r"unknown config key\(s\) \['frobnicate'\]"),
-    (("vision_config", "frobnicate"), 1, r"vision_config: unknown config key"),
     (("rope_scaling", "mrope_section"), [16, 24, 16], "mrope_section"),
     (("hidden_act",), "gelu", "hidden_act"),
     (("model_type",), "qwen2_vl", "model_type"),
     (("rope_scaling", "type"), "yarn", "rope_type 'yarn'"),
     (("num_key_value_heads",), 3, "num_kv_heads"),
-    (("vision_config",), KeyError, "missing field vision_config"),
-    (("vocab_size",), KeyError, "missing field vocab_size"),
+    (("vision_config",), "big", "vision_config: must be an object"),
+    (("vocab_size",), [1], "field vocab_size must be an int"),
+    (("use_sliding_window",), True, "use_sliding_window"),
     (("vision_config", "out_hidden_size"), 1024, "out_hidden_size"),
 ])
 def test_invalid_configs_raise(path, value, match):
@@ -107,3 +107,93 @@ def test_ladder_config_dict_round_trip():
         ModelConfig.from_dict(bad)
     with pytest.raises(ValueError, match="remat"):
         tiny(remat="sometimes")
+
+
+# ------------------------------------------------------------- every layout read as transformers reads it
+
+def _as_transformers_reads(d):
+    """The settings transformers' Qwen2.5-VL model runs with for config dict `d`."""
+    from transformers import Qwen2_5_VLConfig
+
+    c = Qwen2_5_VLConfig.from_dict(json.loads(json.dumps(d)))
+    t, v = c.text_config, c.vision_config
+    return dict(
+        vocab=t.vocab_size, hidden=t.hidden_size, layers=t.num_hidden_layers, heads=t.num_attention_heads,
+        kv=t.num_key_value_heads, head_dim=t.hidden_size // t.num_attention_heads, mlp=t.intermediate_size,
+        eps=t.rms_norm_eps, theta=t.rope_parameters["rope_theta"],
+        # the text rotary embedding's own fallback (modeling_qwen2_5_vl.py) when no section is given
+        section=list(t.rope_parameters.get("mrope_section", [16, 24, 24])), tie=bool(c.tie_word_embeddings),
+        depth=v.depth, vhidden=v.hidden_size, vheads=v.num_heads, vmlp=v.intermediate_size, out=v.out_hidden_size,
+        patch=v.patch_size, tpatch=v.temporal_patch_size, merge=v.spatial_merge_size, window=v.window_size,
+        full=[i for i in v.fullatt_block_indexes if i < v.depth], chans=v.in_channels, tps=v.tokens_per_second,
+        vtheta=v.rope_parameters["rope_theta"],
+        ids=[c.image_token_id, c.video_token_id, c.vision_start_token_id, c.vision_end_token_id])
+
+
+def _as_we_read(cfg):
+    t, v = cfg.text, cfg.vision
+    return dict(
+        vocab=t.vocab_size, hidden=t.hidden_size, layers=t.num_layers, heads=t.num_heads, kv=t.num_kv_heads,
+        head_dim=t.head_dim, mlp=t.intermediate_size, eps=t.rms_norm_eps, theta=t.rope_theta,
+        section=list(t.mrope_section), tie=t.tie_word_embeddings, depth=v.depth, vhidden=v.hidden_size,
+        vheads=v.num_heads, vmlp=v.intermediate_size, out=v.out_hidden_size, patch=v.patch_size,
+        tpatch=v.temporal_patch_size, merge=v.spatial_merge_size, window=v.window_size,
+        full=list(v.fullatt_block_indexes), chans=v.in_channels, tps=v.tokens_per_second, vtheta=v.rope_theta,
+        ids=[cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id])
+
+
+def _variants(tied_dir):
+    from ladder_jax.testing import transformers_452_config_dict
+
+    nested = json.loads(open(f"{tied_dir}/config.json").read())
+    no_defaults = _with(_with(_with(HUB_3B, ("rms_norm_eps",), KeyError), ("rope_theta",), KeyError),
+                        ("vision_config", "tokens_per_second"), KeyError)
+    v452 = transformers_452_config_dict(nested)
+    ids_in_text = _with(_with(v452, ("image_token_id",), KeyError), ("text_config", "image_token_id"), 7)
+    rope_scaling = _with(nested, ("text_config", "rope_scaling"), {"type": "mrope", "mrope_section": [3, 3, 2]})
+    both_ropes = _with(rope_scaling, ("text_config", "rope_parameters"),
+                       {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 9.0})
+    no_section = _with(_with(HUB_3B, ("rope_scaling",), KeyError), ("rope_theta",), 5e5)
+    kv_null = _with(_with(HUB_3B, ("num_key_value_heads",), None), ("vision_config", "num_heads"), KeyError)
+    kv_absent = _with(HUB_3B, ("num_key_value_heads",), KeyError)
+    untied_top_tied_text = _with(_with(nested, ("tie_word_embeddings",), False),
+                                 ("text_config", "tie_word_embeddings"), True)
+    return {"hub_3b": HUB_3B, "defaults": no_defaults, "nested": nested, "4.52": v452, "ids_in_text": ids_in_text,
+            "rope_scaling": rope_scaling, "both_ropes": both_ropes, "no_section": no_section, "kv_null": kv_null,
+            "kv_absent": kv_absent, "tie_in_text": untied_top_tied_text, "tester": TRANSFORMERS_TESTER_CONFIG}
+
+
+def test_every_layout_reads_as_transformers_reads_it(tied_dir):
+    import warnings
+
+    for name, d in _variants(tied_dir).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = _as_we_read(from_hf_config(d))
+        assert ours == _as_transformers_reads(d), name
+
+
+def test_defaults_are_transformers_defaults():
+    cfg = from_hf_config(_with(_with(HUB_3B, ("rms_norm_eps",), KeyError), ("vision_config", "tokens_per_second"),
+                               KeyError))
+    assert (cfg.text.rms_norm_eps, cfg.vision.tokens_per_second) == (1e-5, 4)  # NOTES.md section 9
+    assert from_hf_config(_with(HUB_3B, ("num_key_value_heads",), KeyError)).text.num_kv_heads == 8
+
+
+def test_ignored_keys_warn_not_fail(tied_dir):
+    import warnings
+
+    variants = _variants(tied_dir)
+    for path, match in [(("frobnicate",), r"\['frobnicate'\] are not read"),
+                        (("vision_config", "frobnicate"), r"vision_config: config key\(s\) \['frobnicate'\]"),
+                        (("head_dim",), "head_dim 64 is ignored")]:
+        with pytest.warns(UserWarning, match=match):
+            assert from_hf_config(_with(HUB_3B, path, 64)) == qwen25_vl_3b()
+    with pytest.warns(UserWarning, match=r"token id\(s\) \['image_token_id'\] differ"):
+        assert from_hf_config(variants["ids_in_text"]).image_token_id == 151655
+    with pytest.warns(UserWarning, match=r"fullatt_block_indexes \[7, 15, 23, 31\] outside \[0, depth=2\)"):
+        assert from_hf_config(TRANSFORMERS_TESTER_CONFIG).vision.fullatt_block_indexes == ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("hub_3b", "nested", "4.52"):  # what real checkpoints hold warns about nothing
+            from_hf_config(variants[name])

@@ -45,7 +45,8 @@ def test_export_round_trip_through_transformers(which, request, tmp_path):
     for k in want:
         assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape, k
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
-    assert sorted(os.listdir(tmp_path)) == sorted(os.listdir(src))  # config, tokenizer, processor files
+    # config, tokenizer, processor files, plus the video processor config the source lacked
+    assert sorted(os.listdir(tmp_path)) == sorted(os.listdir(src) + ["video_preprocessor_config.json"])
     with safe_open(os.path.join(tmp_path, "model.safetensors"), "numpy") as f:
         assert f.metadata() == {"format": "pt"}
     ref, back = _hf_state(src), _hf_state(str(tmp_path))
@@ -208,3 +209,39 @@ def test_convert_cli_reports_bad_checkpoint(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     assert main(["hf-to-jax", "--hf", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "model_type" in capsys.readouterr().err
+
+
+def test_export_without_source_files_is_complete(untied_published_dir, tmp_path):
+    """A ladder_jax checkpoint holding no tokenizer/processor files exports (sharded) into a
+    directory transformers' Auto classes load alone, with the source's logits."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    from ladder_jax.convert import main
+    from ladder_jax.processing.tokenizer import CHAT_TEMPLATE
+    from ladder_jax.testing import logits_pair
+
+    ckpt, out = tmp_path / "bare", tmp_path / "export"
+    save_checkpoint(load_hf(untied_published_dir), str(ckpt))  # no source_dir: weights and config only
+    assert sorted(os.listdir(ckpt)) == ["ladder_config.json", "params.safetensors"]
+    assert main(["jax-to-hf", "--ckpt", str(ckpt), "--out", str(out), "--max-shard-size", "8MB"]) == 0
+    assert len(json.loads((out / INDEX_FILE).read_text())["weight_map"]) == len(hub_entries(tiny(tie_word_embeddings=False)))
+    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.json",
+            "preprocessor_config.json", "video_preprocessor_config.json"} <= set(os.listdir(out))
+    assert AutoConfig.from_pretrained(out).model_type == "qwen2_5_vl"
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok("Hello, world!").input_ids == [9707, 11, 1879, 0] and tok.chat_template == CHAT_TEMPLATE
+    rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert rendered.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    proc = AutoImageProcessor.from_pretrained(out)
+    assert (proc.size["shortest_edge"], proc.size["longest_edge"]) == (56 * 56, 14 * 14 * 4 * 16384)
+    video = json.loads((out / "video_preprocessor_config.json").read_text())
+    assert video["size"] == {"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28}
+    ours, theirs = logits_pair(ckpt, transformers_dir=out)  # AutoModelForImageTextToText on the export
+    assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
+
+
+def test_export_of_a_small_vocabulary_without_tokenizer_is_an_error(tmp_path):
+    from ladder_jax.checkpoint.hf import write_missing_aux_files
+
+    with pytest.raises(CheckpointError, match="vocabulary \\(99\\) is smaller than Qwen2.5's"):
+        write_missing_aux_files(str(tmp_path), tiny(vocab_size=99, image_token_id=4, video_token_id=5))

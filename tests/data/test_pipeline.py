@@ -308,3 +308,17 @@ def test_read_threads_keep_the_order_and_the_state(dataset, tokenizer_dir):
     want = _order(threaded, 5)
     threaded.set_state(state)
     assert _order(threaded, 5) == want == _order(serial, 5)
+
+
+def test_pad_tokens_that_do_not_match_the_features_name_the_row(dataset, tokenizer_dir, bad_dir):
+    """A literal <|image_pad|> in the answer would give the device's feature gather one token too
+    many: it is an error naming file, line and field (or a skipped row)."""
+    rows = [json.loads(line) for line in open(dataset / FILES["coldstart"])][:3]
+    rows[1]["solution"] = "<think>see <|image_pad|></think><answer>2</answer>"
+    path = write_jsonl(bad_dir / "bad.jsonl", rows)
+    pipe = make_pipe(bad_dir, tokenizer_dir, "coldstart", jsonl=path, shuffle=False)
+    pipe.featurizer(pipe.rows[0])
+    with pytest.raises(sft_examples.ExampleError,
+                       match=r"bad\.jsonl, line 2, field 'text': (\d+) vision pad token\(s\) in the text, but the 1 "
+                             r"grid\(s\) .* give (\d+) features"):
+        pipe.featurizer(pipe.rows[1])

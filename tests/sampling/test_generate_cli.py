@@ -84,3 +84,68 @@ def test_generate_bad_input_is_a_clear_error(capsys, dirs, tmp_path):
     bad.write_bytes(b"not an image")
     assert generate.main(["--model", str(hf), "--image", str(bad), "--prompt", "x"]) == 1
     assert "bad.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gen,flags,want", [
+    ({}, {}, dict(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0)),  # no file: greedy
+    # Qwen2.5-VL-*-Instruct's file: sampling keys honoured, top_k defaulted as GenerationConfig does
+    ({"do_sample": True, "temperature": 0.7, "top_p": 0.8, "repetition_penalty": 1.05}, {},
+     dict(temperature=0.7, top_k=50, top_p=0.8, repetition_penalty=1.05)),
+    ({"do_sample": False, "temperature": 0.7, "top_k": 3, "repetition_penalty": 1.05}, {},
+     dict(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.05)),  # greedy keeps the penalty
+    ({"do_sample": True, "temperature": 0.7, "top_k": 3}, dict(temperature=0.0, repetition_penalty=1.2),
+     dict(temperature=0.0, top_k=3, top_p=1.0, repetition_penalty=1.2)),  # flags override
+    ({}, dict(temperature=0.9, top_p=0.5), dict(temperature=0.9, top_k=0, top_p=0.5, repetition_penalty=1.0)),
+])
+def test_generation_config_is_honoured(tmp_path, gen, flags, want):
+    import json
+
+    if gen:
+        (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [5, 6], "pad_token_id": 7, **gen}))
+    assert generate.sampling_settings(str(tmp_path), **flags) == want
+    assert generate.stop_and_pad_ids(str(tmp_path)) == (((5, 6), 7) if gen else ((151645, 151643), 151643))
+
+
+def test_bad_generation_config_names_file_and_field(tmp_path):
+    (tmp_path / "generation_config.json").write_text('{"temperature": "hot"}')
+    with pytest.raises(ValueError, match=r"generation_config.json: field temperature must be a number"):
+        generate.sampling_settings(str(tmp_path))
+
+
+def test_generate_video_follows_the_video_preprocessor_config(capsys, dirs, tmp_path):
+    """The frames get the video config's limits (not the image ones), and greedy output equals
+    transformers generate on those inputs."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from ladder_jax.processing.image import VisionPreprocessConfig
+    from ladder_jax.processing.positions import mm_token_type_ids
+    from ladder_jax.processing.prompts import encode_prompt
+    from ladder_jax.processing.video import VideoPreprocessConfig
+
+    hf, _, _, frames = dirs
+    d = tmp_path / "ckpt"
+    shutil.copytree(hf, d)
+    # 168 x 168 px frames (the image limits keep them at 112): 6 x 6 merged tokens, so at 4 fps the
+    # temporal positions (0, 1, 2) stay inside the spatial extent and transformers 5.x's text
+    # position rule agrees with the default one (processing/positions.py).
+    (d / "video_preprocessor_config.json").write_text(json.dumps({"min_pixels": 168 * 168, "max_pixels": 168 * 168}))
+    tok = load_tokenizer(d)
+    p = encode_prompt(tok.tokenizer, tok.chat_template, VisionPreprocessConfig.from_checkpoint(d), "What moves?",
+                      video=frames, fps=4.0, video_cfg=VideoPreprocessConfig.from_checkpoint(d))
+    assert p.video_grid_thw.tolist() == [[3, 12, 12]]  # 5 frames of 112 px -> 168 px
+    t = torch.tensor
+    ids = t(p.input_ids[None].astype(np.int64))
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(d)).eval()
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                         mm_token_type_ids=t(mm_token_type_ids(p.input_ids[None]).astype(np.int64)),
+                         pixel_values_videos=t(p.pixel_values_videos), video_grid_thw=t(p.video_grid_thw),
+                         second_per_grid_ts=t(p.second_per_grid_ts), max_new_tokens=12, do_sample=False)
+    want = tok.tokenizer.decode([x for x in out[0, ids.shape[1]:].tolist() if x not in (151645, 151643)],
+                                skip_special_tokens=False)
+    got = run(capsys, ["--model", str(d), "--video", str(frames), "--fps", "4", "--prompt", "What moves?",
+                       "--max-new-tokens", "12"])
+    assert got == want + "\n"

@@ -18,7 +18,7 @@ from ladder_jax.processing.prompts import encode_prompt
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, load_tokenizer
 from ladder_jax.sampling import PromptBatch, Sampler, SamplingConfig, collate_prompts
 from ladder_jax.sampling.sampler import (_inverse_cdf, categorical, greedy_and_normalizer, nucleus_mask,
-                                         sample_tokens)
+                                         penalize_repeats, sample_tokens)
 from ladder_jax.testing import write_tiny_checkpoint
 
 NEW_TOKENS = 32
@@ -318,3 +318,51 @@ def test_compilations_bounded_by_buckets(model, ckpt):
     buckets = len(set(lengths))
     assert 2 <= buckets < len(lengths)
     assert s.trace_counts == {"prefill": buckets, "decode": buckets}
+
+
+def hf_greedy_penalized(hf_model, p, n: int, penalty: float) -> np.ndarray:
+    """transformers generate, greedy with repetition_penalty (its RepetitionPenaltyLogitsProcessor)."""
+    hf_model.generation_config.repetition_penalty = penalty
+    try:
+        return hf_greedy(hf_model, p, n)
+    finally:
+        hf_model.generation_config.repetition_penalty = 1.0
+
+
+def test_repetition_penalty_greedy_matches_transformers(prompts, hf_model, model, greedy_sampler):
+    """Text, video and image prompts in one left-padded batch, penalty 1.05 (the Instruct
+    checkpoints' generation_config), each equal to transformers generate alone."""
+    names = ["text", "video", "image"]
+    out = Sampler(model, dataclasses.replace(GREEDY, repetition_penalty=1.05)).generate(
+        batch_of(model, [prompts[n] for n in names]))
+    for i, n in enumerate(names):
+        np.testing.assert_array_equal(out.tokens[i], hf_greedy_penalized(hf_model, prompts[n], NEW_TOKENS, 1.05),
+                                      err_msg=n)
+    # A penalty < 1 (favouring repeats) changes this model's output, and still matches: the
+    # comparison above can fail.
+    batch = batch_of(model, [prompts["text"]])
+    boosted = Sampler(model, dataclasses.replace(GREEDY, repetition_penalty=0.5)).generate(batch)
+    assert not np.array_equal(boosted.tokens[0], greedy_sampler.generate(batch).tokens[0])
+    np.testing.assert_array_equal(boosted.tokens[0], hf_greedy_penalized(hf_model, prompts["text"], NEW_TOKENS, 0.5))
+
+
+def test_penalize_repeats_by_hand():
+    logits = jnp.asarray([[2.0, -1.0, 0.5, -3.0]])
+    got = np.asarray(jax.jit(lambda x, c: penalize_repeats(x, c, 2.0))(logits, jnp.asarray([[1, 0, 1, 1]])))
+    np.testing.assert_allclose(got, [[1.0, -2.0, 0.5, -3.0]])  # once per id, sign-dependent
+
+
+def test_pad_tokens_that_do_not_match_the_features_are_a_host_error(model, prompts):
+    """One <|image_pad|> too few or too many never reaches the device's clipped feature gather."""
+    p = prompts["image"]
+    ids = p.input_ids
+    pad = int(np.flatnonzero(ids == model.config.image_token_id)[0])
+    short = p._replace(input_ids=np.delete(ids, pad))
+    with pytest.raises(ValueError, match=r"prompt 1: (\d+) vision pad token\(s\) in the text, but the 1 grid"):
+        batch_of(model, [prompts["text"], short])
+    extra = prompts["text"]._replace(input_ids=np.insert(prompts["text"].input_ids, 3, model.config.video_token_id))
+    with pytest.raises(ValueError, match=r"prompt 0: 1 vision pad token\(s\) in the text, but the 0 grid"):
+        batch_of(model, [extra])
+    rows = p._replace(pixel_values=p.pixel_values[:-4])
+    with pytest.raises(ValueError, match=r"prompt 0: (\d+) pixel rows, but the grid"):
+        batch_of(model, [rows])
