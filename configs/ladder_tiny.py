@@ -33,6 +33,21 @@ def get_config():
 
     c.ladder = ladder_defaults()
     c.ladder.data_dir = DATA_ROOT
+    c.ladder.scenes = 16
+    c.ladder.heldout_scenes = 4  # >= 150 SPBench-SI and >= 150 SPBench-MV questions
+    c.ladder.resolution = "320x240"  # the model sees <= 16*28*28 pixels anyway: faster rendering
+    c.ladder.in_distribution_questions = 100
+    # No video questions (16 frames each: the costliest rows) and more questions per scene of
+    # the single-image / multi-view tasks, relative direction and distance above all.
+    c.ladder.caps = {
+        "video": {t: 0 for t in ("object_count", "absolute_distance", "object_size", "room_size",
+                                 "relative_distance", "relative_direction", "appearance_order")},
+        "single_image": {"relative_direction": 30, "relative_distance": 20, "absolute_distance": 8,
+                         "object_size": 8},
+        "multi_view": {"relative_direction": 20, "relative_distance": 12, "absolute_distance": 6,
+                       "object_size": 8, "object_count": 2},
+    }
+    c.ladder.question_options = {"per_image_cap": 8, "per_category_cap": 8}
 
     c.model.preset = "tiny"
     c.model.compute_dtype = "bfloat16"  # float32 master weights; ~1.9x faster steps on this CPU
