@@ -91,16 +91,20 @@ def get_config():
     c.grpo.temperature = 1.0
     c.grpo.top_k = 50
 
+    # Fixed shapes (sequence buckets x total-patch buckets of a batch of 8): every image is
+    # 112x84 (12 tokens, 48 patches), a multi-view question has 8 of them, so one patch bucket
+    # per stage fits every batch; a sequence beyond 256 tokens (rare) takes the 512 bucket.
     c.stage1 = ml_collections.ConfigDict({
-        "data": {"kind": "grounding"},
+        "data": {"kind": "grounding", "seq_buckets": "step:256:512", "patch_buckets": "step:384:384"},
         "train": {"num_steps": 60},
     })
     c.stage2 = ml_collections.ConfigDict({
-        "data": {"kind": "spatial"},
+        "data": {"kind": "spatial", "seq_buckets": "step:256:512", "patch_buckets": "step:3072:3072"},
         "train": {"num_steps": 150},
     })
     c.coldstart = ml_collections.ConfigDict({
-        "data": {"kind": "coldstart"},  # written by the ladder: rejection sampling + templates
+        # written by the ladder: rejection sampling + templates
+        "data": {"kind": "coldstart", "seq_buckets": "step:256:512", "patch_buckets": "step:3072:3072"},
         "train": {"num_steps": 200},
     })
     c.stage3 = ml_collections.ConfigDict({

@@ -29,18 +29,18 @@ class CompileCounter:
         if not self._installed:
             import jax
 
-            jax.monitoring.register_event_duration_secs_listener(self._on_duration)
-            jax.monitoring.register_event_listener(self._on_event)
+            jax.monitoring.register_event_duration_secs_listener(self.on_duration)
+            jax.monitoring.register_event_listener(self.on_event)
             self._installed = True
         return self
 
-    def _on_duration(self, event: str, seconds: float, **_) -> None:
+    def on_duration(self, event: str, seconds: float, **_) -> None:
         if event == _BACKEND_COMPILE:
             with self._lock:
                 self.backend += 1
                 self.seconds += seconds
 
-    def _on_event(self, event: str, **_) -> None:
+    def on_event(self, event: str, **_) -> None:
         if event == _CACHE_HIT:
             with self._lock:
                 self.cache_hits += 1

@@ -145,15 +145,14 @@ def test_miniature_ladder_runs_end_to_end_and_resumes(tmp_path):
     assert {n: os.path.getmtime(os.path.join(cfg.workdir, n, ladder.SUMMARY)) for n in mtimes} == mtimes
 
 
-def test_ablation_leaves_stage1_out_and_says_so(tmp_path):
-    cfg = miniature_config(tmp_path, steps=("stage2", "coldstart", "stage3"))
-    with cfg.unlocked():
-        cfg.ladder.eval_benchmarks = ("SPBench-SI",)
+def test_ablation_leaves_stages_out_and_says_so(tmp_path):
+    cfg = miniature_config(tmp_path, steps=("stage2",), eval_benchmarks=("SPBench-SI",))
     ladder.run(cfg)
     report = json.load(open(os.path.join(cfg.workdir, "report.json")))
-    assert list(report["stages"]) == ["untrained", "stage2", "coldstart", "stage3"]
-    assert report["ablation"] == {"steps": ["stage2", "coldstart", "stage3"], "left_out": ["stage1"]}
-    assert "left out: stage1" in open(os.path.join(cfg.workdir, "report.md")).read()
+    assert list(report["stages"]) == ["untrained", "stage2"] and report["stage3"] is None
+    assert report["ablation"] == {"steps": ["stage2"], "left_out": ["stage1", "coldstart", "stage3"]}
+    assert list(report["checks"]) == ["stage2", "numeric_answers_parse"]
+    assert "left out: stage1, coldstart, stage3" in open(os.path.join(cfg.workdir, "report.md")).read()
 
 
 def test_steps_must_be_known_and_in_order(tmp_path):
