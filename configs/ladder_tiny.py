@@ -100,7 +100,7 @@ def get_config():
     })
     c.stage2 = ml_collections.ConfigDict({
         "data": {"kind": "spatial", "seq_buckets": "step:256:512", "patch_buckets": "step:3072:3072"},
-        "train": {"num_steps": 150},
+        "train": {"num_steps": 300},  # ~1 s a step on this CPU
     })
     c.coldstart = ml_collections.ConfigDict({
         # written by the ladder: rejection sampling + templates

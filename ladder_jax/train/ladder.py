@@ -34,6 +34,7 @@ from ladder_jax.train.compilations import counter as compile_counter
 
 SUMMARY = "summary.json"
 COLDSTART_FILE = "coldstart_data.jsonl"
+RUN_FILE = "ladder_run.json"
 
 
 def _log(msg: str) -> None:
@@ -167,10 +168,10 @@ def run(cfg: ml_collections.ConfigDict) -> list[dict]:
     lc = cfg.ladder
     check_steps(lc)
     workdir = os.path.abspath(cfg.workdir)
-    os.makedirs(workdir, exist_ok=True)
+    check_workdir(cfg, workdir)
     compile_counter.install()
     t_start = time.time()
-    parts = ladder_report.Parts(compile_counter)
+    parts = ladder_report.Parts(compile_counter, workdir)
     with parts("data"):
         data = ladder_data.ensure_data(cfg)
 
@@ -202,10 +203,10 @@ def run(cfg: ml_collections.ConfigDict) -> list[dict]:
             evals[name], engine = _evaluate_once(cfg, model_dir, stage_dir, prompt)
             blanks[name], _ = _evaluate_once(cfg, model_dir, stage_dir, prompt, blank=True, engine=engine)
         stages.append(summary)
-    parts.seconds["this_run"] = round(time.time() - t_start, 1)
     report = ladder_report.build_report(cfg, data, stages, evals, blanks, parts)
+    report["seconds"]["this_run"] = round(time.time() - t_start, 1)
     paths = ladder_report.write_report(workdir, report)
-    _log(f"report: {paths['report_md']} ({parts.seconds['this_run']:.0f}s in this run)")
+    _log(f"report: {paths['report_md']} ({report['seconds']['this_run']:.0f}s in this run)")
     return [{"name": "ladder", "preempted": False, "report": paths["report_md"], "seconds": report["seconds"],
              "held_out_overall": {k: {b: v[b]["overall"] for b in v} for k, v in report["stages"].items()}}]
 
@@ -219,6 +220,24 @@ def check_steps(lc: ml_collections.ConfigDict) -> None:
         raise ValueError(f"ladder.steps {tuple(lc.steps)}: unknown stage(s) {unknown}; choose from {order}")
     if sorted(lc.steps, key=order.index) != list(lc.steps) or len(set(lc.steps)) != len(lc.steps):
         raise ValueError(f"ladder.steps {tuple(lc.steps)}: stages must appear once each, in the order {order}")
+
+
+def check_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir holds one ladder: its finished parts are reused only by a run of the same seed,
+    steps and data settings (RUN_FILE records them); another is refused before anything runs."""
+    want = {"seed": int(cfg.seed), "steps": list(cfg.ladder.steps), "data": ladder_data.data_settings(cfg)}
+    path = os.path.join(workdir, RUN_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            have = json.load(f)
+        if have != want:
+            diff = sorted(k for k in want if have.get(k) != want[k])
+            raise ValueError(f"{workdir} holds a ladder run with other {', '.join(diff)} ({path}); "
+                             f"pass another --config.workdir (e.g. {cfg.workdir}_seed{int(cfg.seed)})")
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(want, f, indent=2)
 
 
 def _evaluate_once(cfg, model_dir: str, stage_dir: str, prompt: str, blank: bool = False, engine=None):

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 __all__ = ["BENCHMARKS", "TRAIN_SPATIAL", "SETTINGS", "data_dir", "benchmark_path", "image_root", "ensure_data",
-           "question_options"]
+           "question_options", "data_settings"]
 
 # Report name -> (benchmark file, image root under the data folder).
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -58,7 +58,7 @@ def question_options(lc: ml_collections.ConfigDict):
     return Options().replace(caps=caps, **dict(lc.question_options))
 
 
-def _settings(cfg: ml_collections.ConfigDict) -> dict:
+def data_settings(cfg: ml_collections.ConfigDict) -> dict:
     lc = cfg.ladder
     return {"seed": int(cfg.seed), "scenes": lc.scenes, "frames": lc.frames, "resolution": lc.resolution,
             "heldout_scenes": lc.heldout_scenes, "in_distribution_questions": lc.in_distribution_questions,
@@ -68,7 +68,7 @@ def _settings(cfg: ml_collections.ConfigDict) -> dict:
 def ensure_data(cfg: ml_collections.ConfigDict) -> dict:
     """The ladder's dataset for cfg (generated once per seed, then reused); returns its summary."""
     data = data_dir(cfg)
-    want = _settings(cfg)
+    want = data_settings(cfg)
     path = os.path.join(data, SETTINGS)
     if os.path.isfile(path):
         with open(path) as f:

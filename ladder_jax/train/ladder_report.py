@@ -36,20 +36,33 @@ PARTS_FILE = "parts.json"
 
 
 class Parts:
-    """Wall time and XLA compilations of each named part of a run (`with parts("stage1"): ...`)."""
+    """Wall time and XLA compilations of each named part of a run (`with parts("stage1"): ...`).
 
-    def __init__(self, compile_counter):
+    Kept in WORKDIR/PARTS_FILE: a rerun that finds a part already done keeps the figures of the
+    run that did it, so the report always shows what each part cost."""
+
+    def __init__(self, compile_counter, workdir: str):
         self.counter = compile_counter
-        self.seconds: dict[str, float] = {}
-        self.compilations: dict[str, dict] = {}
+        self.path = os.path.join(workdir, PARTS_FILE)
+        done = {}
+        if os.path.isfile(self.path):
+            with open(self.path) as f:
+                done = json.load(f)
+        self.seconds: dict[str, float] = done.get("seconds", {})
+        self.compilations: dict[str, dict] = done.get("compilations", {})
+        self._done = set(self.seconds)
 
     @contextlib.contextmanager
     def __call__(self, name: str):
         t0, c0 = time.time(), self.counter.snapshot()
         yield
+        if name in self._done:
+            return
         c1 = self.counter.snapshot()
         self.seconds[name] = round(time.time() - t0, 1)
-        self.compilations[name] = {k: (round(c1[k] - c0[k], 1)) for k in c1}
+        self.compilations[name] = {k: round(c1[k] - c0[k], 1) for k in c1}
+        with open(self.path, "w") as f:
+            json.dump({"seconds": self.seconds, "compilations": self.compilations}, f, indent=2)
 
 
 def _numeric_answers(items, pred_path: str) -> dict:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from ladder_jax.train import ladder_data
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ladder_tiny.py"
 
 
 def spatial_rows(n):
@@ -43,3 +46,35 @@ def test_in_distribution_split_moves_rows_out_of_training(tmp_path):
     assert other != held
     with pytest.raises(ValueError, match="spld_spatial_data.jsonl"):
         ladder_data.split_in_distribution(str(src), str(tmp_path), 8, seed=0)
+
+
+def test_the_default_ladder_dataset_is_big_enough_to_read(tmp_path):
+    """configs/ladder_tiny.py's dataset: >= 150 SPBench-SI and >= 150 SPBench-MV questions from
+    >= 2 held-out scenes, an in-distribution split, grey copies of every benchmark image."""
+    import numpy as np
+    from PIL import Image
+
+    from ladder_jax.eval.inputs import load_eval_items
+    from ladder_jax.train.config_cli import load_config_file
+
+    cfg = load_config_file(str(CONFIG))
+    with cfg.unlocked():
+        cfg.ladder.data_dir = str(tmp_path / "data")
+    s = ladder_data.ensure_data(cfg)
+    assert s["spbench_si_rows"] >= 150 and s["spbench_mv_rows"] >= 150 and len(s["heldout_scenes"]) >= 2
+    assert s["in_distribution_rows"] == cfg.ladder.in_distribution_questions
+    data = ladder_data.data_dir(cfg)
+    train_scenes = {json.loads(line)["image"][0].split("/")[1]
+                    for line in open(f"{data}/{ladder_data.TRAIN_SPATIAL}")}
+    assert train_scenes.isdisjoint(s["heldout_scenes"])
+    for bench in ladder_data.BENCHMARKS:
+        items = load_eval_items(ladder_data.benchmark_path(data, bench), ladder_data.image_root(data, bench, blank=True))
+        scenes = {p.parent.name for it in items for p in it.images}
+        assert scenes <= (set(s["heldout_scenes"]) if bench != "in_distribution" else train_scenes)
+        grey = np.asarray(Image.open(items[0].images[0]).convert("RGB"))
+        assert (grey == 128).all()
+    assert ladder_data.ensure_data(cfg)["generated"] is False  # reused
+    with cfg.unlocked():
+        cfg.ladder.scenes = 17
+    with pytest.raises(ValueError, match="scenes"):
+        ladder_data.ensure_data(cfg)

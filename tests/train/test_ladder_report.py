@@ -71,3 +71,18 @@ def test_compile_counter_sees_a_real_jit():
     f(a)  # same shape: no new compilation
     f(b)
     assert counter.snapshot()["compiled"] - before == 2
+
+
+def test_parts_keep_the_figures_of_the_run_that_did_them(tmp_path):
+    c = CompileCounter()
+    parts = ladder_report.Parts(c, str(tmp_path))
+    with parts("stage1"):
+        c.on_duration("/jax/core/compile/backend_compile_duration", 2.0)
+    assert parts.compilations["stage1"] == {"compiled": 1, "cache_hits": 0, "compile_seconds": 2.0}
+    rerun = ladder_report.Parts(CompileCounter(), str(tmp_path))  # finds stage1 done
+    with rerun("stage1"):
+        pass
+    with rerun("stage2"):
+        pass
+    assert rerun.compilations["stage1"]["compiled"] == 1 and rerun.seconds["stage1"] == parts.seconds["stage1"]
+    assert rerun.compilations["stage2"]["compiled"] == 0
