@@ -1,15 +1,22 @@
 """The embedded default: the whole ladder with a tiny random Qwen2.5-VL on CPU.
 
-    python -m ladder_jax.train --config configs/ladder_tiny.py
+    python -m ladder_jax.train --config configs/ladder_tiny.py [--config.seed=N]
+        [--config.ladder.steps=stage2,coldstart,stage3]   (an ablation: no stage 1)
 
-1. Data: 8 procedural scenes written by data_gen into data/ladder_tiny (reused when present):
-   SpatialLadder-26k-style grounding and spatial JSONL, one held-out scene as SPBench-SI/MV.
+1. Data (once per seed, data/ladder_tiny/seed<N>): 16 procedural scenes at 320x240, 4 of them
+   held out as SPBench-SI (229 questions for seed 0) and SPBench-MV (159); 100 questions of
+   the training scenes kept out of training as the in_distribution split; no video questions.
 2. Model: the `tiny` preset (2 text layers of width 64, 4 vision blocks of width 32, the exact
-   Qwen2.5 vocabulary and tokenizer), randomly initialised, evaluated untrained.
-3. Stage 1 (localization SFT) -> stage 2 (spatial SFT) -> cold start (rejection sampling with the
-   stage-2 model, topped up with template think/answer rows, then SFT) -> stage 3 (GRPO), each
-   starting from the previous stage's model and evaluated on the held-out scene.
-4. runs/ladder_tiny/report.md: a table per stage, loss and reward curves.
+   Qwen2.5 vocabulary and tokenizer), randomly initialised; images at most 16*28*28 pixels
+   (112x84 here: 12 vision tokens).
+3. Stage 1 (localization SFT, 60 steps) -> stage 2 (spatial SFT, 300 steps) -> cold start
+   (rejection sampling with the stage-2 model, topped up with template think/answer rows, then
+   200 SFT steps) -> stage 3 (GRPO, 12 steps), each from the previous stage's model, batch 8,
+   lr 5e-3 cosine for SFT and 1e-4 for GRPO; every stage evaluated on every split with its
+   images and with blank (grey) images.
+4. runs/ladder_tiny/report.json and report.md: the text-only prior and blank-image rows, 95%
+   bootstrap intervals, the checks, the curves, the seconds and XLA compilations of each part.
+   See docs/ladder.md.
 
 Everything is resumable: rerun the command and finished parts are skipped.
 """
