@@ -1,15 +1,22 @@
 """The embedded default: the whole ladder with a tiny random Qwen2.5-VL on CPU.
 
-    python -m ladder_jax.train --config configs/ladder_tiny.py
+    python -m ladder_jax.train --config configs/ladder_tiny.py [--config.seed=N]
+        [--config.ladder.steps=stage2,coldstart,stage3]   (an ablation: no stage 1)
 
-1. Data: 8 procedural scenes written by data_gen into data/ladder_tiny (reused when present):
-   SpatialLadder-26k-style grounding and spatial JSONL, one held-out scene as SPBench-SI/MV.
+1. Data (once per seed, data/ladder_tiny/seed<N>): 16 procedural scenes at 320x240, 4 of them
+   held out as SPBench-SI (229 questions for seed 0) and SPBench-MV (159); 100 questions of
+   the training scenes kept out of training as the in_distribution split; no video questions.
 2. Model: the `tiny` preset (2 text layers of width 64, 4 vision blocks of width 32, the exact
-   Qwen2.5 vocabulary and tokenizer), randomly initialised, evaluated untrained.
-3. Stage 1 (localization SFT) -> stage 2 (spatial SFT) -> cold start (rejection sampling with the
-   stage-2 model, topped up with template think/answer rows, then SFT) -> stage 3 (GRPO), each
-   starting from the previous stage's model and evaluated on the held-out scene.
-4. runs/ladder_tiny/report.md: a table per stage, loss and reward curves.
+   Qwen2.5 vocabulary and tokenizer), randomly initialised; images at most 16*28*28 pixels
+   (112x84 here: 12 vision tokens).
+3. Stage 1 (localization SFT, 60 steps) -> stage 2 (spatial SFT, 300 steps) -> cold start
+   (rejection sampling with the stage-2 model, topped up with template think/answer rows, then
+   200 SFT steps) -> stage 3 (GRPO, 12 steps), each from the previous stage's model, batch 8,
+   lr 5e-3 cosine for SFT and 1e-4 for GRPO; every stage evaluated on every split with its
+   images and with blank (grey) images.
+4. runs/ladder_tiny/report.json and report.md: the text-only prior and blank-image rows, 95%
+   bootstrap intervals, the checks, the curves, the seconds and XLA compilations of each part.
+   See docs/ladder.md.
 
 Everything is resumable: rerun the command and finished parts are skipped.
 """
@@ -33,6 +40,21 @@ def get_config():
 
     c.ladder = ladder_defaults()
     c.ladder.data_dir = DATA_ROOT
+    c.ladder.scenes = 16
+    c.ladder.heldout_scenes = 4  # >= 150 SPBench-SI and >= 150 SPBench-MV questions
+    c.ladder.resolution = "320x240"  # the model sees <= 16*28*28 pixels anyway: faster rendering
+    c.ladder.in_distribution_questions = 100
+    # No video questions (16 frames each: the costliest rows) and more questions per scene of
+    # the single-image / multi-view tasks, relative direction and distance above all.
+    c.ladder.caps = {
+        "video": {t: 0 for t in ("object_count", "absolute_distance", "object_size", "room_size",
+                                 "relative_distance", "relative_direction", "appearance_order")},
+        "single_image": {"relative_direction": 30, "relative_distance": 20, "absolute_distance": 8,
+                         "object_size": 8},
+        "multi_view": {"relative_direction": 20, "relative_distance": 12, "absolute_distance": 6,
+                       "object_size": 8, "object_count": 2},
+    }
+    c.ladder.question_options = {"per_image_cap": 8, "per_category_cap": 8}
 
     c.model.preset = "tiny"
     c.model.compute_dtype = "bfloat16"  # float32 master weights; ~1.9x faster steps on this CPU
@@ -76,16 +98,20 @@ def get_config():
     c.grpo.temperature = 1.0
     c.grpo.top_k = 50
 
+    # Fixed shapes (sequence buckets x total-patch buckets of a batch of 8): every image is
+    # 112x84 (12 tokens, 48 patches), a multi-view question has 8 of them, so one patch bucket
+    # per stage fits every batch; a sequence beyond 256 tokens (rare) takes the 512 bucket.
     c.stage1 = ml_collections.ConfigDict({
-        "data": {"kind": "grounding"},
+        "data": {"kind": "grounding", "seq_buckets": "step:256:512", "patch_buckets": "step:384:384"},
         "train": {"num_steps": 60},
     })
     c.stage2 = ml_collections.ConfigDict({
-        "data": {"kind": "spatial"},
-        "train": {"num_steps": 150},
+        "data": {"kind": "spatial", "seq_buckets": "step:256:512", "patch_buckets": "step:3072:3072"},
+        "train": {"num_steps": 300},  # ~1 s a step on this CPU
     })
     c.coldstart = ml_collections.ConfigDict({
-        "data": {"kind": "coldstart"},  # written by the ladder: rejection sampling + templates
+        # written by the ladder: rejection sampling + templates
+        "data": {"kind": "coldstart", "seq_buckets": "step:256:512", "patch_buckets": "step:3072:3072"},
         "train": {"num_steps": 200},
     })
     c.stage3 = ml_collections.ConfigDict({

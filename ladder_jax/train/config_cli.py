@@ -70,6 +70,8 @@ def _parse_value(text: str, old: Any, key: str) -> Any:
         if isinstance(old, str):
             return text
         if isinstance(old, (tuple, list)):
+            if old and all(isinstance(v, str) for v in old) and not text.lstrip().startswith(("(", "[", "'", '"')):
+                return type(old)(v.strip() for v in text.split(",") if v.strip())  # a,b,c: names
             val = ast.literal_eval(text)
             if not isinstance(val, (tuple, list)):
                 val = (val,)

@@ -4,8 +4,9 @@
 
 Steps, each skipped when its result is already in WORKDIR (rerun the command to resume):
 
-1. data: procedural scenes and SpatialLadder-26k-style data with data_gen (reused when the
-   JSONL files exist), held-out scenes as SPBench-SI/MV parquet;
+1. data (ladder_data): procedural scenes and SpatialLadder-26k-style data with data_gen, once per
+   seed; held-out scenes as SPBench-SI/MV parquet, held-out questions of training scenes as the
+   in_distribution split, grey copies of their images for the blank-image control;
 2. the untrained model (random init of cfg.model.preset, exact Qwen2.5 tokenizer) saved as a
    model directory and evaluated on the held-out split;
 3. every name of cfg.ladder.steps in order, each a stage config = cfg with cfg[name]'s fields
@@ -13,9 +14,10 @@ Steps, each skipped when its result is already in WORKDIR (rerun the command to 
    and the GRPO stage (trainer "grpo"); the cold-start stage first writes its data by
    rejection sampling with the previous model (ladder_jax.coldstart), topped up with template
    rows when the model passes too few (a tiny random model passes none);
-4. after every stage, evaluation on the held-out split (direct prompts before cold start,
-   think/answer prompts after) and a report: WORKDIR/report.md (a table per stage, the curves)
-   and WORKDIR/report.json.
+4. after every stage, evaluation on every split (direct prompts before cold start, think/answer
+   prompts after), with the real images and with the blank ones; then the report
+   (ladder_report): WORKDIR/report.json and report.md, with the text-only prior, the
+   blank-image controls, 95% bootstrap intervals, the time and compilations of every part.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import time
 import ml_collections
 
 from ladder_jax.train import grpo as grpo_lib
-from ladder_jax.train import sft
+from ladder_jax.train import ladder_data, ladder_report, sft
+from ladder_jax.train.compilations import counter as compile_counter
 
 SUMMARY = "summary.json"
 COLDSTART_FILE = "coldstart_data.jsonl"
+RUN_FILE = "ladder_run.json"
 
 
 def _log(msg: str) -> None:
@@ -39,7 +43,7 @@ def _log(msg: str) -> None:
 
 # ----------------------------------------------------------------------------- configs
 
-DATA_FILES = {"grounding": "spld_grounding_data.jsonl", "spatial": "spld_spatial_data.jsonl"}
+DATA_FILES = {"grounding": "spld_grounding_data.jsonl", "spatial": ladder_data.TRAIN_SPATIAL}
 
 
 def stage_config(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> ml_collections.ConfigDict:
@@ -57,7 +61,7 @@ def stage_config(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> m
         c.init_from = init_from
         c.trainer = "sft"
     sft._apply_nested(c, cfg[name], name)
-    data = os.path.abspath(cfg.ladder.data_dir)
+    data = ladder_data.data_dir(cfg)
     with c.unlocked():
         c.data.image_root = c.data.image_root or data
         if not c.data.jsonl:
@@ -86,28 +90,6 @@ def _save_summary(workdir: str, summary: dict) -> dict:
 
 # ----------------------------------------------------------------------------- steps
 
-def ensure_data(lc: ml_collections.ConfigDict) -> dict:
-    """data_gen's procedural dataset under lc.data_dir, generated once and reused."""
-    data = os.path.abspath(lc.data_dir)
-    files = [os.path.join(data, f) for f in ("spld_grounding_data.jsonl", "spld_spatial_data.jsonl",
-                                             "spbench_si.parquet")]
-    if all(os.path.isfile(f) for f in files):
-        _log(f"reusing the dataset in {data}")
-        return {"data_dir": data, "generated": False}
-    from data_gen import build, synthetic
-    from data_gen.tasks import Options
-
-    t0 = time.time()
-    scenes = os.path.join(data, "scenes")
-    w, h = (int(v) for v in lc.resolution.split("x"))
-    _log(f"generating {lc.scenes} procedural scenes in {scenes}")
-    synthetic.write_scenes(scenes, lc.scenes, seed=lc.seed, n_frames=lc.frames, color_size=(w, h), workers=1)
-    _log(f"building the dataset in {data}")
-    stats = build.build_dataset(scenes, data, seed=lc.seed, opts=Options(), heldout=lc.heldout_scenes, workers=1)
-    return {"data_dir": data, "generated": True, "seconds": round(time.time() - t0, 1),
-            "rows": {k: v for k, v in stats.items() if isinstance(v, (int, float))}}
-
-
 def write_untrained(cfg: ml_collections.ConfigDict, out_dir: str) -> str:
     """The randomly initialised model of cfg.model.preset as a model directory."""
     if os.path.isfile(os.path.join(out_dir, "ladder_config.json")):
@@ -123,26 +105,27 @@ def write_untrained(cfg: ml_collections.ConfigDict, out_dir: str) -> str:
     return out_dir
 
 
-def evaluate(lc: ml_collections.ConfigDict, model_dir: str, out_dir: str, prompt: str) -> dict:
-    """Greedy evaluation of model_dir on the held-out SPBench-SI/MV parquet files."""
+def evaluate(cfg: ml_collections.ConfigDict, model_dir: str, out_dir: str, prompt: str, blank: bool = False,
+             engine=None) -> tuple[dict, object]:
+    """Greedy evaluation of model_dir on cfg.ladder.eval_benchmarks, with their images or (blank)
+    the grey copies. Returns ({bench: ladder_report.bench_result}, the EvalModel, for reuse)."""
     from ladder_jax.eval.run import EvalModel, RunConfig, run_eval
 
-    data = os.path.abspath(lc.data_dir)
+    lc = cfg.ladder
+    data = ladder_data.data_dir(cfg)
     max_new = lc.eval_max_new_tokens_think if prompt == "think" else lc.eval_max_new_tokens_direct
-    engine = None
     results = {}
-    for name in lc.eval_benchmarks:
-        bench = os.path.join(data, f"{name}.parquet")
-        rc = RunConfig(model=model_dir, benchmark=bench, image_root=os.path.join(data, "spbench_images"),
-                       out=os.path.join(out_dir, name), prompt=prompt, batch_size=lc.eval_batch_size,
-                       max_new_tokens=max_new)
+    for bench in lc.eval_benchmarks:
+        rc = RunConfig(model=model_dir, benchmark=ladder_data.benchmark_path(data, bench),
+                       image_root=ladder_data.image_root(data, bench, blank), out=os.path.join(out_dir, bench),
+                       prompt=prompt, batch_size=lc.eval_batch_size, max_new_tokens=max_new)
         if engine is None:
             engine = EvalModel(model_dir, max_new_tokens=max_new)
         r = run_eval(rc, log=_log, engine=engine)
-        results[name] = {"overall": r["scores"]["overall"], "per_task": r["scores"]["per_task"],
-                         "questions": len(r["scores"].get("counts", {})) or None}
-        _log(f"{os.path.basename(os.path.dirname(out_dir))} {name}: overall {r['scores']['overall']:.1f}")
-    return results
+        results[bench] = ladder_report.bench_result(rc.benchmark, r["scores"]["predictions"])
+        _log(f"{os.path.basename(os.path.dirname(out_dir))} {bench}{' (blank images)' if blank else ''}: "
+             f"overall {results[bench]['figures']['overall']:.1f}")
+    return results, engine
 
 
 def coldstart_data(cfg: ml_collections.ConfigDict, model_dir: str, out: str) -> dict:
@@ -150,7 +133,7 @@ def coldstart_data(cfg: ml_collections.ConfigDict, model_dir: str, out: str) -> 
     from ladder_jax import coldstart
 
     lc = cfg.ladder
-    spatial = os.path.join(os.path.abspath(lc.data_dir), "spld_spatial_data.jsonl")
+    spatial = os.path.join(ladder_data.data_dir(cfg), ladder_data.TRAIN_SPATIAL)
     sampled = out.replace(".jsonl", ".sampled.jsonl")
     s = coldstart.coldstart(model_dir, spatial, sampled, samples=lc.coldstart_samples, lam=lc.coldstart_lambda,
                             batch_size=lc.eval_batch_size, max_new_tokens=lc.eval_max_new_tokens_think,
@@ -173,6 +156,7 @@ def run_stage(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> dict
         with c.unlocked():
             del c["grpo"]
         summary = sft.train_stage(c)
+    summary["seq_buckets"], summary["patch_buckets"] = c.data.seq_buckets, c.data.patch_buckets
     if summary["preempted"]:
         raise KeyboardInterrupt(f"stage {name} preempted: state saved; rerun the same command to resume")
     return summary
@@ -182,57 +166,93 @@ def run_stage(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> dict
 
 def run(cfg: ml_collections.ConfigDict) -> list[dict]:
     lc = cfg.ladder
+    check_steps(lc)
     workdir = os.path.abspath(cfg.workdir)
-    os.makedirs(workdir, exist_ok=True)
+    check_workdir(cfg, workdir)
+    compile_counter.install()
     t_start = time.time()
-    timings: dict[str, float] = {}
-    data = ensure_data(lc)
-    timings["data"] = data.get("seconds", 0.0)
+    parts = ladder_report.Parts(compile_counter, workdir)
+    with parts("data"):
+        data = ladder_data.ensure_data(cfg)
 
-    rows: list[dict] = []
+    stages: list[dict] = []
+    evals: dict[str, dict] = {}
+    blanks: dict[str, dict] = {}
     model_dir = write_untrained(cfg, os.path.join(workdir, "untrained", "model"))
-    evals = {"untrained": _evaluate_once(lc, model_dir, os.path.join(workdir, "untrained"), "direct")}
-    timings["eval_untrained"] = evals["untrained"]["seconds"]
+    with parts("eval_untrained"):
+        evals["untrained"], _ = _evaluate_once(cfg, model_dir, os.path.join(workdir, "untrained"), "direct")
     prompt = "direct"
     for name in lc.steps:
         stage_dir = os.path.join(workdir, name)
-        summary = _done(stage_dir)
-        if summary is None:
-            t0 = time.time()
-            if name in lc.coldstart_steps:
-                cs = coldstart_data(cfg, model_dir, os.path.join(stage_dir, COLDSTART_FILE))
-            summary = run_stage(cfg, name, model_dir)
-            if name in lc.coldstart_steps:
-                summary["coldstart"] = cs
-            summary["first_loss"] = _first_loss(summary["workdir"])
-            summary["seconds"] = round(time.time() - t0, 1)
-            summary = _save_summary(stage_dir, summary)
-        timings[name] = summary["seconds"]
+        with parts(name):
+            summary = _done(stage_dir)
+            if summary is None:
+                t0 = time.time()
+                if name in lc.coldstart_steps:
+                    cs = coldstart_data(cfg, model_dir, os.path.join(stage_dir, COLDSTART_FILE))
+                summary = run_stage(cfg, name, model_dir)
+                if name in lc.coldstart_steps:
+                    summary["coldstart"] = cs
+                summary["first_loss"] = _first_loss(summary["workdir"])
+                summary["seconds"] = round(time.time() - t0, 1)
+                summary = _save_summary(stage_dir, summary)
         model_dir = summary["model_dir"]
         if name in lc.coldstart_steps or name in lc.grpo_steps:
             prompt = "think"
-        evals[name] = _evaluate_once(lc, model_dir, stage_dir, prompt)
-        timings[f"eval_{name}"] = evals[name]["seconds"]
-        rows.append(summary)
-    timings["this_run"] = round(time.time() - t_start, 1)
-    report = write_report(cfg, data, rows, evals, timings)
-    _log(f"report: {report['report_md']} ({timings['this_run']:.0f}s in this run)")
-    return [{"name": "ladder", "preempted": False, "report": report["report_md"], "timings": timings,
-             "held_out_overall": {k: {b: v[b]["overall"] for b in lc.eval_benchmarks} for k, v in evals.items()}}]
+        with parts(f"eval_{name}"):
+            evals[name], engine = _evaluate_once(cfg, model_dir, stage_dir, prompt)
+            blanks[name], _ = _evaluate_once(cfg, model_dir, stage_dir, prompt, blank=True, engine=engine)
+        stages.append(summary)
+    report = ladder_report.build_report(cfg, data, stages, evals, blanks, parts)
+    report["seconds"]["this_run"] = round(time.time() - t_start, 1)
+    paths = ladder_report.write_report(workdir, report)
+    _log(f"report: {paths['report_md']} ({report['seconds']['this_run']:.0f}s in this run)")
+    return [{"name": "ladder", "preempted": False, "report": paths["report_md"], "seconds": report["seconds"],
+             "held_out_overall": {k: {b: v[b]["overall"] for b in v} for k, v in report["stages"].items()}}]
 
 
-def _evaluate_once(lc, model_dir: str, stage_dir: str, prompt: str) -> dict:
-    path = os.path.join(stage_dir, "eval", "results.json")
+def check_steps(lc: ml_collections.ConfigDict) -> None:
+    """The ladder's steps must be known stage names, in the ladder's order (an ablation drops
+    some: `--config.ladder.steps=stage2,coldstart,stage3`)."""
+    order = list(ladder_report.STAGE_ORDER[1:])
+    unknown = [s for s in lc.steps if s not in order]
+    if unknown or not lc.steps:
+        raise ValueError(f"ladder.steps {tuple(lc.steps)}: unknown stage(s) {unknown}; choose from {order}")
+    if sorted(lc.steps, key=order.index) != list(lc.steps) or len(set(lc.steps)) != len(lc.steps):
+        raise ValueError(f"ladder.steps {tuple(lc.steps)}: stages must appear once each, in the order {order}")
+
+
+def check_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir holds one ladder: its finished parts are reused only by a run of the same seed,
+    steps and data settings (RUN_FILE records them); another is refused before anything runs."""
+    want = {"seed": int(cfg.seed), "steps": list(cfg.ladder.steps), "data": ladder_data.data_settings(cfg)}
+    path = os.path.join(workdir, RUN_FILE)
     if os.path.isfile(path):
         with open(path) as f:
-            return json.load(f)
+            have = json.load(f)
+        if have != want:
+            diff = sorted(k for k in want if have.get(k) != want[k])
+            raise ValueError(f"{workdir} holds a ladder run with other {', '.join(diff)} ({path}); "
+                             f"pass another --config.workdir (e.g. {cfg.workdir}_seed{int(cfg.seed)})")
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(want, f, indent=2)
+
+
+def _evaluate_once(cfg, model_dir: str, stage_dir: str, prompt: str, blank: bool = False, engine=None):
+    """evaluate() with its result cached in STAGE_DIR/eval[_blank]/results.json."""
+    out = os.path.join(stage_dir, "eval_blank" if blank else "eval")
+    path = os.path.join(out, "results.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f), engine
     t0 = time.time()
-    res = evaluate(lc, model_dir, os.path.join(stage_dir, "eval"), prompt)
-    res["prompt"] = prompt
-    res["seconds"] = round(time.time() - t0, 1)
+    res, engine = evaluate(cfg, model_dir, out, prompt, blank=blank, engine=engine)
+    res = {"benchmarks": res, "prompt": prompt, "seconds": round(time.time() - t0, 1)}
     with open(path, "w") as f:
         json.dump(res, f, indent=2)
-    return res
+    return res, engine
 
 
 def _first_loss(workdir: str) -> float | None:
@@ -247,59 +267,21 @@ def _first_loss(workdir: str) -> float | None:
     return None
 
 
-# ----------------------------------------------------------------------------- report
-
-def _curve_paths(summary: dict) -> list[str]:
-    return [summary[k] for k in ("loss_curve", "reward_curve") if summary.get(k)]
-
-
-def write_report(cfg, data: dict, stages: list[dict], evals: dict[str, dict], timings: dict) -> dict:
-    """WORKDIR/report.md (tables per stage, curves) and WORKDIR/report.json."""
-    from ladder_jax.eval.report import format_table
-
-    workdir = os.path.abspath(cfg.workdir)
-    lines = [f"# {cfg.name}: the ladder on held-out procedural scenes", "",
-             "Greedy decoding on the held-out SPBench-style split written by data_gen "
-             "(scenes never seen in training). Scores in percent (VSI-Bench rules: exact match for "
-             "multiple choice, mean relative accuracy for numbers). Stages before cold start are "
-             "asked with the direct-answer prompt, later ones with the think/answer prompt.", ""]
-    for bench in cfg.ladder.eval_benchmarks:
-        entries = [(name, ev[bench]["per_task"], ev[bench]["overall"]) for name, ev in evals.items() if bench in ev]
-        lines += [f"## {bench}", "", "```", format_table(entries), "```", ""]
-    fmt = lambda v: "" if v is None else f"{v:.3f}"
-    lines += ["## Stages", "", "| stage | steps | first loss | last loss | last reward | seconds | curve |",
-              "|---|---|---|---|---|---|---|"]
-    for s in stages:
-        last = s.get("last", {})
-        curves = " ".join(f"![{os.path.basename(p)}]({os.path.relpath(p, workdir)})" for p in _curve_paths(s))
-        lines.append(f"| {s['name']} | {s['step']} | {fmt(s.get('first_loss'))} | {fmt(last.get('loss'))} | "
-                     f"{fmt(last.get('reward_mean'))} | {s.get('seconds', '')} | {curves} |")
-    lines += ["", "## Time (seconds)", "", "| part | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in timings.items()]
-    report_md = os.path.join(workdir, "report.md")
-    with open(report_md, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    out = {"data": data, "evals": evals, "timings": timings,
-           "stages": [{k: v for k, v in s.items() if k != "history"} for s in stages], "report_md": report_md}
-    with open(os.path.join(workdir, "report.json"), "w") as f:
-        json.dump(out, f, indent=2, default=str)
-    print("\n".join(lines), flush=True)
-    return out
-
-
 def ladder_defaults() -> ml_collections.ConfigDict:
-    """The `ladder` group of a ladder config."""
+    """The `ladder` group of a ladder config (cfg.seed draws the scenes, the splits and the init)."""
     lc = ml_collections.ConfigDict()
-    lc.data_dir = "data/ladder_tiny"
+    lc.data_dir = "data/ladder_tiny"  # the dataset of seed N goes to <data_dir>/seed<N>
     lc.scenes = 8
     lc.frames = 24
     lc.resolution = "640x480"
-    lc.seed = 0
     lc.heldout_scenes = 1
+    lc.in_distribution_questions = 32  # training-scene questions kept out of training
+    lc.caps = ml_collections.ConfigDict()  # {data_type: {question_type_with_underscores: n}} over data_gen's
+    lc.question_options = ml_collections.ConfigDict()  # data_gen Options fields (per_image_cap, ...)
     lc.steps = ("stage1", "stage2", "coldstart", "stage3")
     lc.grpo_steps = ("stage3",)
     lc.coldstart_steps = ("coldstart",)
-    lc.eval_benchmarks = ("spbench_si", "spbench_mv")
+    lc.eval_benchmarks = tuple(ladder_data.BENCHMARKS)
     lc.eval_batch_size = 8
     lc.eval_max_new_tokens_direct = 16
     lc.eval_max_new_tokens_think = 64

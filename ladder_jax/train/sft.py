@@ -144,7 +144,10 @@ class Trainer:
             compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
             cache_key=self._settings_key())
         self._step, self._eval, self._grads = _compiled_fns(self)
-        self._vision_layout = lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P)
+        # a fixed bound on patches per frame from the pixel limits: full-attention vision blocks
+        # cost O(P * frame) instead of O(P^2) on batches of many images (as in evaluation)
+        frame = vision_lib.frame_width_for(max(cfg.data.max_pixels, cfg.data.video_max_pixels), mcfg.vision)
+        self._vision_layout = lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P, frame_width=frame)
         self._shapes_seen: set = set()
         # padding is masked out; it only has to be a valid row of the embedding table
         self.pad_id = PAD_ID if PAD_ID < mcfg.text.vocab_size else 0

@@ -77,32 +77,110 @@ def test_template_coldstart_keeps_sampled_rows_and_fills_with_correct_templates(
         "<think>I compare the objects in the video frames.</think><answer>42</answer>")
 
 
-def test_miniature_ladder_runs_end_to_end_and_resumes(tmp_path):
+SMALL_CAPS = {"video": {"relative_direction": 0, "relative_distance": 0, "absolute_distance": 0, "object_size": 0,
+                         "object_count": 0, "room_size": 0, "appearance_order": 0},
+              "single_image": {"relative_direction": 3, "relative_distance": 2, "absolute_distance": 1, "object_size": 2},
+              "multi_view": {"relative_direction": 1, "relative_distance": 1, "absolute_distance": 0, "object_size": 1,
+                             "object_count": 0}}
+
+
+def miniature_config(tmp_path, **ladder_overrides):
+    ladder_overrides = {"eval_benchmarks": ("SPBench-SI", "in_distribution"), **ladder_overrides}
     cfg = tiny_config(tmp_path, data_dir=str(tmp_path / "data"), scenes=2, frames=8, heldout_scenes=1,
-                      eval_benchmarks=("spbench_si",), eval_max_new_tokens_think=8, coldstart_rows=2,
-                      coldstart_samples=2, coldstart_min_rows=8)
+                      in_distribution_questions=3, eval_max_new_tokens_think=8, coldstart_rows=2,
+                      coldstart_samples=2, coldstart_min_rows=8, **ladder_overrides)
     with cfg.unlocked():
-        for name, steps in (("stage1", 2), ("stage2", 2), ("coldstart", 2), ("stage3", 1)):
+        cfg.ladder.caps = SMALL_CAPS
+        for name, steps in (("stage1", 2), ("stage2", 2), ("coldstart", 2), ("stage3", 2)):
             cfg[name].train.num_steps = steps
         cfg.stage3.train.global_batch_size = 2
         cfg.grpo.num_generations = 2
         cfg.grpo.max_completion_length = 8
         cfg.metrics.progress_bar = False
         cfg.metrics.tensorboard = False
+    return cfg
+
+
+FIGS_KEYS = {"overall", "per_task", "counts", "ci95"}
+
+
+def check_figures(f):
+    assert set(f) == FIGS_KEYS
+    assert set(f["per_task"]) == set(f["counts"]) == set(f["ci95"])
+    assert 0.0 <= f["overall"] <= 100.0
+    for t, v in f["per_task"].items():
+        lo, hi = f["ci95"][t]
+        assert 0.0 <= lo <= v <= hi <= 100.0 and f["counts"][t] >= 1
+
+
+def test_miniature_ladder_runs_end_to_end_and_resumes(tmp_path):
+    cfg = miniature_config(tmp_path)
     out = ladder.run(cfg)[0]
     report = json.load(open(os.path.join(cfg.workdir, "report.json")))
-    assert list(report["evals"]) == ["untrained", "stage1", "stage2", "coldstart", "stage3"]
-    for name, ev in report["evals"].items():
-        assert 0.0 <= ev["spbench_si"]["overall"] <= 100.0
-        assert ev["prompt"] == ("think" if name in ("coldstart", "stage3") else "direct")
-    assert [s["name"] for s in report["stages"]] == ["stage1", "stage2", "coldstart", "stage3"]
-    assert all(os.path.isdir(s["model_dir"]) for s in report["stages"])
+    benches = ["SPBench-SI", "in_distribution"]  # SPBench-MV too by default; left out here for time
+    # The schema other tools read.
+    assert list(report["stages"]) == ["untrained", "stage1", "stage2", "coldstart", "stage3"]
+    assert list(report["baselines"]) == ["prior", "blank_image"]
+    assert list(report["baselines"]["blank_image"]) == ["stage1", "stage2", "coldstart", "stage3"]
+    for per_stage in [report["baselines"]["prior"], *report["stages"].values(),
+                      *report["baselines"]["blank_image"].values()]:
+        assert list(per_stage) == benches
+        for f in per_stage.values():
+            check_figures(f)
+    assert report["baselines"]["prior"]["in_distribution"]["counts"] == report["stages"]["stage2"]["in_distribution"]["counts"]
+    assert sum(report["stages"]["stage2"]["in_distribution"]["counts"].values()) == 3
+    s3 = report["stage3"]
+    assert {"accuracy_reward_first_quarter", "accuracy_reward_last_quarter"} <= set(s3) and s3["steps"] == 2
+    assert {"data", "stage1", "eval_stage1", "stage3", "eval_stage3", "this_run"} <= set(report["seconds"])
+    assert report["compilations"]["stage1"] > 0  # a fresh run compiles (no persistent cache in tests)
+    assert report["ablation"] == {"steps": ["stage1", "stage2", "coldstart", "stage3"], "left_out": []}
+    assert {"stage2", "stage3", "stage3_accuracy_rises", "numeric_answers_parse"} <= set(report["checks"])
     assert os.path.isfile(os.path.join(cfg.workdir, "stage3", "reward_curve.png"))
-    assert out["held_out_overall"].keys() == report["evals"].keys()
-    md = open(report["report_md"]).read()
-    assert "## spbench_si" in md and "| stage3 |" in md
-    # A rerun finds every part done: nothing is trained or generated again.
-    mtimes = {s["name"]: os.path.getmtime(os.path.join(s["workdir"], ladder.SUMMARY)) for s in report["stages"]}
+    assert out["held_out_overall"].keys() == report["stages"].keys()
+    md = open(out["report"]).read()
+    assert "## SPBench-SI" in md and "| prior (text only) |" in md and "| stage3 + blank |" in md
+    # A rerun finds every part done: nothing is trained, generated or evaluated again.
+    mtimes = {n: os.path.getmtime(os.path.join(cfg.workdir, n, ladder.SUMMARY)) for n in report["ablation"]["steps"]}
     again = ladder.run(cfg)[0]
     assert again["held_out_overall"] == out["held_out_overall"]
     assert {n: os.path.getmtime(os.path.join(cfg.workdir, n, ladder.SUMMARY)) for n in mtimes} == mtimes
+
+
+def test_ablation_leaves_stages_out_and_says_so(tmp_path):
+    cfg = miniature_config(tmp_path, steps=("stage2",), eval_benchmarks=("SPBench-SI",))
+    ladder.run(cfg)
+    report = json.load(open(os.path.join(cfg.workdir, "report.json")))
+    assert list(report["stages"]) == ["untrained", "stage2"] and report["stage3"] is None
+    assert report["ablation"] == {"steps": ["stage2"], "left_out": ["stage1", "coldstart", "stage3"]}
+    assert list(report["checks"]) == ["stage2", "numeric_answers_parse"]
+    assert "left out: stage1, coldstart, stage3" in open(os.path.join(cfg.workdir, "report.md")).read()
+
+
+def test_steps_must_be_known_and_in_order(tmp_path):
+    for steps in (("stage2", "stage1"), ("stage2", "stage4"), ()):
+        cfg = tiny_config(tmp_path, steps=steps)
+        with pytest.raises(ValueError, match="ladder.steps"):
+            ladder.check_steps(cfg.ladder)
+
+
+def test_ablation_switch_parses_from_the_command_line():
+    from ladder_jax.train.config_cli import parse_args
+
+    cfg = parse_args(["--config", str(CONFIG), "--config.ladder.steps=stage2,coldstart,stage3", "--config.seed=3"])
+    assert cfg.ladder.steps == ("stage2", "coldstart", "stage3") and cfg.seed == 3
+    assert ladder.ladder_data.data_dir(cfg).endswith(os.path.join("ladder_tiny", "seed3"))
+
+
+def test_a_workdir_refuses_a_run_of_another_seed_or_steps(tmp_path):
+    cfg = tiny_config(tmp_path)
+    ladder.check_workdir(cfg, cfg.workdir)
+    ladder.check_workdir(cfg, cfg.workdir)  # the same run resumes
+    for key, value in (("seed", 1), ("steps", ("stage2",))):
+        other = tiny_config(tmp_path)
+        with other.unlocked():
+            if key == "seed":
+                other.seed = value
+            else:
+                other.ladder.steps = value
+        with pytest.raises(ValueError, match=f"other .*{key}"):
+            ladder.check_workdir(other, other.workdir)
