@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax import nnx
 
 from ladder_jax.checkpoint import store as store_lib
 from ladder_jax.model import config as model_config_lib
@@ -267,14 +266,14 @@ _FN_CACHE: dict[str, tuple] = {}
 _SAMPLERS: dict[str, Any] = {}
 
 
-def _create_state(tr: "GRPOTrainer", model_fn, abs_params):
-    """state_lib.create with its compiled initialiser shared by trainers of the same settings."""
+def _create_state(tr: "GRPOTrainer", plan: state_lib.StatePlan):
+    """state_lib.materialise with its compiled initialiser shared by trainers of the same settings."""
     cfg = tr.cfg
     key = json.dumps(["grpo", tr.mcfg.to_dict(), cfg.optim.to_dict(), cfg.seed, cfg.model.freeze_vision,
                       str(tr.mesh), [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
                      sort_keys=True, default=str)
     opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
-    return state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, cfg.seed, compiler_options=opts, cache_key=key)
+    return state_lib.materialise(plan, tr.mesh, compiler_options=opts, cache_key=key)
 
 
 def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Callable]:
@@ -307,7 +306,6 @@ class GRPOTrainer:
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_rollout_steps: int,
                  base_model_config: model_config_lib.ModelConfig | None = None):
-        from ladder_jax.model.qwen25_vl import Qwen25VL
         from ladder_jax.sampling import Sampler, SamplingConfig
 
         check_config(cfg)
@@ -319,14 +317,11 @@ class GRPOTrainer:
         self.rules = sft.param_rules(cfg)
         self.mcfg = sft.model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, cfg.train.grad_accum, self.groups,
-                                              jax.process_count())
+        accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
+        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, accum, self.groups, jax.process_count())
         mcfg = self.mcfg
-        model_fn = lambda: Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed))
-        _, abs_params, _ = state_lib._abstract_split(model_fn)
-        self.tx, self.schedule = optim.make_optimizer(cfg.optim, self.num_steps, abs_params.to_pure_dict(),
-                                                      cfg.model.freeze_vision)
-        self.state, self.parts, self.shardings = _create_state(self, model_fn, abs_params)
+        plan, self.tx, self.schedule = sft.state_plan(cfg, self.num_steps, mcfg, self.mesh, self.rules)
+        self.state, self.parts, self.shardings = _create_state(self, plan)
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
         self.pad_id = sft.PAD_ID if sft.PAD_ID < mcfg.text.vocab_size else 0
         self._step, self._logp, self._cast, self._replicate = _compiled_fns(self)

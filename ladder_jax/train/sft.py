@@ -86,31 +86,52 @@ def activation_rules() -> dict[str, Any]:
             "mlp": "tensor", "vocab": "tensor"}
 
 
+def vision_layout_fn(mcfg: model_config_lib.ModelConfig) -> Callable[[np.ndarray, int], Any]:
+    """(grid_thw [N, 3], padded patches P) -> the VisionLayout collate attaches to a group."""
+    from ladder_jax.model import vision as vision_lib
+
+    return lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P)
+
+
 def param_rules(cfg) -> tuple:
     return (("layers", None),) + mesh_lib.rules_from_config(cfg.mesh)
 
 
 # ----------------------------------------------------------------------------- trainer
 
+def state_plan(cfg, num_steps: int, mcfg: model_config_lib.ModelConfig, mesh: jax.sharding.Mesh, rules
+               ) -> tuple[state_lib.StatePlan, Any, Any]:
+    """(plan of the sharded train state, optimizer, schedule) of a stage; nothing is allocated."""
+    from ladder_jax.model.qwen25_vl import Qwen25VL
+
+    model_fn = lambda: Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed))
+    _, abs_params, _ = state_lib._abstract_split(model_fn)
+    tx, schedule = optim.make_optimizer(cfg.optim, num_steps, abs_params.to_pure_dict(), cfg.model.freeze_vision)
+    return state_lib.plan(model_fn, tx, mesh, rules, cfg.seed), tx, schedule
+
+
+def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, mesh) -> tuple[Callable, Callable, Callable]:
+    """(train step, eval, gradients), jitted: exactly what a stage runs (and the AOT tool compiles)."""
+    trainable = (optim.trainable_mask(parts.abstract_params, True)
+                 if cfg.model.freeze_vision else None)
+    loss_fn = step_lib.make_loss_fn(parts.merge, forward, head, jnp.dtype(cfg.model.compute_dtype), trainable)
+    opts = step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None
+    return (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tx, schedule), shardings, mesh,
+                                    cfg.train.xla_fast_compile),
+            jax.jit(step_lib.make_eval_fn(loss_fn), compiler_options=opts),
+            jax.jit(step_lib.make_grad_fn(loss_fn), compiler_options=opts))
+
+
 _FN_CACHE: dict[str, tuple] = {}
 
 
 def _compiled_fns(tr: "Trainer") -> tuple[Callable, Callable, Callable]:
-    """(train step, eval, gradients), jitted; shared by trainers of identical settings in one
-    process (a resumed or repeated run, tests) so each bucket shape compiles once."""
-    cfg = tr.cfg
+    """step_functions, shared by trainers of identical settings in one process (a resumed or
+    repeated run, tests) so each bucket shape compiles once."""
     key = tr._settings_key()
     if key in _FN_CACHE:
         return _FN_CACHE[key]
-    trainable = (optim.trainable_mask(tr.parts.abstract_params, True)
-                 if cfg.model.freeze_vision else None)
-    loss_fn = step_lib.make_loss_fn(tr.parts.merge, forward, head, jnp.dtype(cfg.model.compute_dtype),
-                                    trainable)
-    opts = step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None
-    fns = (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tr.tx, tr.schedule), tr.shardings,
-                                   tr.mesh, cfg.train.xla_fast_compile),
-           jax.jit(step_lib.make_eval_fn(loss_fn), compiler_options=opts),
-           jax.jit(step_lib.make_grad_fn(loss_fn), compiler_options=opts))
+    fns = step_functions(tr.cfg, tr.parts, tr.tx, tr.schedule, tr.shardings, tr.mesh)
     if len(_FN_CACHE) > 8:
         _FN_CACHE.clear()
     _FN_CACHE[key] = fns
@@ -123,28 +144,21 @@ class Trainer:
     def __init__(self, cfg: ml_collections.ConfigDict, num_steps: int,
                  base_model_config: model_config_lib.ModelConfig | None = None,
                  mesh: jax.sharding.Mesh | None = None):
-        from ladder_jax.model.qwen25_vl import Qwen25VL
-        from ladder_jax.model import vision as vision_lib
-
         self.cfg = cfg
         self.num_steps = num_steps
         self.mesh = mesh if mesh is not None else mesh_lib.mesh_from_config(cfg.mesh)
         self.rules = param_rules(cfg)
         self.mcfg = model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, cfg.train.grad_accum,
-                                              self.groups, jax.process_count())
+        accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
+        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, accum, self.groups, jax.process_count())
         mcfg = self.mcfg
-        model_fn = lambda: Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed))
-        _, abs_params, _ = state_lib._abstract_split(model_fn)
-        self.tx, self.schedule = optim.make_optimizer(cfg.optim, num_steps, abs_params.to_pure_dict(),
-                                                      cfg.model.freeze_vision)
-        self.state, self.parts, self.shardings = state_lib.create(
-            model_fn, self.tx, self.mesh, self.rules, cfg.seed,
-            compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
+        plan, self.tx, self.schedule = state_plan(cfg, num_steps, mcfg, self.mesh, self.rules)
+        self.state, self.parts, self.shardings = state_lib.materialise(
+            plan, self.mesh, compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
             cache_key=self._settings_key())
         self._step, self._eval, self._grads = _compiled_fns(self)
-        self._vision_layout = lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P)
+        self._vision_layout = vision_layout_fn(mcfg)
         self._shapes_seen: set = set()
         # padding is masked out; it only has to be a valid row of the embedding table
         self.pad_id = PAD_ID if PAD_ID < mcfg.text.vocab_size else 0
