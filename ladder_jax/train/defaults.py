@@ -67,7 +67,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.global_batch_size = 16  # examples per optimizer step, all hosts together
-    c.train.grad_accum = 1  # micro-batches per step (lax.scan)
+    c.train.grad_accum = 1  # micro-batches per step (lax.scan); 0: global_batch_size / (data*fsdp), b = 1
+    # dtype of each micro-batch's gradient (the parameters are cast to it first); the accumulator,
+    # clipping and AdamW stay float32 on float32 master weights
+    c.train.grad_dtype = "float32"
     c.train.num_steps = -1  # -1: num_epochs over the data
     c.train.log_every = 1
     # XLA CPU: cheaper compilation, slower code (tiny models where compiling dominates)

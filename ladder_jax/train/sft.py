@@ -116,10 +116,11 @@ def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, me
                  if cfg.model.freeze_vision else None)
     loss_fn = step_lib.make_loss_fn(parts.merge, forward, head, jnp.dtype(cfg.model.compute_dtype), trainable)
     opts = step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None
-    return (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tx, schedule), shardings, mesh,
+    grad_dtype = jnp.dtype(cfg.train.grad_dtype)
+    return (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tx, schedule, grad_dtype), shardings, mesh,
                                     cfg.train.xla_fast_compile),
             jax.jit(step_lib.make_eval_fn(loss_fn), compiler_options=opts),
-            jax.jit(step_lib.make_grad_fn(loss_fn), compiler_options=opts))
+            jax.jit(step_lib.make_grad_fn(loss_fn, grad_dtype), compiler_options=opts))
 
 
 _FN_CACHE: dict[str, tuple] = {}
@@ -169,7 +170,7 @@ class Trainer:
         """Everything the compiled init / step depend on (besides array shapes)."""
         cfg = self.cfg
         return json.dumps([self.mcfg.to_dict(), cfg.optim.to_dict(), self.num_steps, cfg.seed,
-                           cfg.model.freeze_vision, cfg.model.compute_dtype, cfg.train.xla_fast_compile,
+                           cfg.model.freeze_vision, cfg.model.compute_dtype, cfg.train.xla_fast_compile, cfg.train.grad_dtype,
                            str(self.mesh), [d.id for d in self.mesh.devices.flat],
                            [list(map(str, r)) for r in self.rules]], sort_keys=True, default=str)
 

@@ -1,0 +1,111 @@
+"""python -m ladder_jax.aot on a tiny config for one GPU and one TPU target (compile only).
+
+Needs the compile-only plugins (``pip install -e ".[test]"`` installs them); the reported
+per-device argument bytes are checked against the shard sizes of the abstract state and batch
+computed here from their shapes, dtypes and shardings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from ladder_jax.aot import __main__ as aot_main
+from ladder_jax.aot import programs as programs_lib, report, targets as targets_lib
+from ladder_jax.train import config_cli
+
+os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+
+TINY = ["--config", "configs/stage1_3b.py", "--config.model.preset=tiny", "--config.init_from=",
+        "--config.data.seq_buckets=pow2:64:128", "--config.data.max_pixels=12544",
+        "--config.data.patch_buckets=pow2:64:256", "--config.train.global_batch_size=4"]
+
+needs_cuda = pytest.mark.skipif(importlib.util.find_spec("jax_plugins.xla_cuda12") is None,
+                                reason="jax-cuda12-plugin not installed (the test extra installs it)")
+needs_tpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                               reason="libtpu not installed (the test extra installs it)")
+
+
+def shard_bytes(tree) -> int:
+    """Bytes one device holds of abstract arrays, from shape, dtype and sharding alone."""
+    total = 0
+    for a in jax.tree.leaves(tree):
+        shard = a.sharding.shard_shape(a.shape)
+        total += int(np.prod(shard, dtype=np.int64)) * np.dtype(a.dtype).itemsize
+    return total
+
+
+def run_tool(capsys, *args):
+    code = aot_main.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("target", [pytest.param("h100x2", marks=needs_cuda),
+                                    pytest.param("tpu:v5p:2x2x1", marks=needs_tpu)])
+def test_argument_bytes_equal_sharded_state_and_batch(target, capsys):
+    code, out, _ = run_tool(capsys, "--target", target, "--target-tokens", "16", *TINY,
+                            "--config.mesh.data=1", "--config.mesh.fsdp=-1")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and summary["fits"] is True
+    t = targets_lib.parse(target)
+    assert summary["devices"] == t.num_devices and summary["capacity_bytes_per_device"] == t.capacity_bytes
+    assert summary["mesh"] == {"data": 1, "fsdp": t.num_devices, "tensor": 1}
+    # independently: the same programs' abstract inputs, summed shard by shard
+    cfg = config_cli.parse_args(TINY + ["--config.mesh.data=1", "--config.mesh.fsdp=-1"])
+    (prog,) = programs_lib.programs_for(cfg, t.devices(), target_tokens=16)
+    fn = summary["functions"][0]
+    assert fn["argument_bytes"] == shard_bytes(prog.args) == summary["argument_bytes_per_device"]
+    # FSDP: the state is split, so a device holds well under the whole state
+    assert fn["argument_bytes"] < 0.6 * sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(prog.args))
+    assert fn["peak_bytes"] == fn["argument_bytes"] + fn["output_bytes"] - fn["alias_bytes"] + fn["temp_bytes"]
+    assert fn["alias_bytes"] > 0  # the donated state is reused for the new one
+    assert "all-gather" in fn["collectives"] or "reduce-scatter" in fn["collectives"]
+
+
+@needs_cuda
+def test_too_little_memory_exits_2_and_names_buffers(capsys):
+    # the whole device memory would have to stay free: nothing fits
+    code, out, _ = run_tool(capsys, "--target", "h100x1", "--min-headroom", "0.99999", "--target-tokens", "16", *TINY)
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 2 and summary["fits"] is False and summary["functions"][0]["fits"] is False
+    assert "does not fit" in out and "largest buffers" in out
+
+
+def test_unknown_target_lists_known_ones(capsys):
+    code, _, err = run_tool(capsys, "--target", "rtx9090x2", *TINY)
+    assert code == 1
+    for name in ("a6000", "a100-40", "a100-80", "l40s", "h100", "h200", "b200", "tpu:"):
+        assert name in err
+
+
+@needs_cuda
+def test_mesh_not_matching_the_device_count_is_an_error(capsys):
+    code, _, err = run_tool(capsys, "--target", "a6000x4", *TINY, "--config.mesh.data=1", "--config.mesh.fsdp=3")
+    assert code == 1 and "does not fit the target's 4 devices" in err
+
+
+def test_target_names():
+    t = targets_lib.parse("h100x8x2")
+    assert (t.platform, t.num_devices, t.hosts, t.topology) == ("cuda", 16, 2, "1x2x8")
+    t = targets_lib.parse("tpu:v6e:2x4")
+    assert (t.platform, t.num_devices, t.capacity_bytes) == ("tpu", 8, 32 * 2**30)
+    assert targets_lib.parse("A6000x4").capacity_bytes == targets_lib.GPUS["a6000"].memory_bytes
+
+
+def test_collectives_parsed_from_hlo():
+    hlo = """
+  %all-gather-start = (bf16[1024,128]{0,1}, bf16[1024,1024]{0,1}) all-gather-start(%p), channel_id=1
+  %all-gather-done = bf16[1024,1024]{0,1} all-gather-done(%all-gather-start)
+  %ar = f32[256]{0} all-reduce(%x), to_apply=%add
+  ROOT %rs = f32[64,8]{1,0} reduce-scatter(%y), dimensions={0}
+"""
+    got = report.collectives(hlo)
+    assert got == {"all-gather": {"count": 1, "bytes": 1024 * 1024 * 2},
+                   "all-reduce": {"count": 1, "bytes": 256 * 4},
+                   "reduce-scatter": {"count": 1, "bytes": 64 * 8 * 4}}
