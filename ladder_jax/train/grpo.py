@@ -276,6 +276,20 @@ def _create_state(tr: "GRPOTrainer", plan: state_lib.StatePlan):
     return state_lib.materialise(plan, tr.mesh, compiler_options=opts, cache_key=key)
 
 
+def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, mesh) -> tuple:
+    """(train step, log-probs, cast, replicate in the compute dtype), jitted: what a GRPO stage
+    runs besides the sampler (and what the AOT tool compiles)."""
+    opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
+    compute_dtype = jnp.dtype(cfg.model.compute_dtype)
+    trainable = (optim.trainable_mask(parts.abstract_params, True) if cfg.model.freeze_vision else None)
+    step = make_train_step(parts.merge, compute_dtype, tx, schedule, cfg.grpo, trainable)
+    rep = mesh_lib.replicated(mesh)
+    return (jax.jit(step, donate_argnums=(0,), out_shardings=(shardings, rep), compiler_options=opts),
+            jax.jit(make_logprob_fn(parts.merge, compute_dtype, int(cfg.grpo.num_generations)), compiler_options=opts),
+            jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=shardings.params),
+            jax.jit(lambda p: cast_floats(p, compute_dtype), out_shardings=rep))
+
+
 def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Callable]:
     """(train step, log-probs, cast, replicate in the compute dtype), jitted; shared by trainers
     of identical settings in one process (a resumed run, tests, the embedded default's stages)
@@ -287,14 +301,7 @@ def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Call
                      sort_keys=True, default=str)
     if key in _FN_CACHE:
         return _FN_CACHE[key]
-    opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
-    trainable = (optim.trainable_mask(tr.parts.abstract_params, True) if cfg.model.freeze_vision else None)
-    step = make_train_step(tr.parts.merge, tr.compute_dtype, tr.tx, tr.schedule, cfg.grpo, trainable)
-    rep = mesh_lib.replicated(tr.mesh)
-    fns = (jax.jit(step, donate_argnums=(0,), out_shardings=(tr.shardings, rep), compiler_options=opts),
-           jax.jit(make_logprob_fn(tr.parts.merge, tr.compute_dtype, tr.G), compiler_options=opts),
-           jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=tr.shardings.params),
-           jax.jit(lambda p: cast_floats(p, tr.compute_dtype), out_shardings=rep))
+    fns = step_functions(cfg, tr.parts, tr.tx, tr.schedule, tr.shardings, tr.mesh)
     if len(_FN_CACHE) > 8:
         _FN_CACHE.clear()
     _FN_CACHE[key] = fns
