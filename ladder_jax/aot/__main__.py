@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     try:
         devices = target.devices()
         kw = {} if own.target_tokens is None else {"target_tokens": own.target_tokens}
+        mesh = dict(programs_lib.target_mesh(cfg, devices).shape)
         programs = programs_lib.programs_for(cfg, devices, **kw)
         results = []
         for p in programs:
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         return 1
     cap = target.capacity_bytes
     print(f"{cfg.name} on {target.name}: {target.num_devices} devices ({target.hosts} hosts), "
-          f"mesh {dict(programs[0].mesh.shape)}, capacity {cap / report.GiB:.2f} GiB per device, "
+          f"mesh {mesh}, capacity {cap / report.GiB:.2f} GiB per device, "
           f"min headroom {own.min_headroom:.0%}")
     print(report.table(results, cap, own.min_headroom))
     fits = all(report.fits(r.peak_bytes, cap, own.min_headroom) for r in results)
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
                     print(f"    {b['bytes'] / report.GiB:8.2f} GiB  {b['op']:<16} {b['instruction']}  {b['source']}")
     summary = {
         "fits": fits, "target": target.name, "platform": target.platform, "devices": target.num_devices,
-        "hosts": target.hosts, "mesh": dict(programs[0].mesh.shape), "config": cfg.name,
+        "hosts": target.hosts, "mesh": mesh, "config": cfg.name,
         "peak_bytes_per_device": max(r.peak_bytes for r in results),
         "argument_bytes_per_device": max(r.argument_bytes for r in results),
         "capacity_bytes_per_device": cap, "min_headroom": own.min_headroom,

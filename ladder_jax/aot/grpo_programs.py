@@ -1,8 +1,8 @@
-"""Stage 3 (GRPO) programs for the AOT tool: the frozen reference's log-prob pass and the update
-step, from ``grpo.step_functions``, at the config's largest prompt and the full completion length.
-
-The rollout's prefill and decode loop are not compiled here yet (the sampler builds its jitted
-functions privately); see docs/PERFORMANCE.md.
+"""Stage 3 (GRPO) programs for the AOT tool, at the config's largest prompt and the full
+completion length: the rollout's prefill and decode loop (the trainer's Sampler on each host's
+own devices with a replicated policy copy), the frozen reference's log-prob pass and the update
+step (``grpo.step_functions``). The train state and the reference stay alive on the devices
+during the rollout: they count as resident there.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     mcfg = programs_lib.architecture(cfg)
     rules = sft.param_rules(cfg)
     plan, tx, schedule = sft.state_plan(cfg, programs_lib.SCHEDULE_STEPS, mcfg, mesh, rules)
-    step, logp, _, _ = grpo.step_functions(cfg, plan.parts(programs_lib.host_rest(plan)), tx, schedule,
+    step, logp, _, _ = grpo.step_functions(cfg, plan.parts(plan.rest()), tx, schedule,
                                            plan.shardings, mesh)
     groups = mesh.shape["data"] * mesh.shape["fsdp"]
     accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, groups)
@@ -66,6 +66,51 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     fwd_text = flops_lib.text_forward_flops(mcfg, seq_lens, head_tokens=k * g * n * T)
     fwd_vision = flops_lib.vision_forward_flops(mcfg, grids)
     shape = f"k={accum},b={info['prompts_per_group']},L={L},T={T},P={P}"
-    return [programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision, mesh),
-            programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None),
-                                 3 * (fwd_text + fwd_vision), mesh)]
+    rollout = rollout_programs(cfg, mcfg, plan, devices, ro, resident=(state, ref_params))
+    # GRPOTrainer.update releases the sampler's policy copy after the rollout: only the train
+    # state (during the reference pass) or the reference (during the update) stays beside
+    return rollout + [programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision,
+                                           mesh, resident=state),
+                      programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None),
+                                           3 * (fwd_text + fwd_vision), mesh, resident=ref_params)]
+
+
+def rollout_programs(cfg, mcfg, plan, devices: list, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:
+    """Prefill + decode of host 0's prompts, as GRPOTrainer.rollout runs them."""
+    from ladder_jax.sampling import Sampler, collate_prompts
+
+    host0 = [d for d in devices if d.process_index == devices[0].process_index]
+    rollout_mesh = jax.sharding.Mesh(np.asarray(host0), ("rows",))
+    compute = jnp.dtype(cfg.model.compute_dtype)
+    rep = jax.sharding.NamedSharding(rollout_mesh, jax.sharding.PartitionSpec())
+    policy = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+        a.shape, compute if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype, sharding=rep), plan.abstract_params)
+    sampler = Sampler(plan.parts(plan.rest()).merge(policy), grpo.sampling_config(cfg, mcfg, 0), mesh=rollout_mesh)
+    prefill, decode = sampler.jitted()
+    hosts = len({d.process_index for d in devices})
+    items = ro.items[:len(ro.items) // hosts]
+    batch = collate_prompts([it.encoded for it in items], mcfg, pad_id=0)
+    abstract_batch = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=sh),
+                                  batch, sampler.batch_shardings(batch))
+    scalar = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=rep)
+    G, T = int(cfg.grpo.num_generations), int(cfg.grpo.max_completion_length)
+    L = batch.prompt_length
+    pre = programs_lib.Program(
+        f"rollout_prefill[prompts={len(items)},G={G},L={L}]", prefill,
+        (sampler.state, abstract_batch, scalar(jnp.uint32), scalar(jnp.int32)),
+        flops_lib.text_forward_flops(mcfg, [L] * len(items), head_tokens=len(items))
+        + flops_lib.vision_forward_flops(mcfg, np.concatenate([it.encoded.image_grid_thw for it in items])),
+        rollout_mesh, resident=resident, kwargs={"num_samples": G, "cache_len": L + T})
+
+    def loop_args():  # the prefill's output, placed as its compiled version places it
+        c = pre.compiled
+        return (sampler.state, jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                            c.out_info, c.output_shardings))
+
+    n = len(items) * G
+    # each decode step: one token per row through the decoder and the head, attention over the cache
+    step = flops_lib.text_forward_flops(mcfg, [1] * n) + 2 * 2 * mcfg.text.num_layers * n * (L + T / 2) \
+        * mcfg.text.num_heads * mcfg.text.head_dim
+    dec = programs_lib.Program(f"rollout_decode[rows={n},T={T}]", decode, loop_args, step * (T - 1), rollout_mesh,
+                               resident=resident)
+    return [pre, dec]

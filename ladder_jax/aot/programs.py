@@ -30,17 +30,37 @@ SCHEDULE_STEPS = 1000  # the LR schedule's length only changes constants of the 
 
 @dataclasses.dataclass
 class Program:
-    """One jitted function of a run with abstract arguments, and its analytic FLOPs per call."""
+    """One jitted function of a run with abstract arguments, and its analytic FLOPs per call.
+
+    ``args`` may be a callable returning them (inputs that are an earlier program's outputs);
+    ``resident`` holds abstract arrays that stay alive on the devices while the function runs
+    without being its arguments (GRPO: the train state and the reference during the rollout);
+    ``kwargs`` are static keyword arguments of the jitted function.
+    """
 
     name: str
     fn: Callable  # jax.jit-wrapped
-    args: tuple
+    args: Any
     flops: float
     mesh: jax.sharding.Mesh
+    resident: Any = None
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    compiled: Any = None  # set by report.compile_program
 
     def lower(self):
+        args = self.args() if callable(self.args) else self.args
         with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, sft.activation_rules()):
-            return self.fn.lower(*self.args)
+            return self.fn.lower(*args, **self.kwargs)
+
+
+def per_device_bytes(tree: Any) -> int:
+    """Bytes the most loaded device holds of abstract sharded arrays (from shapes and shardings)."""
+    by_device: dict = {}
+    for a in jax.tree.leaves(tree):
+        nbytes = int(np.prod(a.sharding.shard_shape(a.shape), dtype=np.int64)) * np.dtype(a.dtype).itemsize
+        for d in a.sharding.device_set:
+            by_device[d] = by_device.get(d, 0) + nbytes
+    return max(by_device.values(), default=0)
 
 
 class MeshMismatch(ValueError):
@@ -76,13 +96,6 @@ def abstract_step_batch(host: Any, mesh: jax.sharding.Mesh) -> Any:
                                                        sharding=global_batch.leaf_sharding(mesh, np.ndim(a))), host)
 
 
-def host_rest(plan: state_lib.StatePlan) -> Any:
-    """The model's non-parameter variables (small constants), computed on this host."""
-    if not jax.tree.leaves(plan.abstract_rest):
-        return plan.abstract_rest
-    return jax.device_get(jax.jit(lambda: plan.init()[1], backend="cpu")())
-
-
 def largest_visual_item(cfg, mcfg) -> np.ndarray:
     """The grid (t, h, w) of the largest visual item one example can carry under the config's
     limits: one image at max_pixels (grounding rows) or a video of data.max_frames frames at
@@ -116,7 +129,7 @@ def sft_programs(cfg, devices: list, target_tokens: int = DEFAULT_TARGET_TOKENS)
     rules = sft.param_rules(cfg)
     steps = int(cfg.train.num_steps) if cfg.train.num_steps > 0 else SCHEDULE_STEPS
     plan, tx, schedule = sft.state_plan(cfg, steps, mcfg, mesh, rules)
-    step, _, _ = sft.step_functions(cfg, plan.parts(host_rest(plan)), tx, schedule, plan.shardings, mesh)
+    step, _, _ = sft.step_functions(cfg, plan.parts(plan.rest()), tx, schedule, plan.shardings, mesh)
 
     groups = mesh.shape["data"] * mesh.shape["fsdp"]
     accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, groups)

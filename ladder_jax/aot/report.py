@@ -1,7 +1,8 @@
 """Compile programs for a target and report per-device memory, fit, FLOPs and collectives.
 
 peak = argument + output - alias + temp (XLA's buffer assignment for the target; donated inputs
-alias their outputs). Collectives are read from the optimised HLO: every all-gather, all-reduce,
+alias their outputs) + resident (arrays alive beside the arguments, e.g. the train state during
+a GRPO rollout). Collectives are read from the optimised HLO: every all-gather, all-reduce,
 reduce-scatter, all-to-all and collective-permute instruction with the bytes of its result per
 device, each instruction counted once (one inside a layer loop runs once per iteration).
 """
@@ -71,6 +72,7 @@ class Result:
     output_bytes: int
     alias_bytes: int
     temp_bytes: int
+    resident_bytes: int  # alive beside the arguments (Program.resident)
     compile_seconds: float
     flops: float
     collectives: dict
@@ -78,11 +80,12 @@ class Result:
 
     @property
     def peak_bytes(self) -> int:
-        return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
+        return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes + self.resident_bytes
 
     def as_dict(self, capacity: int, min_headroom: float) -> dict:
         return {"name": self.name, "argument_bytes": self.argument_bytes, "output_bytes": self.output_bytes,
-                "alias_bytes": self.alias_bytes, "temp_bytes": self.temp_bytes, "peak_bytes": self.peak_bytes,
+                "alias_bytes": self.alias_bytes, "temp_bytes": self.temp_bytes,
+                "resident_bytes": self.resident_bytes, "peak_bytes": self.peak_bytes,
                 "capacity_bytes": capacity, "headroom": headroom(self.peak_bytes, capacity),
                 "fits": fits(self.peak_bytes, capacity, min_headroom), "compile_seconds": self.compile_seconds,
                 "flops": self.flops, "collectives": self.collectives}
@@ -97,25 +100,28 @@ def fits(peak: int, capacity: int, min_headroom: float) -> bool:
 
 
 def compile_program(program) -> Result:
+    from ladder_jax.aot.programs import per_device_bytes
+
     t0 = time.perf_counter()
     compiled = program.lower().compile()
     seconds = time.perf_counter() - t0
+    program.compiled = compiled
     mem = compiled.memory_analysis()
     hlo = compiled.as_text()
     return Result(program.name, int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
-                  int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes), seconds, float(program.flops),
-                  collectives(hlo), largest_buffers(hlo))
+                  int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes), per_device_bytes(program.resident),
+                  seconds, float(program.flops), collectives(hlo), largest_buffers(hlo))
 
 
 def table(results: list[Result], capacity: int, min_headroom: float) -> str:
     """A fixed-width table, one row per compiled function (GiB per device)."""
-    head = (f"{'function':<44} {'argument':>9} {'output':>8} {'alias':>8} {'temp':>8} {'peak':>8} "
+    head = (f"{'function':<44} {'argument':>9} {'output':>8} {'alias':>8} {'temp':>8} {'resident':>8} {'peak':>8} "
             f"{'capacity':>9} {'headroom':>8} {'fits':>5} {'compile s':>9} {'TFLOP':>9}")
     lines = [head, "-" * len(head)]
     for r in results:
         g = lambda b: f"{b / GiB:.2f}"
         lines.append(f"{r.name[:44]:<44} {g(r.argument_bytes):>9} {g(r.output_bytes):>8} {g(r.alias_bytes):>8} "
-                     f"{g(r.temp_bytes):>8} {g(r.peak_bytes):>8} {g(capacity):>9} "
+                     f"{g(r.temp_bytes):>8} {g(r.resident_bytes):>8} {g(r.peak_bytes):>8} {g(capacity):>9} "
                      f"{headroom(r.peak_bytes, capacity):>8.1%} {str(fits(r.peak_bytes, capacity, min_headroom)):>5} "
                      f"{r.compile_seconds:>9.1f} {r.flops / 1e12:>9.2f}")
         coll = ", ".join(f"{k} x{v['count']} {v['bytes'] / GiB:.2f} GiB" for k, v in sorted(r.collectives.items()))

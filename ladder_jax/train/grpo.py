@@ -290,6 +290,17 @@ def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, me
             jax.jit(lambda p: cast_floats(p, compute_dtype), out_shardings=rep))
 
 
+def sampling_config(cfg, mcfg, pad_id: int):
+    """The rollout's SamplingConfig from cfg.grpo (stop at <|im_end|> or <|endoftext|>)."""
+    from ladder_jax.sampling import SamplingConfig
+
+    g = cfg.grpo
+    stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
+    return SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
+                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids, pad_id=pad_id,
+                          unroll_layers=bool(g.unroll_decode_layers))
+
+
 def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Callable]:
     """(train step, log-probs, cast, replicate in the compute dtype), jitted; shared by trainers
     of identical settings in one process (a resumed run, tests, the embedded default's stages)
@@ -313,7 +324,7 @@ class GRPOTrainer:
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_rollout_steps: int,
                  base_model_config: model_config_lib.ModelConfig | None = None):
-        from ladder_jax.sampling import Sampler, SamplingConfig
+        from ladder_jax.sampling import Sampler
 
         check_config(cfg)
         self.cfg = cfg
@@ -327,27 +338,23 @@ class GRPOTrainer:
         accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
         self.layout = global_batch.StepLayout(cfg.train.global_batch_size, accum, self.groups, jax.process_count())
         mcfg = self.mcfg
-        plan, self.tx, self.schedule = sft.state_plan(cfg, self.num_steps, mcfg, self.mesh, self.rules)
-        self.state, self.parts, self.shardings = _create_state(self, plan)
+        self.plan, self.tx, self.schedule = sft.state_plan(cfg, self.num_steps, mcfg, self.mesh, self.rules)
+        self.state, self.parts, self.shardings = _create_state(self, self.plan)
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
         self.pad_id = sft.PAD_ID if sft.PAD_ID < mcfg.text.vocab_size else 0
         self._step, self._logp, self._cast, self._replicate = _compiled_fns(self)
         self.ref_params = None
-        stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
-        self.sampling = SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
-                                       top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids,
-                                       pad_id=self.pad_id, unroll_layers=bool(g.unroll_decode_layers))
+        self.sampling = sampling_config(cfg, mcfg, self.pad_id)
         # Rollouts run on each process's own devices with a full copy of the policy: no
         # collective inside the decode loop, and every host samples its own prompts.
         self.rollout_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("rows",))
-        model = self.sampler_model()
         key = json.dumps([mcfg.to_dict(), str(self.sampling), cfg.model.compute_dtype,
                           [d.id for d in jax.local_devices()]], sort_keys=True, default=str)
         if key not in _SAMPLERS:  # a sampler compiles per instance: share it between trainers
             _SAMPLERS.clear()
-            _SAMPLERS[key] = Sampler(model, self.sampling, mesh=self.rollout_mesh)
+            _SAMPLERS[key] = Sampler(self.sampler_model(), self.sampling, mesh=self.rollout_mesh)
         self.sampler = _SAMPLERS[key]
-        self.sampler.update_params(model)
+        self.sampler.state = None  # each rollout sets the current policy (refresh_sampler)
         self._shapes_seen: set = set()
 
     # -- weights
@@ -360,10 +367,14 @@ class GRPOTrainer:
         self.ref_params = self._cast(params, jnp.dtype(self.gcfg.ref_dtype))
 
     def load_params(self, params) -> None:
-        state = state_lib.replace_params(self.state, params, self.shardings, self.tx)
-        # replace_params leaves `step` unplaced: placing the whole state like the step's output
-        # avoids a second compilation of the step after the first update
-        self.state = jax.device_put(state, self.shardings)
+        self.state = None  # the random state's buffers are freed before the loaded one is built
+        self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
+
+    def restore(self, ckpt: store_lib.Store, step: int) -> dict:
+        """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""
+        self.state = None
+        self.state, data_state, _ = ckpt.restore(self.plan.abstract_state(), self.shardings, step)
+        return data_state
 
     def sampler_model(self):
         """The current policy in the compute dtype, replicated on this process's devices."""
@@ -392,6 +403,9 @@ class GRPOTrainer:
         ro = rollout_lib.rollout(self.sampler, tokenizer, items, group_size=self.G, seed=seed,
                                  model_config=self.mcfg, pad_id=self.pad_id,
                                  prompt_offset=jax.process_index() * len(items))
+        # the replicated policy copy is not needed until the next rollout: free it for the update
+        # (a full bf16 model per device, ~7 GiB at 3B, whatever the FSDP degree)
+        self.sampler.state = None
         if reward_fn is not None:  # tests / toy tasks replace the parsed rewards
             t0 = time.perf_counter()
             ro.rewards = reward_fn(ro)
@@ -530,8 +544,7 @@ def train_stage(cfg: ml_collections.ConfigDict, source=None, hooks: dict[str, Ca
         sft.load_init_params(trainer, cfg.init_from)
     trainer.set_reference()  # the stage's starting weights, also after a resume
     if resume_step is not None:
-        trainer.state, data_state, _ = ckpt.restore(trainer.state, trainer.shardings, resume_step)
-        source.set_state(data_state["source"])
+        source.set_state(trainer.restore(ckpt, resume_step)["source"])
     start = resume_step or 0
 
     encoder = None

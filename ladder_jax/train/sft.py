@@ -144,7 +144,9 @@ class Trainer:
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_steps: int,
                  base_model_config: model_config_lib.ModelConfig | None = None,
-                 mesh: jax.sharding.Mesh | None = None):
+                 mesh: jax.sharding.Mesh | None = None, random_init: bool = True):
+        """random_init=False creates no state: ``load_params`` or ``restore`` then builds the
+        only one (a random state beside the loaded one would double the memory before step 1)."""
         self.cfg = cfg
         self.num_steps = num_steps
         self.mesh = mesh if mesh is not None else mesh_lib.mesh_from_config(cfg.mesh)
@@ -154,10 +156,14 @@ class Trainer:
         accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
         self.layout = global_batch.StepLayout(cfg.train.global_batch_size, accum, self.groups, jax.process_count())
         mcfg = self.mcfg
-        plan, self.tx, self.schedule = state_plan(cfg, num_steps, mcfg, self.mesh, self.rules)
-        self.state, self.parts, self.shardings = state_lib.materialise(
-            plan, self.mesh, compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
-            cache_key=self._settings_key())
+        self.plan, self.tx, self.schedule = state_plan(cfg, num_steps, mcfg, self.mesh, self.rules)
+        self.shardings = self.plan.shardings
+        if random_init:
+            self.state, self.parts, _ = state_lib.materialise(
+                self.plan, self.mesh, compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
+                cache_key=self._settings_key())
+        else:
+            self.state, self.parts = None, self.plan.parts(self.plan.rest(self.mesh))
         self._step, self._eval, self._grads = _compiled_fns(self)
         self._vision_layout = vision_layout_fn(mcfg)
         self._shapes_seen: set = set()
@@ -223,7 +229,14 @@ class Trainer:
                                           self.cfg.model.freeze_vision, info["target_tokens"])
 
     def load_params(self, params) -> None:
-        self.state = state_lib.replace_params(self.state, params, self.shardings, self.tx)
+        self.state = None  # a random state's buffers are freed before the loaded one is built
+        self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
+
+    def restore(self, ckpt: store_lib.Store, step: int) -> dict:
+        """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""
+        self.state = None
+        self.state, data_state, _ = ckpt.restore(self.plan.abstract_state(), self.shardings, step)
+        return data_state
 
 
 # ----------------------------------------------------------------------------- init_from
@@ -482,12 +495,11 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
     if source is None:
         source = make_source(cfg, model_config(cfg, base))
     num_steps = steps_for(cfg, source)
-    trainer = Trainer(cfg, num_steps, base)
+    trainer = Trainer(cfg, num_steps, base, random_init=resume_step is None and not cfg.init_from)
     meta = {"model_config": trainer.mcfg.to_dict(), "name": cfg.name, "config": cfg.to_json()}
 
     if resume_step is not None:
-        trainer.state, data_state, _ = ckpt.restore(trainer.state, trainer.shardings, resume_step)
-        source.set_state(data_state["source"])
+        source.set_state(trainer.restore(ckpt, resume_step)["source"])
     elif cfg.init_from:
         load_init_params(trainer, cfg.init_from)
     start = int(jax.device_get(trainer.state.step))

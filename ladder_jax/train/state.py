@@ -92,6 +92,16 @@ class StatePlan:
         shapes = jax.eval_shape(lambda: self.init()[0])
         return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, self.shardings)
 
+    def rest(self, mesh: Mesh | None = None) -> Any:
+        """The non-parameter variables (small constants) alone; the parameter init is dead code
+        XLA drops. On ``mesh`` (replicated), or on this host's CPU for a foreign target."""
+        if not jax.tree.leaves(self.abstract_rest):
+            return {}
+        if mesh is None:
+            return jax.device_get(jax.jit(lambda: self.init()[1], backend="cpu")())
+        with jax.set_mesh(mesh):
+            return jax.jit(lambda: self.init()[1], out_shardings=self.rest_shardings)()
+
     def parts(self, rest: Any) -> "ModelParts":
         return ModelParts(graphdef=self.graphdef, rest=rest, abstract_params=self.abstract_params,
                           param_shardings=self.shardings.params)
@@ -154,11 +164,13 @@ def materialise(p: StatePlan, mesh: Mesh, compiler_options: dict | None = None,
     return state, p.parts(rest), p.shardings
 
 
-def replace_params(state: TrainState, params: Any, shardings: TrainState,
-                   tx: optax.GradientTransformation) -> TrainState:
-    """A fresh state (step 0, new optimizer state) around loaded parameters (init_from)."""
+def from_params(params: Any, shardings: TrainState, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    """A fresh state (step 0, new optimizer state, the seed's RNG, as ``create`` makes) around loaded
+    parameters (init_from), built straight into its shardings: parameters are placed shard by
+    shard, the optimizer state is created already split, and no random state exists beside it."""
     params = jax.device_put(params, shardings.params)
     opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
     # placed exactly like the step's outputs, or the first step after a load compiles twice
     step = jax.device_put(jnp.zeros((), jnp.int32), shardings.step)
-    return state.replace(step=step, params=params, opt_state=opt_state)
+    rng = jax.device_put(jax.random.key_data(jax.random.key(seed)), shardings.rng)
+    return TrainState(step=step, params=params, opt_state=opt_state, rng=rng)

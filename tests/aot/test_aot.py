@@ -109,3 +109,26 @@ def test_collectives_parsed_from_hlo():
     assert got == {"all-gather": {"count": 1, "bytes": 1024 * 1024 * 2},
                    "all-reduce": {"count": 1, "bytes": 256 * 4},
                    "reduce-scatter": {"count": 1, "bytes": 64 * 8 * 4}}
+
+
+def test_accumulation_keeps_no_gradient_per_micro_step():
+    """Compiled temp bytes of k = 4 micro-batches stay within k = 1 (same micro-batch, which needs
+    no accumulator) plus the float32 accumulator plus one micro-batch's activations: no float32
+    gradient is kept per micro-step beside the accumulator (that would add the parameter size
+    again). CPU backend: the same step compiled for this host (float32 micro-step gradients; the
+    CPU compiler computes bf16 in float32, so grad_dtype is measured on GPU targets instead)."""
+    def temp(global_batch, accum):
+        cfg = config_cli.parse_args(TINY + [f"--config.train.global_batch_size={global_batch}",
+                                            f"--config.train.grad_accum={accum}", "--config.train.grad_dtype=float32",
+                                            "--config.train.xla_fast_compile=true", "--config.data.max_pixels=3136"])
+        (prog,) = programs_lib.programs_for(cfg, jax.devices()[:1], target_tokens=16)
+        return prog.lower().compile().memory_analysis().temp_size_in_bytes, prog
+
+    k1, prog = temp(1, 1)
+    k1_double, _ = temp(2, 1)  # two examples in one micro-batch
+    k4, _ = temp(4, 4)  # four micro-batches of one
+    activations = k1_double - k1  # one more example's activations
+    accumulator = sum(a.size * 4 for a in jax.tree.leaves(prog.args[0].params))
+    bookkeeping = 64 * 2**10  # the loop's counters and summed statistics
+    assert 0 < activations
+    assert k4 <= k1 + accumulator + activations + bookkeeping, (k4, k1, accumulator, activations)
