@@ -46,18 +46,20 @@ def run_tool(capsys, *args):
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("target", [pytest.param("h100x2", marks=needs_cuda),
-                                    pytest.param("tpu:v5p:2x2x1", marks=needs_tpu)])
-def test_argument_bytes_equal_sharded_state_and_batch(target, capsys):
-    code, out, _ = run_tool(capsys, "--target", target, "--target-tokens", "16", *TINY,
-                            "--config.mesh.data=1", "--config.mesh.fsdp=-1")
+# GPU: the whole device memory would have to stay free, so it does not fit (exit 2); TPU: fits.
+@pytest.mark.parametrize("target,headroom,code", [pytest.param("h100x2", "0.99999", 2, marks=needs_cuda),
+                                                  pytest.param("tpu:v5p:2x2x1", "0.1", 0, marks=needs_tpu)])
+def test_argument_bytes_equal_sharded_state_and_batch(target, headroom, code, capsys):
+    mesh = ["--config.mesh.data=1", "--config.mesh.fsdp=-1"]
+    got, out, _ = run_tool(capsys, "--target", target, "--min-headroom", headroom, "--target-tokens", "16",
+                           *TINY, *mesh)
     summary = json.loads(out.strip().splitlines()[-1])
-    assert code == 0 and summary["fits"] is True
+    assert got == code and summary["fits"] is (code == 0)
     t = targets_lib.parse(target)
     assert summary["devices"] == t.num_devices and summary["capacity_bytes_per_device"] == t.capacity_bytes
     assert summary["mesh"] == {"data": 1, "fsdp": t.num_devices, "tensor": 1}
     # independently: the same programs' abstract inputs, summed shard by shard
-    cfg = config_cli.parse_args(TINY + ["--config.mesh.data=1", "--config.mesh.fsdp=-1"])
+    cfg = config_cli.parse_args(TINY + mesh)
     (prog,) = programs_lib.programs_for(cfg, t.devices(), target_tokens=16)
     fn = summary["functions"][0]
     assert fn["argument_bytes"] == shard_bytes(prog.args) == summary["argument_bytes_per_device"]
@@ -66,15 +68,8 @@ def test_argument_bytes_equal_sharded_state_and_batch(target, capsys):
     assert fn["peak_bytes"] == fn["argument_bytes"] + fn["output_bytes"] - fn["alias_bytes"] + fn["temp_bytes"]
     assert fn["alias_bytes"] > 0  # the donated state is reused for the new one
     assert "all-gather" in fn["collectives"] or "reduce-scatter" in fn["collectives"]
-
-
-@needs_cuda
-def test_too_little_memory_exits_2_and_names_buffers(capsys):
-    # the whole device memory would have to stay free: nothing fits
-    code, out, _ = run_tool(capsys, "--target", "h100x1", "--min-headroom", "0.99999", "--target-tokens", "16", *TINY)
-    summary = json.loads(out.strip().splitlines()[-1])
-    assert code == 2 and summary["fits"] is False and summary["functions"][0]["fits"] is False
-    assert "does not fit" in out and "largest buffers" in out
+    if code == 2:  # the largest buffers are named
+        assert "does not fit" in out and "largest buffers" in out
 
 
 def test_unknown_target_lists_known_ones(capsys):
