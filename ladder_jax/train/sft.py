@@ -301,14 +301,14 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def load_init_params(trainer: Trainer, init_from: str) -> None:
-    """Parameters from init_from (float32), placed in the trainer's shardings."""
+    """Parameters from init_from (float32), read on the host and placed shard by shard in the
+    trainer's shardings (a checkpoint folder is restored straight into them)."""
     from ladder_jax.checkpoint import hf as hf_lib
 
     if _is_model_dir(init_from) or _is_hf_dir(init_from):
         cfg32 = trainer.mcfg.replace(param_dtype="float32")
-        if _is_model_dir(init_from):
-            model = hf_lib.load_checkpoint(init_from, dtype="float32")
-            flat = hf_lib.model_params(model)
+        if _is_model_dir(init_from):  # numpy on the host: only the sharded copy goes to the devices
+            flat, _ = hf_lib.load_checkpoint_params(init_from, dtype="float32")
         else:
             flat = hf_lib.load_hf_params(init_from, cfg32)
         params = _nest(flat)

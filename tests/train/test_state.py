@@ -20,26 +20,27 @@ class LivePeak:
     a missed sample can only make the figure smaller, never larger)."""
 
     def __enter__(self):
-        self.base = self._live()
+        self._before = {id(a): a for a in jax.live_arrays()}  # held, so their ids stay unique
         self.peak = 0
         self._stop = False
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
         return self
 
-    @staticmethod
-    def _live() -> int:
-        return sum(a.nbytes for a in jax.live_arrays() if not a.is_deleted())
+    def _live(self) -> int:
+        """Bytes of the arrays created inside the block that are alive now."""
+        return sum(a.nbytes for a in jax.live_arrays() if id(a) not in self._before and not a.is_deleted())
 
     def _poll(self):
         while not self._stop:
-            self.peak = max(self.peak, self._live() - self.base)
+            self.peak = max(self.peak, self._live())
             time.sleep(0.0002)
 
     def __exit__(self, *exc):
         self._stop = True
         self._thread.join()
-        self.peak = max(self.peak, self._live() - self.base)
+        self.peak = max(self.peak, self._live())
+        self._before = None
 
 
 def state_bytes(trainer) -> int:
