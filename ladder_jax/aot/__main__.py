@@ -28,59 +28,62 @@ def parse(argv):
     return own, rest
 
 
+def check(cfg, target, min_headroom: float = 0.10, **kw) -> tuple[int, list[str], dict, list]:
+    """Compile ``cfg``'s programs for ``target``: (exit code 0 / 2, report lines, JSON summary,
+    the compiled programs). Raises on errors (a mesh that does not match, a bad config)."""
+    from ladder_jax.aot import programs as programs_lib, report
+
+    devices = target.devices()
+    mesh = dict(programs_lib.target_mesh(cfg, devices).shape)
+    programs = programs_lib.programs_for(cfg, devices, **kw)
+    results = []
+    for p in programs:
+        print(f"compiling {p.name} for {target.name} ...", file=sys.stderr, flush=True)
+        results.append(report.compile_program(p))
+    cap = target.capacity_bytes
+    lines = [f"{cfg.name} on {target.name}: {target.num_devices} devices ({target.hosts} hosts), mesh {mesh}, "
+             f"capacity {cap / report.GiB:.2f} GiB per device, min headroom {min_headroom:.0%}",
+             report.table(results, cap, min_headroom)]
+    fits = all(report.fits(r.peak_bytes, cap, min_headroom) for r in results)
+    for r in results:
+        if not report.fits(r.peak_bytes, cap, min_headroom):
+            lines.append(f"{r.name} does not fit ({r.peak_bytes / report.GiB:.2f} GiB of {cap / report.GiB:.2f}); "
+                         f"largest buffers:")
+            lines += [f"    {b['bytes'] / report.GiB:8.2f} GiB  {b['op']:<16} {b['instruction']}  {b['source']}"
+                      for b in r.largest]
+    summary = {
+        "fits": fits, "target": target.name, "platform": target.platform, "devices": target.num_devices,
+        "hosts": target.hosts, "mesh": mesh, "config": cfg.name,
+        "peak_bytes_per_device": max(r.peak_bytes for r in results),
+        "argument_bytes_per_device": max(r.argument_bytes for r in results),
+        "capacity_bytes_per_device": cap, "min_headroom": min_headroom,
+        "peak_flops_per_device": target.peak_flops,
+        "functions": [r.as_dict(cap, min_headroom) for r in results],
+    }
+    return (0 if fits else 2), lines, summary, programs
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
-    from ladder_jax.aot import targets as targets_lib
+    from ladder_jax.aot import programs as programs_lib, targets as targets_lib
     from ladder_jax.train import config_cli
 
     own, rest = parse(argv)
     try:
         target = targets_lib.parse(own.target)
         cfg = config_cli.parse_args(rest)
-    except (targets_lib.UnknownTarget, config_cli.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    from ladder_jax.aot import programs as programs_lib, report
-
-    try:
-        devices = target.devices()
         kw = {} if own.target_tokens is None else {"target_tokens": own.target_tokens}
-        mesh = dict(programs_lib.target_mesh(cfg, devices).shape)
-        programs = programs_lib.programs_for(cfg, devices, **kw)
-        results = []
-        for p in programs:
-            print(f"compiling {p.name} for {target.name} ...", file=sys.stderr, flush=True)
-            results.append(report.compile_program(p))
-    except (programs_lib.MeshMismatch, ValueError, RuntimeError) as e:
+        code, lines, summary, _ = check(cfg, target, own.min_headroom, **kw)
+    except (targets_lib.UnknownTarget, config_cli.ConfigError, programs_lib.MeshMismatch, ValueError,
+            RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    cap = target.capacity_bytes
-    print(f"{cfg.name} on {target.name}: {target.num_devices} devices ({target.hosts} hosts), "
-          f"mesh {mesh}, capacity {cap / report.GiB:.2f} GiB per device, "
-          f"min headroom {own.min_headroom:.0%}")
-    print(report.table(results, cap, own.min_headroom))
-    fits = all(report.fits(r.peak_bytes, cap, own.min_headroom) for r in results)
-    if not fits:
-        for r in results:
-            if not report.fits(r.peak_bytes, cap, own.min_headroom):
-                print(f"{r.name} does not fit ({r.peak_bytes / report.GiB:.2f} GiB of {cap / report.GiB:.2f}); "
-                      f"largest buffers:")
-                for b in r.largest:
-                    print(f"    {b['bytes'] / report.GiB:8.2f} GiB  {b['op']:<16} {b['instruction']}  {b['source']}")
-    summary = {
-        "fits": fits, "target": target.name, "platform": target.platform, "devices": target.num_devices,
-        "hosts": target.hosts, "mesh": mesh, "config": cfg.name,
-        "peak_bytes_per_device": max(r.peak_bytes for r in results),
-        "argument_bytes_per_device": max(r.argument_bytes for r in results),
-        "capacity_bytes_per_device": cap, "min_headroom": own.min_headroom,
-        "peak_flops_per_device": target.peak_flops,
-        "functions": [r.as_dict(cap, own.min_headroom) for r in results],
-    }
+    print("\n".join(lines))
     print(json.dumps(summary))
-    return 0 if fits else 2
+    return code
 
 
 if __name__ == "__main__":

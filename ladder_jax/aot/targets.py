@@ -135,8 +135,9 @@ def parse(name: str) -> Target:
         chips = int(np.prod([int(s) for s in topo.split("x")]))
         hosts = max(1, chips // (8 if gen in ("v5e", "v6e") else 4))
         return Target(name, "tpu", gen, chips, hosts, memory, flops, topo)
-    m = re.fullmatch(r"([a-z0-9]+(?:-\d+)?)x(\d+)(?:x(\d+))?", text)
-    if not m or m.group(1) not in GPUS:
+    names = "|".join(re.escape(k) for k in sorted(GPUS, key=len, reverse=True))
+    m = re.fullmatch(rf"({names})x(\d+)(?:x(\d+))?", text)
+    if not m:
         raise UnknownTarget(f"unknown target {name!r}; known: {known_targets()}")
     kind, per_host, hosts = m.group(1), int(m.group(2)), int(m.group(3) or 1)
     if per_host < 1 or hosts < 1:

@@ -40,36 +40,68 @@ def shard_bytes(tree) -> int:
     return total
 
 
+def tpu_shard_bytes(tree, formats) -> int:
+    """The same on TPU, where every buffer is padded to its layout's tile (the compiled
+    executable's input formats say which) and takes at least 512 bytes."""
+    total = 0
+    leaves = jax.tree.leaves(formats, is_leaf=lambda f: hasattr(f, "layout"))
+    for a, f in zip(jax.tree.leaves(tree), leaves, strict=True):
+        dims = list(a.sharding.shard_shape(a.shape))
+        physical = [dims[i] for i in f.layout.major_to_minor]
+        tile = f.layout.tiling[0] if f.layout.tiling else ()
+        for j, t in enumerate(reversed(tile)):  # the tile covers the minor-most dimensions
+            if len(physical) - 1 - j >= 0:
+                physical[-1 - j] = -(-physical[-1 - j] // t) * t
+        total += max(512, int(np.prod(physical, dtype=np.int64)) * np.dtype(a.dtype).itemsize)
+    return total
+
+
 def run_tool(capsys, *args):
     code = aot_main.main(list(args))
     out = capsys.readouterr()
     return code, out.out, out.err
 
 
-# GPU: the whole device memory would have to stay free, so it does not fit (exit 2); TPU: fits.
-@pytest.mark.parametrize("target,headroom,code", [pytest.param("h100x2", "0.99999", 2, marks=needs_cuda),
-                                                  pytest.param("tpu:v5p:2x2x1", "0.1", 0, marks=needs_tpu)])
-def test_argument_bytes_equal_sharded_state_and_batch(target, headroom, code, capsys):
-    mesh = ["--config.mesh.data=1", "--config.mesh.fsdp=-1"]
-    got, out, _ = run_tool(capsys, "--target", target, "--min-headroom", headroom, "--target-tokens", "16",
-                           *TINY, *mesh)
-    summary = json.loads(out.strip().splitlines()[-1])
-    assert got == code and summary["fits"] is (code == 0)
+MESH = ["--config.mesh.data=1", "--config.mesh.fsdp=-1"]
+
+
+def check_summary(summary, target, prog, want_argument_bytes):
     t = targets_lib.parse(target)
     assert summary["devices"] == t.num_devices and summary["capacity_bytes_per_device"] == t.capacity_bytes
     assert summary["mesh"] == {"data": 1, "fsdp": t.num_devices, "tensor": 1}
-    # independently: the same programs' abstract inputs, summed shard by shard
-    cfg = config_cli.parse_args(TINY + mesh)
-    (prog,) = programs_lib.programs_for(cfg, t.devices(), target_tokens=16)
     fn = summary["functions"][0]
-    assert fn["argument_bytes"] == shard_bytes(prog.args) == summary["argument_bytes_per_device"]
+    assert fn["argument_bytes"] == want_argument_bytes == summary["argument_bytes_per_device"]
     # FSDP: the state is split, so a device holds well under the whole state
     assert fn["argument_bytes"] < 0.6 * sum(a.size * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(prog.args))
     assert fn["peak_bytes"] == fn["argument_bytes"] + fn["output_bytes"] - fn["alias_bytes"] + fn["temp_bytes"]
     assert fn["alias_bytes"] > 0  # the donated state is reused for the new one
     assert "all-gather" in fn["collectives"] or "reduce-scatter" in fn["collectives"]
-    if code == 2:  # the largest buffers are named
-        assert "does not fit" in out and "largest buffers" in out
+
+
+@needs_cuda
+def test_gpu_cli_argument_bytes_and_exit_2_when_too_little_memory(capsys):
+    """The CLI on h100x2; the whole device memory would have to stay free, so it does not fit."""
+    code, out, _ = run_tool(capsys, "--target", "h100x2", "--min-headroom", "0.99999", "--target-tokens", "16",
+                            *TINY, *MESH)
+    lines = out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert code == 2 and summary["fits"] is False and summary["functions"][0]["fits"] is False
+    assert any(ln.startswith("train_step[") for ln in lines) and "collectives:" in out
+    assert "does not fit" in out and "largest buffers" in out
+    # independently: the same programs' abstract inputs, summed shard by shard (GPU: unpadded)
+    (prog,) = programs_lib.programs_for(config_cli.parse_args(TINY + MESH), targets_lib.parse("h100x2").devices(),
+                                        target_tokens=16)
+    check_summary(summary, "h100x2", prog, shard_bytes(prog.args))
+
+
+@needs_tpu
+def test_tpu_argument_bytes_equal_padded_shards():
+    code, _, summary, (prog,) = aot_main.check(config_cli.parse_args(TINY + MESH), targets_lib.parse("tpu:v5p:2x2x1"),
+                                               0.1, target_tokens=16)
+    assert code == 0 and summary["fits"] is True
+    want = tpu_shard_bytes(prog.args, prog.compiled.input_formats)
+    assert shard_bytes(prog.args) < want  # TPU padding is real and counted
+    check_summary(summary, "tpu:v5p:2x2x1", prog, want)
 
 
 def test_unknown_target_lists_known_ones(capsys):
