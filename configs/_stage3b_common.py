@@ -3,8 +3,8 @@
 Qwen2.5-VL-3B-Instruct, full fine-tuning (vision tower too), AdamW lr 1e-5 with cosine decay
 and warmup ratio 0.1, global batch 16 by accumulation (one example per device and micro-step),
 one epoch, bf16 compute on float32 master weights, activation rematerialisation, max_pixels
-128*28*28 and min_pixels 16*28*28 per image. Memory settings (FSDP over all devices, bf16
-micro-step gradients, bf16 AdamW first moment) are measured in docs/PERFORMANCE.md.
+128*28*28 and min_pixels 16*28*28 per image. Memory settings (FSDP over all devices, float32
+micro-step gradients, bf16 AdamW first moment, full remat) are measured in docs/PERFORMANCE.md.
 """
 
 import os
@@ -51,7 +51,7 @@ def stage_config(name: str, kind: str, jsonl: str, init_from: str):
     c.optim.max_grad_norm = 1.0
     c.train.global_batch_size = 16
     c.train.grad_accum = 0  # auto: one example per device and micro-step, 16 / devices micro-steps
-    c.train.grad_dtype = "bfloat16"  # micro-step gradients; accumulated and applied in float32
+    c.train.grad_dtype = "float32"  # micro-step gradients (bfloat16: see docs/PERFORMANCE.md, no gain here)
     c.optim.mu_dtype = "bfloat16"  # AdamW first moment (second moment float32)
     c.train.num_steps = -1  # one epoch
     c.train.log_every = 1

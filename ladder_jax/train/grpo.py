@@ -319,7 +319,7 @@ def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Call
     return fns
 
 
-class GRPOTrainer:
+class GRPOTrainer(sft.StateLoading):
     """Mesh + sharded policy state + frozen reference + sampler + jitted GRPO functions."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_rollout_steps: int,
@@ -365,16 +365,6 @@ class GRPOTrainer:
             return
         params = self.state.params if params is None else params
         self.ref_params = self._cast(params, jnp.dtype(self.gcfg.ref_dtype))
-
-    def load_params(self, params) -> None:
-        self.state = None  # the random state's buffers are freed before the loaded one is built
-        self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
-
-    def restore(self, ckpt: store_lib.Store, step: int) -> dict:
-        """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""
-        self.state = None
-        self.state, data_state, _ = ckpt.restore(self.plan.abstract_state(), self.shardings, step)
-        return data_state
 
     def sampler_model(self):
         """The current policy in the compute dtype, replicated on this process's devices."""

@@ -139,7 +139,22 @@ def _compiled_fns(tr: "Trainer") -> tuple[Callable, Callable, Callable]:
     return fns
 
 
-class Trainer:
+class StateLoading:
+    """Loading for a trainer holding ``state``, ``plan``, ``shardings``, ``tx`` and ``cfg``: the
+    loaded state is the only one (any random state is dropped first, its buffers freed)."""
+
+    def load_params(self, params) -> None:
+        self.state = None
+        self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
+
+    def restore(self, ckpt: store_lib.Store, step: int) -> dict:
+        """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""
+        self.state = None
+        self.state, data_state, _ = ckpt.restore(self.plan.abstract_state(), self.shardings, step)
+        return data_state
+
+
+class Trainer(StateLoading):
     """Mesh + sharded state + jitted step for one stage."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_steps: int,
@@ -228,15 +243,6 @@ class Trainer:
         return flops_lib.train_step_flops(self.mcfg, info["seq_lens"], info["grid_thw"],
                                           self.cfg.model.freeze_vision, info["target_tokens"])
 
-    def load_params(self, params) -> None:
-        self.state = None  # a random state's buffers are freed before the loaded one is built
-        self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
-
-    def restore(self, ckpt: store_lib.Store, step: int) -> dict:
-        """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""
-        self.state = None
-        self.state, data_state, _ = ckpt.restore(self.plan.abstract_state(), self.shardings, step)
-        return data_state
 
 
 # ----------------------------------------------------------------------------- init_from
