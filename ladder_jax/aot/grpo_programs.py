@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ladder_jax.aot import programs as programs_lib
+from ladder_jax.data import batching
 from ladder_jax.processing.prompts import EncodedPrompt
 from ladder_jax.rewards.batched import parse_batch
 from ladder_jax.sampling.batch import length_bucket
@@ -25,7 +26,7 @@ def synthetic_rollout(cfg, mcfg, prompts: int) -> rollout_lib.Rollout:
     grid = programs_lib.largest_visual_item(cfg, mcfg)
     patches = int(np.prod(grid))
     L = patches // mcfg.vision.merge_unit + PROMPT_TEXT_TOKENS
-    enc = EncodedPrompt(np.zeros(L, np.int32), np.zeros((patches, 1176), np.float32), grid, None, None, None,
+    enc = EncodedPrompt(np.zeros(L, np.int32), np.zeros((patches, batching.PATCH_DIM), np.float32), grid, None, None, None,
                         np.zeros((3, L), np.int32), 0)
     items = [rollout_lib.Stage3Item(f"aot:{i}", i, "", enc, "A", "relative distance", (), "single_image")
              for i in range(prompts)]
@@ -47,7 +48,7 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
                                            plan.shardings, mesh)
     groups = mesh.shape["data"] * mesh.shape["fsdp"]
     accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, groups)
-    layout = global_batch.StepLayout(cfg.train.global_batch_size, accum, groups, 1)
+    global_batch.StepLayout(cfg.train.global_batch_size, accum, groups, 1)  # the prompts split evenly
     ro = synthetic_rollout(cfg, mcfg, cfg.train.global_batch_size)
     host, info = rollout_lib.step_arrays(ro, grad_accum=accum, groups=groups,
                                          max_new_tokens=int(cfg.grpo.max_completion_length), model_config=mcfg,
@@ -66,13 +67,17 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     fwd_text = flops_lib.text_forward_flops(mcfg, seq_lens, head_tokens=k * g * n * T)
     fwd_vision = flops_lib.vision_forward_flops(mcfg, grids)
     shape = f"k={accum},b={info['prompts_per_group']},L={L},T={T},P={P}"
-    rollout = rollout_programs(cfg, mcfg, plan, devices, ro, resident=(state, ref_params))
+    if float(cfg.grpo.beta) == 0.0:  # no reference is kept or scored
+        return rollout_programs(cfg, mcfg, plan, devices, ro, resident=state) + [
+            programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, None, None), 3 * (fwd_text + fwd_vision),
+                                 mesh)]
     # GRPOTrainer.update releases the sampler's policy copy after the rollout: only the train
     # state (during the reference pass) or the reference (during the update) stays beside
-    return rollout + [programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision,
-                                           mesh, resident=state),
-                      programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None),
-                                           3 * (fwd_text + fwd_vision), mesh, resident=ref_params)]
+    return rollout_programs(cfg, mcfg, plan, devices, ro, resident=(state, ref_params)) + [
+        programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision, mesh,
+                             resident=state),
+        programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None), 3 * (fwd_text + fwd_vision),
+                             mesh, resident=ref_params)]
 
 
 def rollout_programs(cfg, mcfg, plan, devices: list, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:
@@ -90,8 +95,7 @@ def rollout_programs(cfg, mcfg, plan, devices: list, ro: rollout_lib.Rollout, re
     hosts = len({d.process_index for d in devices})
     items = ro.items[:len(ro.items) // hosts]
     batch = collate_prompts([it.encoded for it in items], mcfg, pad_id=0)
-    abstract_batch = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=sh),
-                                  batch, sampler.batch_shardings(batch))
+    abstract_batch = programs_lib.abstract(batch, sampler.batch_shardings(batch))
     scalar = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=rep)
     G, T = int(cfg.grpo.num_generations), int(cfg.grpo.max_completion_length)
     L = batch.prompt_length

@@ -87,7 +87,7 @@ def architecture(cfg):
 
 def abstract(tree: Any, shardings: Any) -> Any:
     """numpy / abstract leaves -> ShapeDtypeStructs with the matching shardings."""
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=s), tree, shardings)
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=s), tree, shardings)
 
 
 def abstract_step_batch(host: Any, mesh: jax.sharding.Mesh) -> Any:

@@ -25,7 +25,6 @@ total), bandwidth and dense bf16 tensor FLOP/s from the vendor datasheets:
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 
 import numpy as np
@@ -86,12 +85,19 @@ class Target:
         """The target's (compile-only) devices, in topology order."""
         from jax.experimental import topologies
 
-        if self.platform == "tpu":
-            topo = topologies.get_topology_desc(platform="tpu", topology_name=f"{self.kind}:{self.topology}")
-        else:
-            os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
-            topo = topologies.get_topology_desc(platform="cuda", topology_name=self.kind, topology=self.topology,
-                                                target_config=gpu_target_config(GPUS[self.kind]))
+        try:
+            if self.platform == "tpu":
+                topo = topologies.get_topology_desc(platform="tpu", topology_name=f"{self.kind}:{self.topology}")
+            else:
+                topo = topologies.get_topology_desc(platform="cuda", topology_name=self.kind, topology=self.topology,
+                                                    target_config=gpu_target_config(GPUS[self.kind]))
+        except (NotImplementedError, RuntimeError) as e:
+            plugin = "libtpu" if self.platform == "tpu" else "jax-cuda12-plugin"
+            raise RuntimeError(
+                f"target {self.name}: no compile-only {self.platform} backend ({e}). Install it with "
+                f'pip install -e ".[aot]" ({plugin}); for GPUs JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 must be set '
+                f"before jax starts (importing ladder_jax.aot first does it); only one process at a time "
+                f"can hold libtpu unless ALLOW_MULTIPLE_LIBTPU_LOAD=1") from None
         devices = list(topo.devices)
         if len(devices) != self.num_devices:
             raise RuntimeError(f"target {self.name}: the compiler reports {len(devices)} devices, "
