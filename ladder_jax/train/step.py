@@ -76,9 +76,10 @@ def make_grad_fn(loss_fn: Callable, grad_dtype=None) -> Callable:
     Micro-batches run one after the other (lax.scan) and their gradients of the SUMMED token
     loss are added into one float32 accumulator; one division by the step's target count at the
     end makes the result equal to the gradient of one batch k times the size. ``grad_dtype``
-    (e.g. bfloat16) differentiates with respect to the parameters cast to it: each micro-step's
-    gradient then takes half the memory beside the accumulator (the cast happens inside the
-    loss anyway). k = 1 runs no loop and keeps no accumulator.
+    (e.g. bfloat16) differentiates with respect to the parameters cast to it, so each
+    micro-step's gradient is bf16 (compiled at 3B it saved 0.4 GiB on 8x H100 and cost 1.6 GiB
+    on one H100: docs/PERFORMANCE.md; the configs keep float32). k = 1 runs no loop and keeps no
+    accumulator.
     """
 
     def grads_and_stats(params, batch):
