@@ -12,7 +12,9 @@ full remat, images between 16*28*28 and 128*28*28 pixels, the whole model traine
 
 Batch: Table 8's per-device 2 prompts x 4 accumulation steps (x 4 GPUs in the paper) -> here 8
 prompts per optimizer step on one device (2 per micro-batch, 16 completions each), i.e. 2,585
-steps for the epoch; on N data-parallel devices raise train.global_batch_size to 8 * N.
+steps for the epoch; on N devices raise train.global_batch_size to 8 * N (2 prompts per device
+and micro-batch), e.g. `--config.train.global_batch_size=32` on 4 GPUs. Check the memory with
+`python -m ladder_jax.aot --config configs/stage3_3b.py --target a6000x4 --config.train.global_batch_size=32`.
 The paper's Table 8 gives no scheduler (TRL's default is a linear decay without warmup): cosine
 decay without warmup here (ladder_jax.train.optim offers cosine or constant).
 """
@@ -47,8 +49,9 @@ def get_config():
     c.data.max_frames = 16
     c.data.num_epochs = 1
 
-    c.mesh.data = -1
-    c.mesh.fsdp = 1
+    # FSDP over every device (see configs/_stage3b_common.py for choosing data / fsdp / tensor)
+    c.mesh.data = 1
+    c.mesh.fsdp = -1
     c.mesh.tensor = 1
 
     c.optim.lr = 1e-6

@@ -1,5 +1,8 @@
 """Memory plan of a Qwen2.5-VL preset for training and sampling, without allocating anything.
 
+A rough analytic estimate. What XLA actually allocates for a config on a GPU or TPU target
+comes from compiling it: python -m ladder_jax.aot --config CONFIG --target TARGET.
+
     python tools/memory_plan.py --preset qwen25_vl_3b [--fsdp 1] [--seq-len 2048] [--batch 1]
                                 [--remat full|none] [--compute-dtype bfloat16] [--kv-len 2048]
 

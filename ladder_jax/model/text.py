@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from ladder_jax.model import sharding
-from ladder_jax.model.attention import attention, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.attention import QUERY_CHUNK, attention, chunked_attention, dot, maybe_remat, param, rms_norm
 from ladder_jax.model.config import ModelConfig, TextConfig
 from ladder_jax.model.rope import apply_rope, mrope_cos_sin
 
@@ -121,6 +121,7 @@ class TextDecoder(nnx.Module):
         if cache is None:
             causal = jnp.arange(n)[:, None] >= jnp.arange(n)[None, :]
             mask = causal[None] & am[:, None, :]  # [B, T, T]
+            causal_rows = lambda r: (r[:, None] >= jnp.arange(n)[None, :])[None] & am[:, None, :]
             valid = index = None
         else:
             index = cache.index
@@ -152,6 +153,8 @@ class TextDecoder(nnx.Module):
                 o = attention(q, ks if i is None else ks[i], vs if i is None else vs[i], mask, dtype,
                               kv_heads_first=True)
                 kv = (ks, vs)
+            elif n > QUERY_CHUNK and n % QUERY_CHUNK == 0:  # training / scoring long sequences
+                o = chunked_attention(q, k, v, causal_rows, dtype, QUERY_CHUNK)
             else:
                 o = attention(q, k, v, mask, dtype)
             x = x + dot("bthk,hkd->btd", o, p["o_kernel"], dtype)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ladder_jax.model.attention import attention, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.attention import QUERY_CHUNK, attention, chunked_attention, dot, maybe_remat, param, rms_norm
 from ladder_jax.model.config import ModelConfig, VisionConfig
 from ladder_jax.model.rope import apply_rope, vision_cos_sin
 
@@ -187,20 +187,12 @@ def _banded_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, 
 
 def _chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, chunk: int, dtype) -> jax.Array:
     """Segment-masked attention over all P keys, `chunk` queries at a time (memory chunk*P, not P*P)."""
-    P, H, D = q.shape
-
-    @jax.checkpoint  # keep only the inputs per chunk for the backward pass, not chunk x P probs
-    def one(args):
-        qc, sc = args
-        mask = (sc[:, None] == seg[None, :])[None]
-        return attention(qc[None], k[None], v[None], mask, dtype)[0]
-
-    out = jax.lax.map(one, (q.reshape(P // chunk, chunk, H, D), seg.reshape(P // chunk, chunk)))
-    return out.reshape(P, H, D)
+    mask_rows = lambda rows: (seg[rows][:, None] == seg[None, :])[None]
+    return chunked_attention(q[None], k[None], v[None], mask_rows, dtype, chunk)[0]
 
 
 def segment_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, dtype, *,
-                      max_segment: int | None = None, chunk: int = 1024) -> jax.Array:
+                      max_segment: int | None = None, chunk: int = QUERY_CHUNK) -> jax.Array:
     """Attention restricted to equal `seg` ids (segments are contiguous runs of slots).
 
     max_segment: a static bound on segment length (window attention: 4 * window_merged**2);

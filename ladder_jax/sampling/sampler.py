@@ -269,6 +269,12 @@ class Sampler:
         self._prefill = jax.jit(self._prefill_fn, static_argnames=("num_samples", "cache_len"))
         self._decode = jax.jit(self._decode_fn, donate_argnames=("loop",))
 
+    def jitted(self):
+        """The jitted (prefill, decode) exactly as ``generate`` calls them, for compiling ahead of
+        time (ladder_jax.aot): prefill(state, batch, seed uint32, prompt_offset int32, *,
+        num_samples, cache_len) -> loop; decode(state, loop) -> loop; state = ``self.state``."""
+        return self._prefill, self._decode
+
     def update_params(self, model: Qwen25VL) -> None:
         """Use new weights (same structure), e.g. after a training step; nothing recompiles."""
         self.state = nnx.state(model)
@@ -368,23 +374,27 @@ class Sampler:
         return SampleOutput(tokens, np.where(mask, logprobs, 0.0).astype(np.float32), mask,
                             mask.sum(-1).astype(np.int32))
 
-    def _place(self, batch: PromptBatch) -> PromptBatch:
-        """Host arrays -> device arrays: on self.mesh, prompt rows split over its devices."""
-        if self.mesh is None:
-            return jax.tree.map(jnp.asarray, batch)
+    def batch_shardings(self, batch: PromptBatch) -> PromptBatch:
+        """Where ``generate`` puts each array of ``batch`` on self.mesh: prompt rows split over its
+        devices when they divide evenly, visual inputs replicated (None leaves stay None)."""
         from jax.sharding import NamedSharding, PartitionSpec as P
 
         axis = self.mesh.axis_names[0]
         split = batch.batch_size % self.mesh.devices.size == 0
         rows = lambda dim: NamedSharding(self.mesh, P(*[None] * dim, axis) if split else P())
-        put = lambda a, sharding: None if a is None else jax.device_put(np.asarray(a), sharding)
         rep = NamedSharding(self.mesh, P())
         return batch.replace(
-            input_ids=put(batch.input_ids, rows(0)), attention_mask=put(batch.attention_mask, rows(0)),
-            positions=put(batch.positions, rows(1)), next_position=put(batch.next_position, rows(0)),
-            pixel_values=put(batch.pixel_values, rep), pixel_values_videos=put(batch.pixel_values_videos, rep),
-            image_layout=jax.tree.map(lambda a: put(a, rep), batch.image_layout),
-            video_layout=jax.tree.map(lambda a: put(a, rep), batch.video_layout))
+            input_ids=rows(0), attention_mask=rows(0), positions=rows(1), next_position=rows(0),
+            pixel_values=None if batch.pixel_values is None else rep,
+            pixel_values_videos=None if batch.pixel_values_videos is None else rep,
+            image_layout=jax.tree.map(lambda _: rep, batch.image_layout),
+            video_layout=jax.tree.map(lambda _: rep, batch.video_layout))
+
+    def _place(self, batch: PromptBatch) -> PromptBatch:
+        """Host arrays -> device arrays: on self.mesh, prompt rows split over its devices."""
+        if self.mesh is None:
+            return jax.tree.map(jnp.asarray, batch)
+        return jax.tree.map(lambda a, sh: jax.device_put(np.asarray(a), sh), batch, self.batch_shardings(batch))
 
 
 def completion_mask(tokens: np.ndarray, stop_ids, steps: int | None = None) -> np.ndarray:

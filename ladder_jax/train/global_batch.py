@@ -129,14 +129,30 @@ def assemble(features: Sequence[batching.Features], layout: StepLayout, *, seq_b
     return stacked, info
 
 
+def leaf_sharding(mesh: jax.sharding.Mesh, ndim: int) -> jax.sharding.NamedSharding:
+    """A step-batch leaf [k, G, ...]: the groups G split over (data, fsdp)."""
+    from ladder_jax.train.mesh import BATCH
+
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, BATCH, *([None] * (ndim - 2))))
+
+
+def resolve_grad_accum(grad_accum: int, global_batch: int, groups: int) -> int:
+    """train.grad_accum, where 0 means one example per batch shard and micro-batch (b = 1):
+    global_batch / groups micro-batches, the reference recipe's 16 by accumulation."""
+    if grad_accum > 0:
+        return int(grad_accum)
+    if grad_accum < 0 or global_batch % groups:
+        raise ValueError(f"train.grad_accum={grad_accum}: 0 (auto) needs global_batch_size {global_batch} "
+                         f"divisible by the {groups} batch shards (mesh data*fsdp); or set it >= 1")
+    return global_batch // groups
+
+
 def to_device(local: Any, mesh: jax.sharding.Mesh) -> Any:
     """Local numpy [k, G_local, ...] -> global jax arrays [k, G, ...] with G over (data, fsdp)."""
-    from ladder_jax.train.mesh import BATCH
 
     def one(a):
         a = np.asarray(a)
-        spec = jax.sharding.PartitionSpec(None, BATCH, *([None] * (a.ndim - 2)))
-        sharding = jax.sharding.NamedSharding(mesh, spec)
+        sharding = leaf_sharding(mesh, a.ndim)
         if jax.process_count() == 1:
             return jax.device_put(a, sharding)
         global_shape = (a.shape[0], a.shape[1] * jax.process_count()) + a.shape[2:]

@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax import nnx
 
 from ladder_jax.checkpoint import store as store_lib
 from ladder_jax.model import config as model_config_lib
@@ -267,14 +266,39 @@ _FN_CACHE: dict[str, tuple] = {}
 _SAMPLERS: dict[str, Any] = {}
 
 
-def _create_state(tr: "GRPOTrainer", model_fn, abs_params):
-    """state_lib.create with its compiled initialiser shared by trainers of the same settings."""
+def _create_state(tr: "GRPOTrainer", plan: state_lib.StatePlan):
+    """state_lib.materialise with its compiled initialiser shared by trainers of the same settings."""
     cfg = tr.cfg
     key = json.dumps(["grpo", tr.mcfg.to_dict(), cfg.optim.to_dict(), cfg.seed, cfg.model.freeze_vision,
                       str(tr.mesh), [d.id for d in tr.mesh.devices.flat], [list(map(str, r)) for r in tr.rules]],
                      sort_keys=True, default=str)
     opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
-    return state_lib.create(model_fn, tr.tx, tr.mesh, tr.rules, cfg.seed, compiler_options=opts, cache_key=key)
+    return state_lib.materialise(plan, tr.mesh, compiler_options=opts, cache_key=key)
+
+
+def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, mesh) -> tuple:
+    """(train step, log-probs, cast, replicate in the compute dtype), jitted: what a GRPO stage
+    runs besides the sampler (and what the AOT tool compiles)."""
+    opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
+    compute_dtype = jnp.dtype(cfg.model.compute_dtype)
+    trainable = (optim.trainable_mask(parts.abstract_params, True) if cfg.model.freeze_vision else None)
+    step = make_train_step(parts.merge, compute_dtype, tx, schedule, cfg.grpo, trainable)
+    rep = mesh_lib.replicated(mesh)
+    return (jax.jit(step, donate_argnums=(0,), out_shardings=(shardings, rep), compiler_options=opts),
+            jax.jit(make_logprob_fn(parts.merge, compute_dtype, int(cfg.grpo.num_generations)), compiler_options=opts),
+            jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=shardings.params),
+            jax.jit(lambda p: cast_floats(p, compute_dtype), out_shardings=rep))
+
+
+def sampling_config(cfg, mcfg, pad_id: int):
+    """The rollout's SamplingConfig from cfg.grpo (stop at <|im_end|> or <|endoftext|>)."""
+    from ladder_jax.sampling import SamplingConfig
+
+    g = cfg.grpo
+    stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
+    return SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
+                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids, pad_id=pad_id,
+                          unroll_layers=bool(g.unroll_decode_layers))
 
 
 def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Callable]:
@@ -288,27 +312,19 @@ def _compiled_fns(tr: "GRPOTrainer") -> tuple[Callable, Callable, Callable, Call
                      sort_keys=True, default=str)
     if key in _FN_CACHE:
         return _FN_CACHE[key]
-    opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
-    trainable = (optim.trainable_mask(tr.parts.abstract_params, True) if cfg.model.freeze_vision else None)
-    step = make_train_step(tr.parts.merge, tr.compute_dtype, tr.tx, tr.schedule, cfg.grpo, trainable)
-    rep = mesh_lib.replicated(tr.mesh)
-    fns = (jax.jit(step, donate_argnums=(0,), out_shardings=(tr.shardings, rep), compiler_options=opts),
-           jax.jit(make_logprob_fn(tr.parts.merge, tr.compute_dtype, tr.G), compiler_options=opts),
-           jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=tr.shardings.params),
-           jax.jit(lambda p: cast_floats(p, tr.compute_dtype), out_shardings=rep))
+    fns = step_functions(cfg, tr.parts, tr.tx, tr.schedule, tr.shardings, tr.mesh)
     if len(_FN_CACHE) > 8:
         _FN_CACHE.clear()
     _FN_CACHE[key] = fns
     return fns
 
 
-class GRPOTrainer:
+class GRPOTrainer(sft.StateLoading):
     """Mesh + sharded policy state + frozen reference + sampler + jitted GRPO functions."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_rollout_steps: int,
                  base_model_config: model_config_lib.ModelConfig | None = None):
-        from ladder_jax.model.qwen25_vl import Qwen25VL
-        from ladder_jax.sampling import Sampler, SamplingConfig
+        from ladder_jax.sampling import Sampler
 
         check_config(cfg)
         self.cfg = cfg
@@ -319,33 +335,26 @@ class GRPOTrainer:
         self.rules = sft.param_rules(cfg)
         self.mcfg = sft.model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, cfg.train.grad_accum, self.groups,
-                                              jax.process_count())
+        accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
+        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, accum, self.groups, jax.process_count())
         mcfg = self.mcfg
-        model_fn = lambda: Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed))
-        _, abs_params, _ = state_lib._abstract_split(model_fn)
-        self.tx, self.schedule = optim.make_optimizer(cfg.optim, self.num_steps, abs_params.to_pure_dict(),
-                                                      cfg.model.freeze_vision)
-        self.state, self.parts, self.shardings = _create_state(self, model_fn, abs_params)
+        self.plan, self.tx, self.schedule = sft.state_plan(cfg, self.num_steps, mcfg, self.mesh, self.rules)
+        self.state, self.parts, self.shardings = _create_state(self, self.plan)
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
         self.pad_id = sft.PAD_ID if sft.PAD_ID < mcfg.text.vocab_size else 0
         self._step, self._logp, self._cast, self._replicate = _compiled_fns(self)
         self.ref_params = None
-        stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
-        self.sampling = SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
-                                       top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids,
-                                       pad_id=self.pad_id, unroll_layers=bool(g.unroll_decode_layers))
+        self.sampling = sampling_config(cfg, mcfg, self.pad_id)
         # Rollouts run on each process's own devices with a full copy of the policy: no
         # collective inside the decode loop, and every host samples its own prompts.
         self.rollout_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("rows",))
-        model = self.sampler_model()
         key = json.dumps([mcfg.to_dict(), str(self.sampling), cfg.model.compute_dtype,
                           [d.id for d in jax.local_devices()]], sort_keys=True, default=str)
         if key not in _SAMPLERS:  # a sampler compiles per instance: share it between trainers
             _SAMPLERS.clear()
-            _SAMPLERS[key] = Sampler(model, self.sampling, mesh=self.rollout_mesh)
+            _SAMPLERS[key] = Sampler(self.sampler_model(), self.sampling, mesh=self.rollout_mesh)
         self.sampler = _SAMPLERS[key]
-        self.sampler.update_params(model)
+        self.sampler.state = None  # each rollout sets the current policy (refresh_sampler)
         self._shapes_seen: set = set()
 
     # -- weights
@@ -356,12 +365,6 @@ class GRPOTrainer:
             return
         params = self.state.params if params is None else params
         self.ref_params = self._cast(params, jnp.dtype(self.gcfg.ref_dtype))
-
-    def load_params(self, params) -> None:
-        state = state_lib.replace_params(self.state, params, self.shardings, self.tx)
-        # replace_params leaves `step` unplaced: placing the whole state like the step's output
-        # avoids a second compilation of the step after the first update
-        self.state = jax.device_put(state, self.shardings)
 
     def sampler_model(self):
         """The current policy in the compute dtype, replicated on this process's devices."""
@@ -390,6 +393,9 @@ class GRPOTrainer:
         ro = rollout_lib.rollout(self.sampler, tokenizer, items, group_size=self.G, seed=seed,
                                  model_config=self.mcfg, pad_id=self.pad_id,
                                  prompt_offset=jax.process_index() * len(items))
+        # the replicated policy copy is not needed until the next rollout: free it for the update
+        # (a full bf16 model per device, ~7 GiB at 3B, whatever the FSDP degree)
+        self.sampler.state = None
         if reward_fn is not None:  # tests / toy tasks replace the parsed rewards
             t0 = time.perf_counter()
             ro.rewards = reward_fn(ro)
@@ -528,8 +534,7 @@ def train_stage(cfg: ml_collections.ConfigDict, source=None, hooks: dict[str, Ca
         sft.load_init_params(trainer, cfg.init_from)
     trainer.set_reference()  # the stage's starting weights, also after a resume
     if resume_step is not None:
-        trainer.state, data_state, _ = ckpt.restore(trainer.state, trainer.shardings, resume_step)
-        source.set_state(data_state["source"])
+        source.set_state(trainer.restore(ckpt, resume_step)["source"])
     start = resume_step or 0
 
     encoder = None

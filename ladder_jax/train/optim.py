@@ -49,7 +49,8 @@ def make_optimizer(ocfg, num_steps: int, params: Any, freeze_vision: bool = Fals
     schedule = make_schedule(ocfg, num_steps)
     tx = optax.chain(
         optax.clip_by_global_norm(ocfg.max_grad_norm) if ocfg.max_grad_norm > 0 else optax.identity(),
-        optax.adamw(schedule, b1=ocfg.b1, b2=ocfg.b2, eps=ocfg.eps, weight_decay=ocfg.weight_decay),
+        optax.adamw(schedule, b1=ocfg.b1, b2=ocfg.b2, eps=ocfg.eps, weight_decay=ocfg.weight_decay,
+                    mu_dtype=ocfg.get("mu_dtype", "float32")),
     )
     if freeze_vision:
         labels = jax.tree.map(lambda t: "train" if t else "freeze", trainable_mask(params, True))

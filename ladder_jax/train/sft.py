@@ -86,68 +86,105 @@ def activation_rules() -> dict[str, Any]:
             "mlp": "tensor", "vocab": "tensor"}
 
 
+def vision_layout_fn(cfg, mcfg: model_config_lib.ModelConfig) -> Callable[[np.ndarray, int], Any]:
+    """(grid_thw [N, 3], padded patches P) -> the VisionLayout collate attaches to a group.
+
+    Frames are bounded by the config's pixel limits (as in evaluation), so full-attention vision
+    blocks cost O(P * frame) instead of O(P^2) on batches of many images."""
+    from ladder_jax.model import vision as vision_lib
+
+    frame = vision_lib.frame_width_for(max(cfg.data.max_pixels, cfg.data.video_max_pixels), mcfg.vision)
+    return lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P, frame_width=frame)
+
+
 def param_rules(cfg) -> tuple:
     return (("layers", None),) + mesh_lib.rules_from_config(cfg.mesh)
 
 
 # ----------------------------------------------------------------------------- trainer
 
+def state_plan(cfg, num_steps: int, mcfg: model_config_lib.ModelConfig, mesh: jax.sharding.Mesh, rules
+               ) -> tuple[state_lib.StatePlan, Any, Any]:
+    """(plan of the sharded train state, optimizer, schedule) of a stage; nothing is allocated."""
+    from ladder_jax.model.qwen25_vl import Qwen25VL
+
+    model_fn = lambda: Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed))
+    _, abs_params, _ = state_lib._abstract_split(model_fn)
+    tx, schedule = optim.make_optimizer(cfg.optim, num_steps, abs_params.to_pure_dict(), cfg.model.freeze_vision)
+    return state_lib.plan(model_fn, tx, mesh, rules, cfg.seed), tx, schedule
+
+
+def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, mesh) -> tuple[Callable, Callable, Callable]:
+    """(train step, eval, gradients), jitted: exactly what a stage runs (and the AOT tool compiles)."""
+    trainable = (optim.trainable_mask(parts.abstract_params, True)
+                 if cfg.model.freeze_vision else None)
+    loss_fn = step_lib.make_loss_fn(parts.merge, forward, head, jnp.dtype(cfg.model.compute_dtype), trainable)
+    opts = step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None
+    grad_dtype = jnp.dtype(cfg.train.grad_dtype)
+    return (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tx, schedule, grad_dtype), shardings, mesh,
+                                    cfg.train.xla_fast_compile),
+            jax.jit(step_lib.make_eval_fn(loss_fn), compiler_options=opts),
+            jax.jit(step_lib.make_grad_fn(loss_fn, grad_dtype), compiler_options=opts))
+
+
 _FN_CACHE: dict[str, tuple] = {}
 
 
 def _compiled_fns(tr: "Trainer") -> tuple[Callable, Callable, Callable]:
-    """(train step, eval, gradients), jitted; shared by trainers of identical settings in one
-    process (a resumed or repeated run, tests) so each bucket shape compiles once."""
-    cfg = tr.cfg
+    """step_functions, shared by trainers of identical settings in one process (a resumed or
+    repeated run, tests) so each bucket shape compiles once."""
     key = tr._settings_key()
     if key in _FN_CACHE:
         return _FN_CACHE[key]
-    trainable = (optim.trainable_mask(tr.parts.abstract_params, True)
-                 if cfg.model.freeze_vision else None)
-    loss_fn = step_lib.make_loss_fn(tr.parts.merge, forward, head, jnp.dtype(cfg.model.compute_dtype),
-                                    trainable)
-    opts = step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None
-    fns = (step_lib.jit_train_step(step_lib.make_train_step(loss_fn, tr.tx, tr.schedule), tr.shardings,
-                                   tr.mesh, cfg.train.xla_fast_compile),
-           jax.jit(step_lib.make_eval_fn(loss_fn), compiler_options=opts),
-           jax.jit(step_lib.make_grad_fn(loss_fn), compiler_options=opts))
+    fns = step_functions(tr.cfg, tr.parts, tr.tx, tr.schedule, tr.shardings, tr.mesh)
     if len(_FN_CACHE) > 8:
         _FN_CACHE.clear()
     _FN_CACHE[key] = fns
     return fns
 
 
-class Trainer:
+class StateLoading:
+    """Loading for a trainer holding ``state``, ``plan``, ``shardings``, ``tx`` and ``cfg``: the
+    loaded state is the only one (any random state is dropped first, its buffers freed)."""
+
+    def load_params(self, params) -> None:
+        self.state = None
+        self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
+
+    def restore(self, ckpt: store_lib.Store, step: int) -> dict:
+        """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""
+        self.state = None
+        self.state, data_state, _ = ckpt.restore(self.plan.abstract_state(), self.shardings, step)
+        return data_state
+
+
+class Trainer(StateLoading):
     """Mesh + sharded state + jitted step for one stage."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, num_steps: int,
                  base_model_config: model_config_lib.ModelConfig | None = None,
-                 mesh: jax.sharding.Mesh | None = None):
-        from ladder_jax.model.qwen25_vl import Qwen25VL
-        from ladder_jax.model import vision as vision_lib
-
+                 mesh: jax.sharding.Mesh | None = None, random_init: bool = True):
+        """random_init=False creates no state: ``load_params`` or ``restore`` then builds the
+        only one (a random state beside the loaded one would double the memory before step 1)."""
         self.cfg = cfg
         self.num_steps = num_steps
         self.mesh = mesh if mesh is not None else mesh_lib.mesh_from_config(cfg.mesh)
         self.rules = param_rules(cfg)
         self.mcfg = model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, cfg.train.grad_accum,
-                                              self.groups, jax.process_count())
+        accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
+        self.layout = global_batch.StepLayout(cfg.train.global_batch_size, accum, self.groups, jax.process_count())
         mcfg = self.mcfg
-        model_fn = lambda: Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed))
-        _, abs_params, _ = state_lib._abstract_split(model_fn)
-        self.tx, self.schedule = optim.make_optimizer(cfg.optim, num_steps, abs_params.to_pure_dict(),
-                                                      cfg.model.freeze_vision)
-        self.state, self.parts, self.shardings = state_lib.create(
-            model_fn, self.tx, self.mesh, self.rules, cfg.seed,
-            compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
-            cache_key=self._settings_key())
+        self.plan, self.tx, self.schedule = state_plan(cfg, num_steps, mcfg, self.mesh, self.rules)
+        self.shardings = self.plan.shardings
+        if random_init:
+            self.state, self.parts, _ = state_lib.materialise(
+                self.plan, self.mesh, compiler_options=step_lib.FAST_COMPILE if cfg.train.xla_fast_compile else None,
+                cache_key=self._settings_key())
+        else:
+            self.state, self.parts = None, self.plan.parts(self.plan.rest(self.mesh))
         self._step, self._eval, self._grads = _compiled_fns(self)
-        # a fixed bound on patches per frame from the pixel limits: full-attention vision blocks
-        # cost O(P * frame) instead of O(P^2) on batches of many images (as in evaluation)
-        frame = vision_lib.frame_width_for(max(cfg.data.max_pixels, cfg.data.video_max_pixels), mcfg.vision)
-        self._vision_layout = lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P, frame_width=frame)
+        self._vision_layout = vision_layout_fn(cfg, mcfg)
         self._shapes_seen: set = set()
         # padding is masked out; it only has to be a valid row of the embedding table
         self.pad_id = PAD_ID if PAD_ID < mcfg.text.vocab_size else 0
@@ -158,7 +195,7 @@ class Trainer:
         """Everything the compiled init / step depend on (besides array shapes)."""
         cfg = self.cfg
         return json.dumps([self.mcfg.to_dict(), cfg.optim.to_dict(), self.num_steps, cfg.seed,
-                           cfg.model.freeze_vision, cfg.model.compute_dtype, cfg.train.xla_fast_compile,
+                           cfg.model.freeze_vision, cfg.model.compute_dtype, cfg.train.xla_fast_compile, cfg.train.grad_dtype,
                            str(self.mesh), [d.id for d in self.mesh.devices.flat],
                            [list(map(str, r)) for r in self.rules]], sort_keys=True, default=str)
 
@@ -210,8 +247,6 @@ class Trainer:
         return flops_lib.train_step_flops(self.mcfg, info["seq_lens"], info["grid_thw"],
                                           self.cfg.model.freeze_vision, info["target_tokens"])
 
-    def load_params(self, params) -> None:
-        self.state = state_lib.replace_params(self.state, params, self.shardings, self.tx)
 
 
 # ----------------------------------------------------------------------------- init_from
@@ -276,14 +311,14 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def load_init_params(trainer: Trainer, init_from: str) -> None:
-    """Parameters from init_from (float32), placed in the trainer's shardings."""
+    """Parameters from init_from (float32), read on the host and placed shard by shard in the
+    trainer's shardings (a checkpoint folder is restored straight into them)."""
     from ladder_jax.checkpoint import hf as hf_lib
 
     if _is_model_dir(init_from) or _is_hf_dir(init_from):
         cfg32 = trainer.mcfg.replace(param_dtype="float32")
-        if _is_model_dir(init_from):
-            model = hf_lib.load_checkpoint(init_from, dtype="float32")
-            flat = hf_lib.model_params(model)
+        if _is_model_dir(init_from):  # numpy on the host: only the sharded copy goes to the devices
+            flat, _ = hf_lib.load_checkpoint_params(init_from, dtype="float32")
         else:
             flat = hf_lib.load_hf_params(init_from, cfg32)
         params = _nest(flat)
@@ -470,12 +505,11 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
     if source is None:
         source = make_source(cfg, model_config(cfg, base))
     num_steps = steps_for(cfg, source)
-    trainer = Trainer(cfg, num_steps, base)
+    trainer = Trainer(cfg, num_steps, base, random_init=resume_step is None and not cfg.init_from)
     meta = {"model_config": trainer.mcfg.to_dict(), "name": cfg.name, "config": cfg.to_json()}
 
     if resume_step is not None:
-        trainer.state, data_state, _ = ckpt.restore(trainer.state, trainer.shardings, resume_step)
-        source.set_state(data_state["source"])
+        source.set_state(trainer.restore(ckpt, resume_step)["source"])
     elif cfg.init_from:
         load_init_params(trainer, cfg.init_from)
     start = int(jax.device_get(trainer.state.step))

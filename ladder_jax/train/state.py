@@ -76,18 +76,40 @@ def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any,
     return jax.tree_util.tree_map_with_path(one, abs_opt)
 
 
-_INIT_CACHE: dict[str, Callable] = {}
+@dataclasses.dataclass(frozen=True)
+class StatePlan:
+    """Where every array of the train state lives, before any of it exists."""
+
+    graphdef: Any
+    abstract_params: Any  # pure dict of ShapeDtypeStruct (param_dtype)
+    abstract_rest: Any  # pure dict of ShapeDtypeStruct (non-Param variables)
+    shardings: TrainState  # of NamedSharding
+    rest_shardings: Any
+    init: Callable[[], tuple[TrainState, Any]]  # random init -> (state, rest); to be jitted
+
+    def abstract_state(self) -> TrainState:
+        """ShapeDtypeStructs carrying their shardings: what the step is compiled against."""
+        shapes = jax.eval_shape(lambda: self.init()[0])
+        return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, self.shardings)
+
+    def rest(self, mesh: Mesh | None = None) -> Any:
+        """The non-parameter variables (small constants) alone; the parameter init is dead code
+        XLA drops. On ``mesh`` (replicated), or on this host's CPU for a foreign target."""
+        if not jax.tree.leaves(self.abstract_rest):
+            return {}
+        if mesh is None:
+            return jax.device_get(jax.jit(lambda: self.init()[1], backend="cpu")())
+        with jax.set_mesh(mesh):
+            return jax.jit(lambda: self.init()[1], out_shardings=self.rest_shardings)()
+
+    def parts(self, rest: Any) -> "ModelParts":
+        return ModelParts(graphdef=self.graphdef, rest=rest, abstract_params=self.abstract_params,
+                          param_shardings=self.shardings.params)
 
 
-def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
-           rules, seed: int, param_dtype=jnp.float32, compiler_options: dict | None = None,
-           cache_key: str | None = None) -> tuple[TrainState, ModelParts, Any]:
-    """Initialises the model and optimizer directly into their shardings (jit out_shardings).
-
-    model_fn builds the model (random init); returns (state, parts, state_shardings).
-    ``cache_key`` (a string fixing model, optimizer, mesh and seed) reuses the compiled init of
-    an earlier call in this process.
-    """
+def plan(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh, rules,
+         seed: int, param_dtype=jnp.float32) -> StatePlan:
+    """Shardings and shapes of the train state of ``model_fn``'s model and ``tx`` on ``mesh``."""
     graphdef, abs_params, abs_rest = _abstract_split(model_fn)
     p_sh = mesh_lib.state_shardings(abs_params, mesh, rules).to_pure_dict()
     abs_params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, param_dtype)
@@ -107,25 +129,48 @@ def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation,
                            rng=jax.random.key_data(jax.random.key(seed)))
         return state, rest.to_pure_dict()
 
-    rest_sh = jax.tree.map(lambda _: rep, abs_rest.to_pure_dict())
+    abs_rest = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), abs_rest.to_pure_dict())
+    return StatePlan(graphdef=graphdef, abstract_params=abs_params, abstract_rest=abs_rest, shardings=sh,
+                     rest_shardings=jax.tree.map(lambda _: rep, abs_rest), init=init)
+
+
+_INIT_CACHE: dict[str, Callable] = {}
+
+
+def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
+           rules, seed: int, param_dtype=jnp.float32, compiler_options: dict | None = None,
+           cache_key: str | None = None) -> tuple[TrainState, ModelParts, Any]:
+    """Initialises the model and optimizer directly into their shardings (jit out_shardings).
+
+    model_fn builds the model (random init); returns (state, parts, state_shardings).
+    ``cache_key`` (a string fixing model, optimizer, mesh and seed) reuses the compiled init of
+    an earlier call in this process.
+    """
+    return materialise(plan(model_fn, tx, mesh, rules, seed, param_dtype), mesh, compiler_options, cache_key)
+
+
+def materialise(p: StatePlan, mesh: Mesh, compiler_options: dict | None = None,
+                cache_key: str | None = None) -> tuple[TrainState, ModelParts, Any]:
+    """Runs a plan's random init straight into its shardings; see ``create``."""
     init_jit = _INIT_CACHE.get(cache_key) if cache_key else None
     if init_jit is None:
-        init_jit = jax.jit(init, out_shardings=(sh, rest_sh), compiler_options=compiler_options)
+        init_jit = jax.jit(p.init, out_shardings=(p.shardings, p.rest_shardings), compiler_options=compiler_options)
         if cache_key:
             if len(_INIT_CACHE) > 8:
                 _INIT_CACHE.clear()
             _INIT_CACHE[cache_key] = init_jit
     with jax.set_mesh(mesh):
         state, rest = init_jit()
-    parts = ModelParts(graphdef=graphdef, rest=rest, abstract_params=abs_params, param_shardings=p_sh)
-    return state, parts, sh
+    return state, p.parts(rest), p.shardings
 
 
-def replace_params(state: TrainState, params: Any, shardings: TrainState,
-                   tx: optax.GradientTransformation) -> TrainState:
-    """A fresh state (step 0, new optimizer state) around loaded parameters (init_from)."""
+def from_params(params: Any, shardings: TrainState, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    """A fresh state (step 0, new optimizer state, the seed's RNG, as ``create`` makes) around loaded
+    parameters (init_from), built straight into its shardings: parameters are placed shard by
+    shard, the optimizer state is created already split, and no random state exists beside it."""
     params = jax.device_put(params, shardings.params)
     opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
     # placed exactly like the step's outputs, or the first step after a load compiles twice
     step = jax.device_put(jnp.zeros((), jnp.int32), shardings.step)
-    return state.replace(step=step, params=params, opt_state=opt_state)
+    rng = jax.device_put(jax.random.key_data(jax.random.key(seed)), shardings.rng)
+    return TrainState(step=step, params=params, opt_state=opt_state, rng=rng)

@@ -1,0 +1,90 @@
+"""python -m ladder_jax.aot --config configs/NAME.py --target TARGET [--config.key=value ...]
+                          [--min-headroom 0.1] [--target-tokens N]
+
+Compiles what that training run executes for TARGET (a GPU name x devices [x hosts], e.g.
+a6000x4, h100x8, h200x1, h100x8x2, or a TPU topology, e.g. tpu:v5p:2x2x1, tpu:v6e:2x4) on this
+host, without the accelerator, and prints per function the per-device argument / output / alias /
+temp / peak bytes, capacity, headroom, fit, compile seconds, analytic FLOPs and the collectives
+of the optimised HLO. The last line is JSON. Exit 0 when every function fits with at least
+--min-headroom of the device memory free, 2 when one does not (its largest buffers are named),
+1 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m ladder_jax.aot", description=__doc__.split("\n\n")[1])
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--min-headroom", type=float, default=0.10,
+                    help="fraction of device memory that must stay free for 'fits' (default 0.10)")
+    ap.add_argument("--target-tokens", type=int, default=None,
+                    help="SFT loss tokens per example (default 1024)")
+    own, rest = ap.parse_known_args(argv)
+    return own, rest
+
+
+def check(cfg, target, min_headroom: float = 0.10, **kw) -> tuple[int, list[str], dict, list]:
+    """Compile ``cfg``'s programs for ``target``: (exit code 0 / 2, report lines, JSON summary,
+    the compiled programs). Raises on errors (a mesh that does not match, a bad config)."""
+    from ladder_jax.aot import programs as programs_lib, report
+
+    devices = target.devices()
+    mesh = dict(programs_lib.target_mesh(cfg, devices).shape)
+    programs = programs_lib.programs_for(cfg, devices, **kw)
+    results = []
+    for p in programs:
+        print(f"compiling {p.name} for {target.name} ...", file=sys.stderr, flush=True)
+        results.append(report.compile_program(p))
+    cap = target.capacity_bytes
+    lines = [f"{cfg.name} on {target.name}: {target.num_devices} devices ({target.hosts} hosts), mesh {mesh}, "
+             f"capacity {cap / report.GiB:.2f} GiB per device, min headroom {min_headroom:.0%}",
+             report.table(results, cap, min_headroom)]
+    fits = all(report.fits(r.peak_bytes, cap, min_headroom) for r in results)
+    for r in results:
+        if not report.fits(r.peak_bytes, cap, min_headroom):
+            lines.append(f"{r.name} does not fit ({r.peak_bytes / report.GiB:.2f} GiB of {cap / report.GiB:.2f}); "
+                         f"largest buffers:")
+            lines += [f"    {b['bytes'] / report.GiB:8.2f} GiB  {b['op']:<16} {b['instruction']}  {b['source']}"
+                      for b in r.largest]
+    summary = {
+        "fits": fits, "target": target.name, "platform": target.platform, "devices": target.num_devices,
+        "hosts": target.hosts, "mesh": mesh, "config": cfg.name,
+        "peak_bytes_per_device": max(r.peak_bytes for r in results),
+        "argument_bytes_per_device": max(r.argument_bytes for r in results),
+        "capacity_bytes_per_device": cap, "min_headroom": min_headroom,
+        "peak_flops_per_device": target.peak_flops,
+        "functions": [r.as_dict(cap, min_headroom) for r in results],
+    }
+    return (0 if fits else 2), lines, summary, programs
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    from ladder_jax.aot import programs as programs_lib, targets as targets_lib
+    from ladder_jax.train import config_cli
+
+    own, rest = parse(argv)
+    try:
+        target = targets_lib.parse(own.target)
+        cfg = config_cli.parse_args(rest)
+        kw = {} if own.target_tokens is None else {"target_tokens": own.target_tokens}
+        code, lines, summary, _ = check(cfg, target, own.min_headroom, **kw)
+    except (targets_lib.UnknownTarget, config_cli.ConfigError, programs_lib.MeshMismatch, ValueError,
+            RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    print(json.dumps(summary))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
