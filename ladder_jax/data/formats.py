@@ -423,7 +423,10 @@ def _guarded(rows: Iterable[_Row], parse: Callable[[_Row], Any], skip_bad: bool,
         yield record
 
 
-def _jsonl_rows(path: Path) -> Iterator[_Row | FormatError]:
+def jsonl_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict | FormatError]]:
+    """(line number, JSON object) for each non-blank line of a JSONL file; a line that is not a
+    JSON object yields its FormatError instead, so a caller can raise it or skip the row."""
+    path = Path(path)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -431,14 +434,19 @@ def _jsonl_rows(path: Path) -> Iterator[_Row | FormatError]:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as e:
-                yield FormatError(path, lineno, "<json>",
-                                  f"invalid JSON: {e.msg} at column {e.colno}")
+                yield lineno, FormatError(path, lineno, "<json>",
+                                          f"invalid JSON: {e.msg} at column {e.colno}")
                 continue
             if not isinstance(data, dict):
-                yield FormatError(path, lineno, "<row>",
-                                  f"expected a JSON object, got {_show(data)}")
+                yield lineno, FormatError(path, lineno, "<row>",
+                                          f"expected a JSON object, got {_show(data)}")
                 continue
-            yield _Row(data, str(path), lineno)
+            yield lineno, data
+
+
+def _jsonl_rows(path: Path) -> Iterator[_Row | FormatError]:
+    for lineno, obj in jsonl_objects(path):
+        yield obj if isinstance(obj, FormatError) else _Row(obj, str(path), lineno)
 
 
 def _reader(parse_fn):

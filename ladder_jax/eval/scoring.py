@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ladder_jax.data.formats import FormatError, read_benchmark, read_spatial
+from ladder_jax.data.formats import FormatError, jsonl_objects, read_benchmark, read_spatial
 from ladder_jax.rewards.parse import (
     NUMERIC_TYPES,
     canonical_question_type,
@@ -127,35 +127,28 @@ def load_predictions(path: str | os.PathLike, known_ids: Iterable[str] | None = 
     known = set(known_ids) if known_ids is not None else None
     out: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FormatError(path, lineno, "<json>", f"invalid JSON: {e.msg}") from None
-            if not isinstance(row, dict):
-                raise FormatError(path, lineno, "<row>", "expected a JSON object")
-            if "id" not in row:
-                raise FormatError(path, lineno, "id", "missing")
-            key = _id_key(row["id"])
-            if key is None:
-                raise FormatError(path, lineno, "id",
-                                  f"expected an integer or string, got {row['id']!r}")
-            if "prediction" not in row:
-                raise FormatError(path, lineno, "prediction", "missing")
-            if not isinstance(row["prediction"], str):
-                raise FormatError(path, lineno, "prediction",
-                                  f"expected a string, got {type(row['prediction']).__name__}")
-            if known is not None and key not in known:
-                raise FormatError(path, lineno, "id", f"unknown id {row['id']!r}: not in the "
-                                                      "benchmark")
-            if key in out:
-                raise FormatError(path, lineno, "id", f"duplicate id {row['id']!r} (first on "
-                                                      f"line {first_line[key]})")
-            out[key] = row["prediction"]
-            first_line[key] = lineno
+    for lineno, row in jsonl_objects(path):
+        if isinstance(row, FormatError):
+            raise row
+        if "id" not in row:
+            raise FormatError(path, lineno, "id", "missing")
+        key = _id_key(row["id"])
+        if key is None:
+            raise FormatError(path, lineno, "id",
+                              f"expected an integer or string, got {row['id']!r}")
+        if "prediction" not in row:
+            raise FormatError(path, lineno, "prediction", "missing")
+        if not isinstance(row["prediction"], str):
+            raise FormatError(path, lineno, "prediction",
+                              f"expected a string, got {type(row['prediction']).__name__}")
+        if known is not None and key not in known:
+            raise FormatError(path, lineno, "id", f"unknown id {row['id']!r}: not in the "
+                                                  "benchmark")
+        if key in out:
+            raise FormatError(path, lineno, "id", f"duplicate id {row['id']!r} (first on "
+                                                  f"line {first_line[key]})")
+        out[key] = row["prediction"]
+        first_line[key] = lineno
     return out
 
 

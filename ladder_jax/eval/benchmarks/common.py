@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from ladder_jax.data.formats import FormatError, resolve_inside
+from ladder_jax.data.formats import FormatError, jsonl_objects, resolve_inside
 from ladder_jax.rewards.parse import extract_answer_span
 
 __all__ = ["Question", "ImageRef", "BenchScore", "read_rows", "first_row", "require", "where_of",
@@ -106,17 +106,10 @@ def read_rows(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 raise FormatError(path, n, "<row>", "expected a JSON object", "row")
             yield n, row
     elif suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise FormatError(path, n, "<json>", f"invalid JSON: {e.msg}") from None
-                if not isinstance(row, dict):
-                    raise FormatError(path, n, "<row>", "expected a JSON object")
-                yield n, row
+        for n, row in jsonl_objects(path):
+            if isinstance(row, FormatError):
+                raise row
+            yield n, row
     elif suffix == ".tsv":
         csv.field_size_limit(sys.maxsize)  # base64 images are long cells
         with open(path, encoding="utf-8", newline="") as f:
