@@ -26,7 +26,9 @@ def synthetic_rollout(cfg, mcfg, prompts: int) -> rollout_lib.Rollout:
     grid = programs_lib.largest_visual_item(cfg, mcfg)
     patches = int(np.prod(grid))
     L = patches // mcfg.vision.merge_unit + PROMPT_TEXT_TOKENS
-    enc = EncodedPrompt(np.zeros(L, np.int32), np.zeros((patches, batching.PATCH_DIM), np.float32), grid, None, None, None,
+    ids = np.zeros(L, np.int32)
+    ids[1:1 + patches // mcfg.vision.merge_unit] = mcfg.image_token_id  # one pad token per merged feature
+    enc = EncodedPrompt(ids, np.zeros((patches, batching.PATCH_DIM), np.float32), grid, None, None, None,
                         np.zeros((3, L), np.int32), 0)
     items = [rollout_lib.Stage3Item(f"aot:{i}", i, "", enc, "A", "relative distance", (), "single_image")
              for i in range(prompts)]

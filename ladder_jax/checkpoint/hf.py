@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from typing import Any, Iterable
 
 import flax.nnx as nnx
@@ -444,9 +445,11 @@ def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:
         os.path.exists(out + "vocab.json") and os.path.exists(out + "merges.txt"))
     if not has_tokenizer:
         if cfg.text.vocab_size < len(tok_lib.SPECIAL_IDS) + tok_lib.ENDOFTEXT_ID:
-            raise CheckpointError(f"{out_dir}: no tokenizer files to copy and the vocabulary ({cfg.text.vocab_size}) "
-                                  f"is smaller than Qwen2.5's, so its tokenizer cannot be written")
-        written += [os.path.basename(p) for p in tok_lib.write_qwen25_tokenizer(out_dir)]
+            # A test-sized vocabulary has no tokenizer to write; the weights and configs still are.
+            warnings.warn(f"{out_dir}: no tokenizer files to copy and the vocabulary ({cfg.text.vocab_size}) "
+                          f"is smaller than Qwen2.5's, so no tokenizer is written")
+        else:
+            written += [os.path.basename(p) for p in tok_lib.write_qwen25_tokenizer(out_dir)]
     else:
         try:
             tok_lib.read_chat_template(out_dir)

@@ -187,6 +187,7 @@ def _banded_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, 
 
 def _chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, chunk: int, dtype) -> jax.Array:
     """Segment-masked attention over all P keys, `chunk` queries at a time (memory chunk*P, not P*P)."""
+    seg = jnp.asarray(seg)  # the layout may hold host arrays; rows are traced inside the map
     mask_rows = lambda rows: (seg[rows][:, None] == seg[None, :])[None]
     return chunked_attention(q[None], k[None], v[None], mask_rows, dtype, chunk)[0]
 

@@ -240,8 +240,10 @@ def test_export_without_source_files_is_complete(untied_published_dir, tmp_path)
     assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
 
 
-def test_export_of_a_small_vocabulary_without_tokenizer_is_an_error(tmp_path):
+def test_export_of_a_small_vocabulary_writes_no_tokenizer_and_warns(tmp_path):
     from ladder_jax.checkpoint.hf import write_missing_aux_files
 
-    with pytest.raises(CheckpointError, match="vocabulary \\(99\\) is smaller than Qwen2.5's"):
-        write_missing_aux_files(str(tmp_path), tiny(vocab_size=99, image_token_id=4, video_token_id=5))
+    with pytest.warns(UserWarning, match="vocabulary \\(99\\) is smaller than Qwen2.5's"):
+        written = write_missing_aux_files(str(tmp_path), tiny(vocab_size=99, image_token_id=4, video_token_id=5))
+    assert not (tmp_path / "tokenizer.json").exists() and "tokenizer.json" not in written
+    assert {"preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json"} <= set(written)
