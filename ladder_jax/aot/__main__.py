@@ -31,11 +31,11 @@ def parse(argv):
 def check(cfg, target, min_headroom: float = 0.10, **kw) -> tuple[int, list[str], dict, list]:
     """Compile ``cfg``'s programs for ``target``: (exit code 0 / 2, report lines, JSON summary,
     the compiled programs). Raises on errors (a mesh that does not match, a bad config)."""
-    from ladder_jax.aot import programs as programs_lib, report
+    from ladder_jax.aot import programs as programs_lib, report, stage_programs
 
     devices = target.devices()
     mesh = dict(programs_lib.target_mesh(cfg, devices).shape)
-    programs = programs_lib.programs_for(cfg, devices, **kw)
+    programs = stage_programs.programs_for(cfg, devices, **kw)
     results = []
     for p in programs:
         print(f"compiling {p.name} for {target.name} ...", file=sys.stderr, flush=True)

@@ -150,15 +150,3 @@ def sft_programs(cfg, devices: list, target_tokens: int = DEFAULT_TARGET_TOKENS)
     args = (plan.abstract_state(), abstract_step_batch(host, mesh))
     return [Program(f"train_step[k={accum},b={b},L={info['shape'][0]},P={info['shape'][1]},K={info['shape'][2]}]",
                     step, args, flops, mesh)]
-
-
-def programs_for(cfg, devices: list, **kw) -> list[Program]:
-    if cfg.get("trainer", "sft") == "grpo":
-        from ladder_jax.aot import grpo_programs
-
-        return grpo_programs.programs(cfg, devices)
-    if cfg.get("trainer", "sft") != "sft":
-        raise ValueError(f"trainer {cfg.trainer!r}: the AOT tool compiles single-stage configs (sft, grpo); "
-                         f"pass one stage's config")
-    return sft_programs(cfg, devices, **kw)
-

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ladder_jax.aot import __main__ as aot_main
-from ladder_jax.aot import programs as programs_lib, report, targets as targets_lib
+from ladder_jax.aot import programs as programs_lib, report, stage_programs, targets as targets_lib
 from ladder_jax.train import config_cli
 
 
@@ -87,7 +87,7 @@ def test_gpu_cli_argument_bytes_and_exit_2_when_too_little_memory(capsys):
     assert any(ln.startswith("train_step[") for ln in lines) and "collectives:" in out
     assert "does not fit" in out and "largest buffers" in out
     # independently: the same programs' abstract inputs, summed shard by shard (GPU: unpadded)
-    (prog,) = programs_lib.programs_for(config_cli.parse_args(TINY + MESH), targets_lib.parse("h100x2").devices(),
+    (prog,) = stage_programs.programs_for(config_cli.parse_args(TINY + MESH), targets_lib.parse("h100x2").devices(),
                                         target_tokens=16)
     check_summary(summary, "h100x2", prog, shard_bytes(prog.args))
 
@@ -146,7 +146,7 @@ def test_accumulation_keeps_no_gradient_per_micro_step():
         cfg = config_cli.parse_args(TINY + [f"--config.train.global_batch_size={global_batch}",
                                             f"--config.train.grad_accum={accum}", "--config.train.grad_dtype=float32",
                                             "--config.train.xla_fast_compile=true", "--config.data.max_pixels=3136"])
-        (prog,) = programs_lib.programs_for(cfg, jax.devices()[:1], target_tokens=16)
+        (prog,) = stage_programs.programs_for(cfg, jax.devices()[:1], target_tokens=16)
         return prog.lower().compile().memory_analysis().temp_size_in_bytes, prog
 
     k1, prog = temp(1, 1)
@@ -168,7 +168,7 @@ def test_grpo_programs_lower_with_the_trainers_functions():
                                  "--config.data.max_frames=2", "--config.grpo.max_completion_length=32",
                                  "--config.grpo.num_generations=2", "--config.train.global_batch_size=4",
                                  "--config.train.grad_accum=1"])
-    progs = programs_lib.programs_for(cfg, targets_lib.parse("h100x2").devices())
+    progs = stage_programs.programs_for(cfg, targets_lib.parse("h100x2").devices())
     assert [p.name.split("[")[0] for p in progs] == ["rollout_prefill", "rollout_decode", "reference_logprobs",
                                                      "grpo_update"]
     prefill, _, ref, update = progs
