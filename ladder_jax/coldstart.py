@@ -66,7 +66,7 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
               video_fps: float = 2.0, limit: int | None = None, skip_bad: bool = False,
               log=lambda msg: print(msg, file=sys.stderr)) -> dict[str, Any]:
     """Runs rejection sampling over the spatial JSONL ``data``; writes ``out``; returns a summary."""
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.data import formats
     from ladder_jax.data.pipeline import read_rows
     from ladder_jax.generate import stop_and_pad_ids
@@ -206,7 +206,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ladder_jax.checkpoint.hf import CheckpointError
+    from ladder_jax.checkpoint.errors import CheckpointError
     from ladder_jax.data.formats import FormatError
 
     try:

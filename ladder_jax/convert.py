@@ -16,9 +16,10 @@ import os
 import sys
 import time
 
-from ladder_jax.checkpoint.hf import (CheckpointError, load_checkpoint_params, load_hf_params, write_checkpoint,
-                                      write_hf)
-from ladder_jax.model.config import from_hf_config
+from ladder_jax.checkpoint.errors import CheckpointError
+from ladder_jax.checkpoint.hf_config import from_hf_config
+from ladder_jax.checkpoint.hub import load_hf_params, write_hf
+from ladder_jax.checkpoint.model_dir import load_checkpoint_params, write_checkpoint
 
 
 def _hf_to_jax(args) -> None:

@@ -112,7 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ladder_jax.checkpoint.hf import CheckpointError, load_model
+    from ladder_jax.checkpoint.errors import CheckpointError
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt
     from ladder_jax.processing.tokenizer import load_tokenizer

@@ -33,6 +33,7 @@ import numpy as np
 def jax_side(args, ckpt, examples):
     import jax
 
+    from ladder_jax.checkpoint import init_from as init_from_lib
     from ladder_jax.train import defaults, sft, sources
 
     cfg = defaults.base_config()
@@ -52,10 +53,10 @@ def jax_side(args, ckpt, examples):
         cfg.metrics[k] = False
     cfg.save_model = False
     cfg.checkpoint.every_steps = 0
-    base = sft.base_model_config_for(cfg.init_from) if ckpt else None
+    base = init_from_lib.model_config_for(cfg.init_from) if ckpt else None
     tr = sft.Trainer(cfg, args.steps + 1, base)
     if ckpt:
-        sft.load_init_params(tr, cfg.init_from)
+        tr.load_init_from(cfg.init_from)
     times, losses, infos = [], [], []
     for i in range(args.steps + 1):
         t0 = time.perf_counter()
@@ -139,7 +140,7 @@ def main() -> None:
         arch = mc.qwen25_vl_3b()
         ckpt = None
     else:
-        from ladder_jax.model.config import from_hf_config
+        from ladder_jax.checkpoint.hf_config import from_hf_config
         from ladder_jax.testing import write_tiny_checkpoint
 
         h, heads = args.hidden, args.heads

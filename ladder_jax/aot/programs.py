@@ -19,6 +19,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from ladder_jax.checkpoint import init_from as init_from_lib
 from ladder_jax.data import batching
 from ladder_jax.model import sharding as model_sharding
 from ladder_jax.train import flops as flops_lib
@@ -81,7 +82,7 @@ def target_mesh(cfg, devices: list) -> jax.sharding.Mesh:
 def architecture(cfg):
     """The model the run trains: init_from's config when that directory is here, else the preset."""
     init_from = cfg.get("init_from", "")
-    base = sft.base_model_config_for(init_from) if init_from and os.path.isdir(init_from) else None
+    base = init_from_lib.model_config_for(init_from) if init_from and os.path.isdir(init_from) else None
     return sft.model_config(cfg, base)
 
 

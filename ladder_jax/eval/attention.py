@@ -76,7 +76,7 @@ def analyse(args: argparse.Namespace, log=None) -> dict:
     """Runs the analysis (see the module docstring); returns the attention.json content."""
     from PIL import Image
 
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.data.formats import FormatError, read_grounding
     from ladder_jax.eval.attention_metrics import attention_metrics, box_token_mask
     from ladder_jax.eval.attention_probe import AttentionProbe

@@ -247,7 +247,7 @@ class EvalModel:
     """
 
     def __init__(self, model_dir: str, *, dtype: str = "float32", max_new_tokens: int = 32):
-        from ladder_jax.checkpoint.hf import load_model
+        from ladder_jax.checkpoint.model_dir import load_model
         from ladder_jax.generate import stop_and_pad_ids
         from ladder_jax.processing.image import VisionPreprocessConfig
         from ladder_jax.processing.tokenizer import load_tokenizer

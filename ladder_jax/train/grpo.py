@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ladder_jax.checkpoint import store as store_lib
+from ladder_jax.checkpoint import init_from as init_from_lib, store as store_lib
 from ladder_jax.model import config as model_config_lib
 from ladder_jax.model import sharding as model_sharding
 from ladder_jax.rewards.advantages import group_advantages
@@ -524,14 +524,14 @@ def train_stage(cfg: ml_collections.ConfigDict, source=None, hooks: dict[str, Ca
         meta, _ = store_lib.read_meta(ckpt.directory, resume_step)
         base = model_config_lib.ModelConfig.from_dict(meta["model_config"])
     else:
-        base = sft.base_model_config_for(cfg.init_from) or architecture
+        base = init_from_lib.model_config_for(cfg.init_from) or architecture
     if source is None:
         source = make_source(cfg)
     num_steps = steps_for(cfg, source)
     trainer = GRPOTrainer(cfg, num_steps, base)
     meta = {"model_config": trainer.mcfg.to_dict(), "name": cfg.name, "config": cfg.to_json(), "trainer": "grpo"}
     if cfg.init_from:
-        sft.load_init_params(trainer, cfg.init_from)
+        trainer.load_init_from(cfg.init_from)
     trainer.set_reference()  # the stage's starting weights, also after a resume
     if resume_step is not None:
         source.set_state(trainer.restore(ckpt, resume_step)["source"])

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ladder_jax.model.config import ModelConfig, from_hf_config, qwen25_vl_3b, tiny, to_hf_config
+from ladder_jax.checkpoint.hf_config import from_hf_config, to_hf_config
+from ladder_jax.model.config import ModelConfig, qwen25_vl_3b, tiny
 from ladder_jax.testing import TRANSFORMERS_TESTER_CONFIG
 
 # config.json of Qwen/Qwen2.5-VL-3B-Instruct as published on the hub (flat layout).

@@ -105,7 +105,7 @@ def _rgb(seed, h, w):
 def test_probe_matches_model_and_transformers(ckpt, hf_eager):
     import jax.numpy as jnp
 
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.eval.attention_probe import AttentionProbe
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt

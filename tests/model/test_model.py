@@ -88,7 +88,7 @@ def test_bf16_forward_close_to_float32(hf_dir, jx_model, mixed_batch):
     Tolerance: max|diff| <= 3% and mean|diff| <= 0.5% of max|logit| (bf16 has 8 mantissa bits,
     ~0.4% relative rounding per op, accumulating over the vision and text layers; measured on
     this config: 1.2% and 0.13%)."""
-    from ladder_jax.checkpoint import load_hf
+    from ladder_jax.checkpoint.hub import load_hf
 
     b = mixed_batch
     m16 = load_hf(hf_dir, dtype="bfloat16")

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from ladder_jax import generate
-from ladder_jax.checkpoint.hf import load_hf, save_checkpoint
+from ladder_jax.checkpoint.hub import load_hf
+from ladder_jax.checkpoint.model_dir import save_checkpoint
 from ladder_jax.processing.tokenizer import load_tokenizer
 from ladder_jax.testing import write_tiny_checkpoint
 
