@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from data_gen.cli import reports_errors
+
 
 def partial_path(out: str) -> str:
     return str(out) + ".partial.jsonl"
@@ -204,20 +206,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@reports_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ladder_jax.checkpoint.errors import CheckpointError
-    from ladder_jax.data.formats import FormatError
-
-    try:
-        summary = coldstart(args.model, args.data, args.out, image_root=args.image_root, samples=args.samples,
-                            lam=args.lam, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                            dtype=args.dtype, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                            max_frames=args.max_frames, limit=args.limit, skip_bad=args.skip_bad)
-    except (CheckpointError, FormatError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    summary = coldstart(args.model, args.data, args.out, image_root=args.image_root, samples=args.samples,
+                        lam=args.lam, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                        dtype=args.dtype, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+                        max_frames=args.max_frames, limit=args.limit, skip_bad=args.skip_bad)
     print(json.dumps(summary))
     return 0
 

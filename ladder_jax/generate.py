@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from data_gen.cli import reports_errors
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IM_END_ID
 
 
@@ -110,9 +111,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@reports_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ladder_jax.checkpoint.errors import CheckpointError
     from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt
@@ -121,25 +122,17 @@ def main(argv=None) -> int:
     from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
 
     t0 = time.time()
-    try:
-        model = load_model(args.model, dtype=args.dtype)
-        tok = load_tokenizer(args.model)
-        vision = VisionPreprocessConfig.from_checkpoint(args.model)
-        prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
-                               video_cfg=VideoPreprocessConfig.from_checkpoint(args.model),
-                               video=args.video, num_frames=args.num_frames, fps=args.fps,
-                               tokens_per_second=model.config.vision.tokens_per_second)
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    try:
-        stop, pad = stop_and_pad_ids(args.model)
-        settings = sampling_settings(args.model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                     repetition_penalty=args.repetition_penalty)
-        cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_ids=stop, pad_id=pad, **settings)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    model = load_model(args.model, dtype=args.dtype)
+    tok = load_tokenizer(args.model)
+    vision = VisionPreprocessConfig.from_checkpoint(args.model)
+    prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
+                           video_cfg=VideoPreprocessConfig.from_checkpoint(args.model),
+                           video=args.video, num_frames=args.num_frames, fps=args.fps,
+                           tokens_per_second=model.config.vision.tokens_per_second)
+    stop, pad = stop_and_pad_ids(args.model)
+    settings = sampling_settings(args.model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                 repetition_penalty=args.repetition_penalty)
+    cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_ids=stop, pad_id=pad, **settings)
     print(f"loaded in {time.time() - t0:.1f}s; prompt {len(prompt.input_ids)} tokens", file=sys.stderr)
     t1 = time.time()
     out = Sampler(model, cfg).generate(collate_prompts([prompt], model.config, pad_id=pad), seed=args.seed)

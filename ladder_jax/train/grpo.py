@@ -332,7 +332,7 @@ class GRPOTrainer(sft.StateLoading):
         self.G, self.mu = int(g.num_generations), int(g.num_iterations)
         self.num_steps = num_rollout_steps * self.mu  # optimizer steps (the schedule's length)
         self.mesh = mesh_lib.mesh_from_config(cfg.mesh)
-        self.rules = sft.param_rules(cfg)
+        self.rules = mesh_lib.rules_from_config(cfg.mesh)
         self.mcfg = sft.model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
@@ -382,7 +382,7 @@ class GRPOTrainer(sft.StateLoading):
 
         stack = contextlib.ExitStack()
         stack.enter_context(jax.set_mesh(self.mesh))
-        stack.enter_context(model_sharding.axis_rules(self.mesh, sft.activation_rules()))
+        stack.enter_context(model_sharding.axis_rules(self.mesh, self.rules))
         return stack
 
     # -- one step

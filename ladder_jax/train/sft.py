@@ -79,13 +79,6 @@ def forward(model, g: dict[str, Any]) -> jax.Array:
     return hidden
 
 
-def activation_rules() -> dict[str, Any]:
-    """Rules for the model's activation constraints inside the step: the example axis is
-    already split over (data, fsdp) by the group vmap, so 'batch' and 'embed' stay unsplit."""
-    return {"batch": None, "length": None, "embed": None, "heads": "tensor", "kv_heads": "tensor",
-            "mlp": "tensor", "vocab": "tensor"}
-
-
 def vision_layout_fn(cfg, mcfg: model_config_lib.ModelConfig) -> Callable[[np.ndarray, int], Any]:
     """(grid_thw [N, 3], padded patches P) -> the VisionLayout collate attaches to a group.
 
@@ -95,10 +88,6 @@ def vision_layout_fn(cfg, mcfg: model_config_lib.ModelConfig) -> Callable[[np.nd
 
     frame = vision_lib.frame_width_for(max(cfg.data.max_pixels, cfg.data.video_max_pixels), mcfg.vision)
     return lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P, frame_width=frame)
-
-
-def param_rules(cfg) -> tuple:
-    return (("layers", None),) + mesh_lib.rules_from_config(cfg.mesh)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -174,7 +163,7 @@ class Trainer(StateLoading):
         self.cfg = cfg
         self.num_steps = num_steps
         self.mesh = mesh if mesh is not None else mesh_lib.mesh_from_config(cfg.mesh)
-        self.rules = param_rules(cfg)
+        self.rules = mesh_lib.rules_from_config(cfg.mesh)
         self.mcfg = model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
@@ -226,7 +215,7 @@ class Trainer(StateLoading):
         compiled = shape not in self._shapes_seen
         self._shapes_seen.add(shape)
         t0 = time.perf_counter()
-        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, activation_rules()):
+        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, self.rules):
             self.state, m = self._step(self.state, batch)
         m = jax.device_get(m)
         info["seconds"] = time.perf_counter() - t0
@@ -235,7 +224,7 @@ class Trainer(StateLoading):
 
     def evaluate(self, examples) -> dict:
         local, _ = self.host_batch(examples)
-        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, activation_rules()):
+        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, self.rules):
             s = jax.device_get(self._eval(self.state.params, self.device_batch(local)))
         n = max(float(s["count"]), 1.0)
         return {"loss": float(s["nll"]) / n, "token_accuracy": float(s["correct"]) / n}
@@ -243,7 +232,7 @@ class Trainer(StateLoading):
     def gradients(self, examples) -> tuple[Any, dict]:
         """(mean-token-loss gradient, summed stats) at the current parameters, no update."""
         local, _ = self.host_batch(examples)
-        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, activation_rules()):
+        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, self.rules):
             g, s = self._grads(self.state.params, self.device_batch(local))
         return jax.device_get(g), {k: float(v) for k, v in jax.device_get(s).items()}
 
