@@ -71,7 +71,6 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
     from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.data import formats
     from ladder_jax.data.pipeline import read_rows
-    from ladder_jax.generate import stop_and_pad_ids
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.tokenizer import load_tokenizer
     from ladder_jax.sampling import Sampler, SamplingConfig
@@ -100,7 +99,7 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
             vis = vis.replace(min_pixels=min_pixels or vis.min_pixels, max_pixels=max_pixels or vis.max_pixels)
         enc = rl.PromptEncoder(tok.tokenizer, tok.chat_template, vis, vis, max_frames=max_frames or None,
                                video_fps=video_fps, tokens_per_second=model.config.vision.tokens_per_second)
-        stop, pad = stop_and_pad_ids(model_dir)
+        stop, pad = model.config.eos_token_ids, model.config.pad_token_id
         sampler = Sampler(model, SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                                                 top_k=top_k, top_p=top_p, stop_ids=stop, pad_id=pad))
         with open(part, "a", encoding="utf-8") as f:

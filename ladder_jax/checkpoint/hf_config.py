@@ -18,12 +18,14 @@ with a warning, keys it reads with values this port does not support are errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
 from typing import Any, Mapping
 
 from ladder_jax.model.config import ModelConfig, TextConfig, VisionConfig
+from ladder_jax.processing import tokenizer as tok
 
 
 # ------------------------------------------------------------------------ HF config: reading
@@ -41,10 +43,11 @@ HF_VISION_DEFAULTS: dict[str, Any] = {
     "tokens_per_second": 4, "window_size": 112, "out_hidden_size": 3584,
     "fullatt_block_indexes": (7, 15, 23, 31), "rope_theta": 10000.0,
 }
-HF_TOKEN_DEFAULTS: dict[str, int] = {
-    "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
-    "vision_end_token_id": 151653,
-}
+# config.json's token ids the model reads, defaulted as ModelConfig (the tokenizer table) does.
+HF_TOKEN_DEFAULTS: dict[str, int] = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                                     if f.name in ("image_token_id", "video_token_id", "vision_start_token_id",
+                                                   "vision_end_token_id")}
+_KIND_NAMES = {(int, float): "a number", int: "an int", bool: "a bool"}
 
 # Keys of an HF config.json that the model does not depend on (bookkeeping, generation and
 # training defaults): ignored silently. Any other key transformers would ignore too is ignored
@@ -84,6 +87,48 @@ def _read_json(src: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]:
         raise ValueError(f"no HF config at {path}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
+
+
+def read_generation_config(model_dir: str) -> dict:
+    """generation_config.json of a checkpoint ({} when there is none); a malformed one is an
+    error naming the file and field."""
+    path = os.path.join(model_dir, "generation_config.json")
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            gen = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(gen, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    for key, kind in (("temperature", (int, float)), ("top_k", int), ("top_p", (int, float)),
+                      ("repetition_penalty", (int, float)), ("do_sample", bool), ("pad_token_id", int)):
+        if gen.get(key) is not None and (not isinstance(gen[key], kind) or (kind is not bool and isinstance(gen[key], bool))):
+            raise ValueError(f"{path}: field {key} must be {_KIND_NAMES[kind]}, got {gen[key]!r}")
+    eos = gen.get("eos_token_id")
+    if eos is not None and not (_is_id(eos) or (isinstance(eos, list) and eos and all(map(_is_id, eos)))):
+        raise ValueError(f"{path}: field eos_token_id must be a token id or a non-empty list of them, got {eos!r}")
+    return gen
+
+
+def _is_id(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def generation_token_ids(model_dir: str) -> dict[str, Any]:
+    """ModelConfig's eos_token_ids / pad_token_id from the checkpoint's generation_config.json
+    (the file transformers' generate reads them from); {} for what it does not set."""
+    gen = read_generation_config(model_dir)
+    out: dict[str, Any] = {}
+    if gen.get("eos_token_id") is not None:
+        eos = gen["eos_token_id"]
+        out["eos_token_ids"] = tuple(eos) if isinstance(eos, list) else (eos,)
+    if gen.get("pad_token_id") is not None:
+        out["pad_token_id"] = gen["pad_token_id"]
+    return out
+
+
 
 
 def _rope(d: Mapping[str, Any], where: str) -> tuple[float, tuple[int, ...]]:
@@ -126,7 +171,9 @@ def from_hf_config(src: str | os.PathLike | Mapping[str, Any], **overrides) -> M
     """ModelConfig from an HF config.json (path, directory or dict) in any layout transformers
     loads: the hub's flat one, 4.52's (text keys both at the top and in text_config, token ids
     inside text_config), or 5.x's nested one. Absent keys default as transformers' config classes
-    default them (HF_*_DEFAULTS); keys transformers does not read are ignored with a warning."""
+    default them (HF_*_DEFAULTS); keys transformers does not read are ignored with a warning. The
+    stop and pad ids come from the generation_config.json beside a config.json file (Qwen2.5's
+    otherwise), as transformers' generate reads them."""
     d, where = _read_json(src)
     if d.get("model_type", "qwen2_5_vl") != "qwen2_5_vl":
         raise ValueError(f"{where}: field model_type is {d.get('model_type')!r}, expected 'qwen2_5_vl'")
@@ -207,6 +254,8 @@ def from_hf_config(src: str | os.PathLike | Mapping[str, Any], **overrides) -> M
         if differ:
             warnings.warn(f"{twhere}: token id(s) {differ} differ from the top level's, which transformers "
                           f"uses ({ {k: ids[k] for k in differ} }); text_config's are ignored", stacklevel=2)
+    if not isinstance(src, Mapping):  # stop and pad ids: the checkpoint's generation_config.json
+        ids.update(generation_token_ids(os.path.dirname(where)))
     try:
         return ModelConfig(text=TextConfig(**text_kw), vision=VisionConfig(**vision_kw), **ids, **overrides)
     except (ValueError, TypeError) as e:
@@ -222,11 +271,11 @@ def to_hf_config(cfg: ModelConfig) -> dict:
         "architectures": ["Qwen2_5_VLForConditionalGeneration"],
         "model_type": "qwen2_5_vl",
         "attention_dropout": 0.0,
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
+        "bos_token_id": tok.ENDOFTEXT_ID,
+        "eos_token_id": cfg.eos_token_ids[0],
         "vision_start_token_id": cfg.vision_start_token_id,
         "vision_end_token_id": cfg.vision_end_token_id,
-        "vision_token_id": 151654,
+        "vision_token_id": tok.SPECIAL_IDS["<|vision_pad|>"],
         "image_token_id": cfg.image_token_id,
         "video_token_id": cfg.video_token_id,
         "hidden_act": "silu",

@@ -134,9 +134,10 @@ def copy_aux_files(src_dir: str | None, out_dir: str) -> list[str]:
     return copied
 
 
-# generation_config.json of an export whose source had none: Qwen2.5-VL's stop and pad ids, greedy.
-DEFAULT_GENERATION_CONFIG = {"bos_token_id": tok_lib.ENDOFTEXT_ID, "pad_token_id": tok_lib.ENDOFTEXT_ID,
-                             "eos_token_id": [tok_lib.IM_END_ID, tok_lib.ENDOFTEXT_ID]}
+def generation_config(cfg: ModelConfig) -> dict:
+    """generation_config.json of an export whose source had none: the model's stop and pad ids, greedy."""
+    return {"bos_token_id": tok_lib.ENDOFTEXT_ID, "pad_token_id": cfg.pad_token_id,
+            "eos_token_id": list(cfg.eos_token_ids)}
 
 
 def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:
@@ -167,7 +168,7 @@ def write_missing_aux_files(out_dir: str, cfg: ModelConfig) -> list[str]:
             written.append("chat_template.json")
     for name, content in (("preprocessor_config.json", preprocessor_config_dict()),
                           ("video_preprocessor_config.json", video),
-                          ("generation_config.json", DEFAULT_GENERATION_CONFIG)):
+                          ("generation_config.json", generation_config(cfg))):
         if not os.path.exists(out + name):
             with open(out + name, "w") as f:
                 json.dump(content, f, indent=2)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from ladder_jax.processing import tokenizer as tok
+
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -96,10 +98,14 @@ class TextConfig:
 class ModelConfig:
     text: TextConfig
     vision: VisionConfig
-    image_token_id: int = 151655
-    video_token_id: int = 151656
-    vision_start_token_id: int = 151652
-    vision_end_token_id: int = 151653
+    # Special token ids (defaults: Qwen2.5's tokenizer table; read from the checkpoint's
+    # config.json and generation_config.json by checkpoint/hf_config.py).
+    image_token_id: int = tok.IMAGE_PAD_ID
+    video_token_id: int = tok.VIDEO_PAD_ID
+    vision_start_token_id: int = tok.VISION_START_ID
+    vision_end_token_id: int = tok.VISION_END_ID
+    eos_token_ids: tuple[int, ...] = (tok.IM_END_ID, tok.ENDOFTEXT_ID)  # generation stops at any of them
+    pad_token_id: int = tok.ENDOFTEXT_ID
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"  # storage dtype of the parameters
     remat: str = "none"  # one of REMAT_POLICIES
@@ -117,11 +123,25 @@ class ModelConfig:
         for name in ("image_token_id", "video_token_id"):
             if not 0 <= getattr(self, name) < self.text.vocab_size:
                 raise ValueError(f"{name} {getattr(self, name)} outside vocab of size {self.text.vocab_size}")
+        ids = (self.pad_token_id, *self.eos_token_ids)
+        if not self.eos_token_ids or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in ids):
+            raise ValueError(f"eos_token_ids {self.eos_token_ids!r} and pad_token_id {self.pad_token_id!r} must be "
+                             f"non-negative ints (at least one eos id)")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in DTYPES:
                 raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(self, name)!r}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """The eos ids inside the vocabulary (a test-sized vocabulary holds none of Qwen's)."""
+        return tuple(i for i in self.eos_token_ids if i < self.text.vocab_size)
+
+    @property
+    def pad_id(self) -> int:
+        """pad_token_id, or 0 when it lies outside a test-sized vocabulary."""
+        return self.pad_token_id if self.pad_token_id < self.text.vocab_size else 0
 
     def replace(self, **kw) -> "ModelConfig":
         return dataclasses.replace(self, **kw)

@@ -291,13 +291,12 @@ def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, me
 
 
 def sampling_config(cfg, mcfg, pad_id: int):
-    """The rollout's SamplingConfig from cfg.grpo (stop at <|im_end|> or <|endoftext|>)."""
+    """The rollout's SamplingConfig from cfg.grpo (stop at the model's eos ids)."""
     from ladder_jax.sampling import SamplingConfig
 
     g = cfg.grpo
-    stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
     return SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
-                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids, pad_id=pad_id,
+                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=mcfg.stop_ids, pad_id=pad_id,
                           unroll_layers=bool(g.unroll_decode_layers))
 
 
@@ -341,7 +340,7 @@ class GRPOTrainer(sft.StateLoading):
         self.plan, self.tx, self.schedule = sft.state_plan(cfg, self.num_steps, mcfg, self.mesh, self.rules)
         self.state, self.parts, self.shardings = _create_state(self, self.plan)
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
-        self.pad_id = sft.PAD_ID if sft.PAD_ID < mcfg.text.vocab_size else 0
+        self.pad_id = mcfg.pad_id
         self._step, self._logp, self._cast, self._replicate = _compiled_fns(self)
         self.ref_params = None
         self.sampling = sampling_config(cfg, mcfg, self.pad_id)

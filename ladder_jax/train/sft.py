@@ -29,8 +29,6 @@ from ladder_jax.train import sources as sources_lib
 from ladder_jax.train import state as state_lib
 from ladder_jax.train import step as step_lib
 
-PAD_ID = 151643  # <|endoftext|>, Qwen2.5's pad token
-
 # config remat names -> the model's names (jax.checkpoint_policies names accepted too)
 _REMAT_ALIASES = {
     "none": "none", "full": "full", "nothing_saveable": "full", "dots": "dots",
@@ -181,7 +179,7 @@ class Trainer(StateLoading):
         self._vision_layout = vision_layout_fn(cfg, mcfg)
         self._shapes_seen: set = set()
         # padding is masked out; it only has to be a valid row of the embedding table
-        self.pad_id = PAD_ID if PAD_ID < mcfg.text.vocab_size else 0
+        self.pad_id = mcfg.pad_id
         self.seq_buckets = batching.parse_buckets(cfg.data.seq_buckets, "data.seq_buckets")
         self.patch_buckets = batching.parse_buckets(cfg.data.patch_buckets, "data.patch_buckets")
 
