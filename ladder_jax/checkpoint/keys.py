@@ -21,6 +21,7 @@ from ladder_jax.checkpoint.errors import CheckpointError
 from ladder_jax.model.config import ModelConfig
 from ladder_jax.model.qwen25_vl import Qwen25VL
 
+
 # --------------------------------------------------------------------------- tensor layouts
 
 @dataclasses.dataclass(frozen=True)

@@ -60,6 +60,7 @@ def hub_files(hf_dir: str) -> dict[str, tuple[str, str]]:
 
 
 def progress(msg: str, verbose: bool) -> None:
+    """A progress line on stderr when verbose (conversion of large checkpoints)."""
     if verbose:
         print(msg, file=sys.stderr, flush=True)
 
