@@ -235,5 +235,5 @@ def test_attention_missing_image_names_file_line_field(grounding, tmp_path, caps
         list(read_grounding(bad, grounding, check_exists=True))
     rc = main(["attention", "--model", str(tmp_path), "--data", str(bad), "--image-root",
                str(grounding), "--out", str(tmp_path / "o")])
-    assert rc == 2
+    assert rc == 1
     assert "line 2, field 'image[0]'" in capsys.readouterr().err
