@@ -13,6 +13,9 @@ Absent keys default exactly as transformers 5.x's config classes default them (H
 rms_norm_eps 1e-5, tokens_per_second 4, ...); keys transformers' model does not read are ignored
 with a warning, keys it reads with values this port does not support are errors.
 
+The stop and pad ids (ModelConfig.eos_token_ids / pad_token_id) come from the
+generation_config.json beside config.json, as transformers' generate reads them.
+
 `to_hf_config` writes the flat hub layout, which transformers 5 also loads.
 """
 
@@ -127,8 +130,6 @@ def generation_token_ids(model_dir: str) -> dict[str, Any]:
     if gen.get("pad_token_id") is not None:
         out["pad_token_id"] = gen["pad_token_id"]
     return out
-
-
 
 
 def _rope(d: Mapping[str, Any], where: str) -> tuple[float, tuple[int, ...]]:
