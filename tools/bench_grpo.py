@@ -194,11 +194,11 @@ def main() -> None:
     cfg.optim.lr = 1e-6
     cfg.optim.schedule = "constant"
     cfg.optim.warmup_ratio = 0.0
-    from ladder_jax.model import config as mc
+    from ladder_jax.checkpoint import hf_config
     from ladder_jax.train import sft
 
-    trainer = grpo.GRPOTrainer(cfg, args.steps + 1, mc.from_hf_config(str(ckpt)))
-    sft.load_init_params(trainer, str(ckpt))
+    trainer = grpo.GRPOTrainer(cfg, args.steps + 1, hf_config.from_hf_config(str(ckpt)))
+    trainer.load_init_from(str(ckpt))
     trainer.set_reference()
     ours = []
     for i, items in enumerate(steps):

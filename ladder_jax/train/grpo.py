@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ladder_jax.checkpoint import store as store_lib
+from ladder_jax.checkpoint import init_from as init_from_lib, store as store_lib
 from ladder_jax.model import config as model_config_lib
 from ladder_jax.model import sharding as model_sharding
 from ladder_jax.rewards.advantages import group_advantages
@@ -291,13 +291,12 @@ def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, me
 
 
 def sampling_config(cfg, mcfg, pad_id: int):
-    """The rollout's SamplingConfig from cfg.grpo (stop at <|im_end|> or <|endoftext|>)."""
+    """The rollout's SamplingConfig from cfg.grpo (stop at the model's eos ids)."""
     from ladder_jax.sampling import SamplingConfig
 
     g = cfg.grpo
-    stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
     return SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
-                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids, pad_id=pad_id,
+                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=mcfg.stop_ids, pad_id=pad_id,
                           unroll_layers=bool(g.unroll_decode_layers))
 
 
@@ -332,7 +331,7 @@ class GRPOTrainer(sft.StateLoading):
         self.G, self.mu = int(g.num_generations), int(g.num_iterations)
         self.num_steps = num_rollout_steps * self.mu  # optimizer steps (the schedule's length)
         self.mesh = mesh_lib.mesh_from_config(cfg.mesh)
-        self.rules = sft.param_rules(cfg)
+        self.rules = mesh_lib.rules_from_config(cfg.mesh)
         self.mcfg = sft.model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
@@ -341,7 +340,7 @@ class GRPOTrainer(sft.StateLoading):
         self.plan, self.tx, self.schedule = sft.state_plan(cfg, self.num_steps, mcfg, self.mesh, self.rules)
         self.state, self.parts, self.shardings = _create_state(self, self.plan)
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
-        self.pad_id = sft.PAD_ID if sft.PAD_ID < mcfg.text.vocab_size else 0
+        self.pad_id = mcfg.pad_id
         self._step, self._logp, self._cast, self._replicate = _compiled_fns(self)
         self.ref_params = None
         self.sampling = sampling_config(cfg, mcfg, self.pad_id)
@@ -382,7 +381,7 @@ class GRPOTrainer(sft.StateLoading):
 
         stack = contextlib.ExitStack()
         stack.enter_context(jax.set_mesh(self.mesh))
-        stack.enter_context(model_sharding.axis_rules(self.mesh, sft.activation_rules()))
+        stack.enter_context(model_sharding.axis_rules(self.mesh, self.rules))
         return stack
 
     # -- one step
@@ -524,14 +523,14 @@ def train_stage(cfg: ml_collections.ConfigDict, source=None, hooks: dict[str, Ca
         meta, _ = store_lib.read_meta(ckpt.directory, resume_step)
         base = model_config_lib.ModelConfig.from_dict(meta["model_config"])
     else:
-        base = sft.base_model_config_for(cfg.init_from) or architecture
+        base = init_from_lib.model_config_for(cfg.init_from) or architecture
     if source is None:
         source = make_source(cfg)
     num_steps = steps_for(cfg, source)
     trainer = GRPOTrainer(cfg, num_steps, base)
     meta = {"model_config": trainer.mcfg.to_dict(), "name": cfg.name, "config": cfg.to_json(), "trainer": "grpo"}
     if cfg.init_from:
-        sft.load_init_params(trainer, cfg.init_from)
+        trainer.load_init_from(cfg.init_from)
     trainer.set_reference()  # the stage's starting weights, also after a resume
     if resume_step is not None:
         source.set_state(trainer.restore(ckpt, resume_step)["source"])

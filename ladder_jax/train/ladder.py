@@ -96,11 +96,11 @@ def write_untrained(cfg: ml_collections.ConfigDict, out_dir: str) -> str:
         return out_dir
     import flax.nnx as nnx
 
-    from ladder_jax.checkpoint import hf as hf_lib
+    from ladder_jax.checkpoint import model_dir as model_dir_lib
     from ladder_jax.model.qwen25_vl import Qwen25VL
 
     mcfg = sft.model_config(cfg)
-    hf_lib.save_checkpoint(Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed)), out_dir)
+    model_dir_lib.save_checkpoint(Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed)), out_dir)
     sft._ensure_tokenizer(out_dir, cfg)
     return out_dir
 

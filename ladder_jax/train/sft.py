@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from ladder_jax.checkpoint import store as store_lib
+from ladder_jax.checkpoint import init_from as init_from_lib, store as store_lib
 from ladder_jax.data import batching
 from ladder_jax.model import config as model_config_lib
 from ladder_jax.model import sharding as model_sharding
@@ -28,8 +28,6 @@ from ladder_jax.train import global_batch, mesh as mesh_lib, metrics as metrics_
 from ladder_jax.train import sources as sources_lib
 from ladder_jax.train import state as state_lib
 from ladder_jax.train import step as step_lib
-
-PAD_ID = 151643  # <|endoftext|>, Qwen2.5's pad token
 
 # config remat names -> the model's names (jax.checkpoint_policies names accepted too)
 _REMAT_ALIASES = {
@@ -79,13 +77,6 @@ def forward(model, g: dict[str, Any]) -> jax.Array:
     return hidden
 
 
-def activation_rules() -> dict[str, Any]:
-    """Rules for the model's activation constraints inside the step: the example axis is
-    already split over (data, fsdp) by the group vmap, so 'batch' and 'embed' stay unsplit."""
-    return {"batch": None, "length": None, "embed": None, "heads": "tensor", "kv_heads": "tensor",
-            "mlp": "tensor", "vocab": "tensor"}
-
-
 def vision_layout_fn(cfg, mcfg: model_config_lib.ModelConfig) -> Callable[[np.ndarray, int], Any]:
     """(grid_thw [N, 3], padded patches P) -> the VisionLayout collate attaches to a group.
 
@@ -95,10 +86,6 @@ def vision_layout_fn(cfg, mcfg: model_config_lib.ModelConfig) -> Callable[[np.nd
 
     frame = vision_lib.frame_width_for(max(cfg.data.max_pixels, cfg.data.video_max_pixels), mcfg.vision)
     return lambda grid, P: vision_lib.vision_layout(grid, mcfg.vision, P, frame_width=frame)
-
-
-def param_rules(cfg) -> tuple:
-    return (("layers", None),) + mesh_lib.rules_from_config(cfg.mesh)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -144,12 +131,17 @@ def _compiled_fns(tr: "Trainer") -> tuple[Callable, Callable, Callable]:
 
 
 class StateLoading:
-    """Loading for a trainer holding ``state``, ``plan``, ``shardings``, ``tx`` and ``cfg``: the
+    """Loading for a trainer holding ``state``, ``plan``, ``parts``, ``shardings``, ``tx``, ``mcfg`` and ``cfg``: the
     loaded state is the only one (any random state is dropped first, its buffers freed)."""
 
     def load_params(self, params) -> None:
         self.state = None
         self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
+
+    def load_init_from(self, init_from: str) -> None:
+        """Parameters of init_from (an HF or model directory, a run's checkpoints), in the shardings."""
+        self.load_params(init_from_lib.read_params(init_from, self.mcfg, self.parts.abstract_params,
+                                                   self.parts.param_shardings))
 
     def restore(self, ckpt: store_lib.Store, step: int) -> dict:
         """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""
@@ -169,7 +161,7 @@ class Trainer(StateLoading):
         self.cfg = cfg
         self.num_steps = num_steps
         self.mesh = mesh if mesh is not None else mesh_lib.mesh_from_config(cfg.mesh)
-        self.rules = param_rules(cfg)
+        self.rules = mesh_lib.rules_from_config(cfg.mesh)
         self.mcfg = model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
@@ -187,7 +179,7 @@ class Trainer(StateLoading):
         self._vision_layout = vision_layout_fn(cfg, mcfg)
         self._shapes_seen: set = set()
         # padding is masked out; it only has to be a valid row of the embedding table
-        self.pad_id = PAD_ID if PAD_ID < mcfg.text.vocab_size else 0
+        self.pad_id = mcfg.pad_id
         self.seq_buckets = batching.parse_buckets(cfg.data.seq_buckets, "data.seq_buckets")
         self.patch_buckets = batching.parse_buckets(cfg.data.patch_buckets, "data.patch_buckets")
 
@@ -221,7 +213,7 @@ class Trainer(StateLoading):
         compiled = shape not in self._shapes_seen
         self._shapes_seen.add(shape)
         t0 = time.perf_counter()
-        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, activation_rules()):
+        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, self.rules):
             self.state, m = self._step(self.state, batch)
         m = jax.device_get(m)
         info["seconds"] = time.perf_counter() - t0
@@ -230,7 +222,7 @@ class Trainer(StateLoading):
 
     def evaluate(self, examples) -> dict:
         local, _ = self.host_batch(examples)
-        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, activation_rules()):
+        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, self.rules):
             s = jax.device_get(self._eval(self.state.params, self.device_batch(local)))
         n = max(float(s["count"]), 1.0)
         return {"loss": float(s["nll"]) / n, "token_accuracy": float(s["correct"]) / n}
@@ -238,7 +230,7 @@ class Trainer(StateLoading):
     def gradients(self, examples) -> tuple[Any, dict]:
         """(mean-token-loss gradient, summed stats) at the current parameters, no update."""
         local, _ = self.host_batch(examples)
-        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, activation_rules()):
+        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, self.rules):
             g, s = self._grads(self.state.params, self.device_batch(local))
         return jax.device_get(g), {k: float(v) for k, v in jax.device_get(s).items()}
 
@@ -247,88 +239,6 @@ class Trainer(StateLoading):
         return flops_lib.train_step_flops(self.mcfg, info["seq_lens"], info["grid_thw"],
                                           self.cfg.model.freeze_vision, info["target_tokens"])
 
-
-
-# ----------------------------------------------------------------------------- init_from
-
-def _is_hf_dir(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "config.json")) and any(
-        n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in os.listdir(path))
-
-
-def _is_model_dir(path: str) -> bool:
-    """A ladder_jax model directory (params.safetensors + ladder_config.json, checkpoint/hf.py)."""
-    from ladder_jax.checkpoint import hf as hf_lib
-
-    return os.path.isfile(os.path.join(path, hf_lib.LADDER_CONFIG))
-
-
-def base_model_config_for(init_from: str) -> model_config_lib.ModelConfig | None:
-    """The architecture to build when starting from an HF dir, a ladder_jax model dir or a
-    previous stage's workdir / checkpoints folder."""
-    if not init_from:
-        return None
-    if not os.path.isdir(init_from):
-        raise FileNotFoundError(f"init_from {init_from!r}: no such directory")
-    if _is_model_dir(init_from):
-        from ladder_jax.checkpoint import hf as hf_lib
-
-        with open(os.path.join(init_from, hf_lib.LADDER_CONFIG)) as f:
-            return model_config_lib.ModelConfig.from_dict(json.load(f))
-    if _is_hf_dir(init_from):
-        return model_config_lib.from_hf_config(init_from)
-    if store_lib.is_checkpoint(init_from):
-        meta, _ = store_lib.read_meta(init_from)
-        if "model_config" not in meta:
-            raise ValueError(f"init_from {init_from}: checkpoint has no model_config in its meta")
-        return model_config_lib.ModelConfig.from_dict(meta["model_config"])
-    raise FileNotFoundError(f"init_from {init_from!r} is neither an HF checkpoint directory (config.json + "
-                            f"*.safetensors), a ladder_jax model directory (ladder_config.json) nor a "
-                            f"ladder_jax training checkpoint (step folders)")
-
-
-def _nest(flat: dict[str, Any]) -> dict:
-    """{'decoder/q_kernel': a} -> {'decoder': {'q_kernel': a}}."""
-    out: dict = {}
-    for key, v in flat.items():
-        node = out
-        *parents, leaf = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return out
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
-        else:
-            out[key] = v
-    return out
-
-
-def load_init_params(trainer: Trainer, init_from: str) -> None:
-    """Parameters from init_from (float32), read on the host and placed shard by shard in the
-    trainer's shardings (a checkpoint folder is restored straight into them)."""
-    from ladder_jax.checkpoint import hf as hf_lib
-
-    if _is_model_dir(init_from) or _is_hf_dir(init_from):
-        cfg32 = trainer.mcfg.replace(param_dtype="float32")
-        if _is_model_dir(init_from):  # numpy on the host: only the sharded copy goes to the devices
-            flat, _ = hf_lib.load_checkpoint_params(init_from, dtype="float32")
-        else:
-            flat = hf_lib.load_hf_params(init_from, cfg32)
-        params = _nest(flat)
-        want = jax.tree.structure(trainer.parts.abstract_params)
-        if jax.tree.structure(params) != want:
-            raise ValueError(f"init_from {init_from}: parameter tree does not match the model")
-    else:
-        params, _ = store_lib.restore_params(init_from, trainer.parts.abstract_params,
-                                             trainer.parts.param_shardings)
-    trainer.load_params(params)
 
 
 def host_params(trainer: Trainer) -> dict:
@@ -344,11 +254,11 @@ def host_params(trainer: Trainer) -> dict:
 
 def trained_model(trainer: Trainer, params: dict | None = None):
     """The trained Qwen25VL (float32 params, compute dtype from the config) on the host."""
-    from ladder_jax.checkpoint import hf as hf_lib
+    from ladder_jax.checkpoint import keys as keys_lib
 
     params = host_params(trainer) if params is None else params
-    flat = {k: np.asarray(v) for k, v in _flatten(params).items()}
-    return hf_lib.params_into_model(flat, trainer.mcfg.replace(param_dtype="float32"))
+    flat = {k: np.asarray(v) for k, v in init_from_lib.flattened(params).items()}
+    return keys_lib.params_into_model(flat, trainer.mcfg.replace(param_dtype="float32"))
 
 
 def _tokenizer_source(cfg) -> str | None:
@@ -360,17 +270,17 @@ def _tokenizer_source(cfg) -> str | None:
 
 def save_model_dir(trainer: Trainer, out_dir: str, cfg, params: dict | None = None) -> None:
     """The final model as a ladder_jax model directory (generate / eval / convert read it)."""
-    from ladder_jax.checkpoint import hf as hf_lib
+    from ladder_jax.checkpoint import model_dir as model_dir_lib
 
-    hf_lib.save_checkpoint(trained_model(trainer, params), out_dir, source_dir=_tokenizer_source(cfg))
+    model_dir_lib.save_checkpoint(trained_model(trainer, params), out_dir, source_dir=_tokenizer_source(cfg))
     _ensure_tokenizer(out_dir, cfg)
 
 
 def export_hf(trainer: Trainer, out_dir: str, cfg, params: dict | None = None) -> None:
     """The final model as a Hugging Face directory (transformers / vLLM load it), bf16 weights."""
-    from ladder_jax.checkpoint import hf as hf_lib
+    from ladder_jax.checkpoint import hub as hub_lib
 
-    hf_lib.save_hf(trained_model(trainer, params), out_dir, source_dir=_tokenizer_source(cfg), dtype="bfloat16")
+    hub_lib.save_hf(trained_model(trainer, params), out_dir, source_dir=_tokenizer_source(cfg), dtype="bfloat16")
     _ensure_tokenizer(out_dir, cfg)
 
 
@@ -501,7 +411,7 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
         meta, _ = store_lib.read_meta(ckpt.directory, resume_step)
         base = model_config_lib.ModelConfig.from_dict(meta["model_config"])
     else:
-        base = base_model_config_for(cfg.init_from) or architecture
+        base = init_from_lib.model_config_for(cfg.init_from) or architecture
     if source is None:
         source = make_source(cfg, model_config(cfg, base))
     num_steps = steps_for(cfg, source)
@@ -511,7 +421,7 @@ def train_stage(cfg: ml_collections.ConfigDict, source: sources_lib.ExampleSourc
     if resume_step is not None:
         source.set_state(trainer.restore(ckpt, resume_step)["source"])
     elif cfg.init_from:
-        load_init_params(trainer, cfg.init_from)
+        trainer.load_init_from(cfg.init_from)
     start = int(jax.device_get(trainer.state.step))
 
     peak = flops_lib.peak_flops_per_device(jax.devices()[0].device_kind,
