@@ -72,6 +72,8 @@ def main(argv=None) -> int:
   b.add_argument("--count-range", type=int, nargs=2, default=Options.count_range)
   b.add_argument("--cap", action="append", default=[],
                  help="per-scene cap DATA_TYPE:QUESTION_TYPE=N, e.g. 'video:room size=2'")
+  b.add_argument("--heldout-cap", action="append", default=[],
+                 help="per-scene cap of held-out scenes, same form (defaults: Table 9 proportions)")
   b.add_argument("--excluded-labels", default=",".join(Options.excluded_labels))
   b.add_argument("--label-map", default="auto",
                  help="JSON {raw: category}, ScanNet's scannetv2-labels.combined.tsv, 'none', or "
@@ -95,19 +97,21 @@ def main(argv=None) -> int:
                              (a.min_objects, a.max_objects), a.start)
       return 0
     kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Options)
-          if f.name not in ("caps", "excluded_labels", "label_map")}
+          if f.name not in ("caps", "heldout_caps", "excluded_labels", "label_map")}
     kw["size_range_m"], kw["count_range"] = tuple(a.size_range_m), tuple(a.count_range)
     kw["excluded_labels"] = tuple(x.strip() for x in a.excluded_labels.split(",") if x.strip())
     kw["label_map"] = labels.resolve(a.label_map, a.label_map_column, a.scenes, a.source)
     caps = {}
-    for c in a.cap:
-      try:
-        key, n = c.rsplit("=", 1)
-        dt, qt = key.split(":", 1)
-        caps[(dt.strip(), qt.strip())] = int(n)
-      except ValueError:
-        p.error(f"--cap {c!r}: expected DATA_TYPE:QUESTION_TYPE=N")
-    opts = Options(**kw).replace(caps=caps) if caps else Options(**kw)
+    for flag, given in (("caps", a.cap), ("heldout_caps", a.heldout_cap)):
+      caps[flag] = {}
+      for c in given:
+        try:
+          key, n = c.rsplit("=", 1)
+          dt, qt = key.split(":", 1)
+          caps[flag][(dt.strip(), qt.strip())] = int(n)
+        except ValueError:
+          p.error(f"--{flag.replace('_', '-')[:-1]} {c!r}: expected DATA_TYPE:QUESTION_TYPE=N")
+    opts = Options(**kw).replace(**caps)
     only = a.only.split(",") if a.only else None
     if a.dry_run:
       print(dry_run.render(dry_run.count(a.scenes, opts, a.seed, a.source, only)), end="")

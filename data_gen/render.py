@@ -20,11 +20,13 @@ _BIG = 6000  # bounding-box pixels above which a triangle is drawn on its own
 @dataclasses.dataclass
 class Mesh:
   """Triangle soup: vertices (t, 3, 3) world, counter-clockwise seen from outside, and per
-  triangle colour (t, 3) in [0, 1] plus a material tag (t,) int (1 = floor, checkered)."""
+  triangle colour (t, 3) in [0, 1], a material tag (t,) int (1 = floor, checkered) and the
+  id (t,) int of the object it belongs to (for instance images; -1 = none)."""
 
   tris: np.ndarray
   colours: np.ndarray
   material: np.ndarray
+  instance: np.ndarray | None = None
 
 
 def _clip_near(pc: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
@@ -54,13 +56,16 @@ def _clip_near(pc: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rasterize(mesh: Mesh, pose: np.ndarray, k: np.ndarray, width: int, height: int,
-              near: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-  """Depth (h, w) float32 camera z (inf where empty) and triangle index (h, w) int32 (-1)."""
+              near: float = 0.05, cull: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """Depth (h, w) float32 camera z (inf where empty) and triangle index (h, w) int32 (-1).
+  `cull`: drop back faces (triangles must be counter-clockwise seen from outside)."""
   pc = geometry.world_to_camera(pose, mesh.tris.reshape(-1, 3)).reshape(-1, 3, 3)
-  # Back-face culling: keep triangles whose normal points towards the camera at the origin.
-  n = np.cross(pc[:, 1] - pc[:, 0], pc[:, 2] - pc[:, 0])
-  front = np.einsum("ij,ij->i", n, pc[:, 0]) < 0
-  idx = np.nonzero(front)[0]
+  if cull:
+    # Back-face culling: keep triangles whose normal points towards the camera at the origin.
+    n = np.cross(pc[:, 1] - pc[:, 0], pc[:, 2] - pc[:, 0])
+    idx = np.nonzero(np.einsum("ij,ij->i", n, pc[:, 0]) < 0)[0]
+  else:
+    idx = np.nonzero((pc[:, :, 2] > near).any(1))[0]
   pc, src = _clip_near(pc[idx], near)
   src = idx[src]
   fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]

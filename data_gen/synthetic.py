@@ -279,7 +279,9 @@ def make_scene(rng: np.random.Generator, name: str, n_frames: int = 24,
 
 
 def render_mesh(scene: SynthScene) -> render.Mesh:
-  """Triangle soup for the renderer: 12 triangles per part, the room box seen from inside."""
+  """Triangle soup for the renderer: 12 triangles per part, the room box seen from inside;
+  instance ids are the aggregation objectIds of `scan_mesh` (floor 0, ceiling 1, walls 2-5,
+  then the objects in order)."""
   tris, cols, mats = [], [], []
   room = geometry.Box(scene.room / 2, scene.room, 0.0)
   rt = render.box_triangles(room.center, room.size, 0.0)[:, ::-1]  # inward facing
@@ -288,12 +290,14 @@ def render_mesh(scene: SynthScene) -> render.Mesh:
   tris.append(rt)
   cols += [np.asarray(cats.STRUCTURE_COLOURS[n]) / 255 for n in names]
   mats += [1 if n == "floor" else 0 for n in names]
-  for o in scene.objects:
+  inst = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # box_triangles' faces in _QUADS' order
+  for k, o in enumerate(scene.objects):
     for part, col in zip(o.parts, o.part_colours):
       tris.append(render.box_triangles(part.center, part.size, part.yaw))
       cols += [col] * 12
       mats += [0] * 12
-  return render.Mesh(np.concatenate(tris), np.asarray(cols), np.asarray(mats))
+      inst += [6 + k] * 12
+  return render.Mesh(np.concatenate(tris), np.asarray(cols), np.asarray(mats), np.asarray(inst))
 
 
 def _grid_face(p0, p1, p3, step) -> tuple[np.ndarray, np.ndarray]:
@@ -413,7 +417,7 @@ def write_scene(scene: SynthScene, root: str, color_size=(640, 480), depth_size=
     with open(os.path.join(d, f"{name}.txt"), "w") as f:
       for k, v in meta.items():
         f.write(f"{k} = {v}\n")
-    for sub in ("color", "depth", "pose", "intrinsic"):
+    for sub in ("color", "depth", "pose", "intrinsic", "instance-filt"):
       os.makedirs(os.path.join(d, sub))
     scannet.write_matrix(os.path.join(d, "intrinsic", "intrinsic_color.txt"), kc)
     scannet.write_matrix(os.path.join(d, "intrinsic", "intrinsic_depth.txt"), kd)
@@ -425,6 +429,9 @@ def write_scene(scene: SynthScene, root: str, color_size=(640, 480), depth_size=
       depth, tri = render.rasterize(mesh, pose, kc[:3, :3], *color_size)
       rgb = render.shade(mesh, pose, kc[:3, :3], depth, tri)
       Image.fromarray(rgb).save(os.path.join(d, "color", f"{frame_id}.jpg"), quality=jpeg_quality)
+      # ScanNet's instance image: objectId + 1 per pixel, 0 where nothing is drawn.
+      ids = np.where(tri >= 0, mesh.instance[np.maximum(tri, 0)] + 1, 0).astype(np.uint8)
+      Image.fromarray(ids).save(os.path.join(d, "instance-filt", f"{frame_id}.png"), compress_level=1)
       if tuple(depth_size) != tuple(color_size):
         depth, _ = render.rasterize(mesh, pose, kd[:3, :3], *depth_size)
       mm = np.where(np.isfinite(depth), np.minimum(np.rint(depth * 1000), 65535), 0).astype(np.uint16)

@@ -158,13 +158,18 @@ def _inside(p, box):
                 (np.abs(-s * d[:, 0] + c * d[:, 1]) <= box.size[1] / 2))
 
 
-def _brute_distance(a, b):
-  pa, pb = _rect_points(a.box), _rect_points(b.box)
-  dxy = 0.0 if (_inside(pa, b.box) or _inside(pb, a.box)) else float(
+def _box_gap(a, b):
+  pa, pb = _rect_points(a), _rect_points(b)
+  dxy = 0.0 if (_inside(pa, b) or _inside(pb, a)) else float(
       np.sqrt(((pa[:, None] - pb[None]) ** 2).sum(-1)).min())
-  za, zb = a.box.z_range(), b.box.z_range()
+  za, zb = a.z_range(), b.z_range()
   dz = max(0.0, zb[0] - za[1], za[0] - zb[1])
   return math.hypot(dxy, dz)
+
+
+def _surface_distance(a, b):
+  """Closest distance between two objects' surfaces: the nearest pair of their parts."""
+  return min(_box_gap(pa, pb) for pa in a.parts for pb in b.parts)
 
 
 def test_answers_match_ground_truth(data):
@@ -186,7 +191,13 @@ def test_answers_match_ground_truth(data):
       checked["object size"] += 1
     elif r["question_type"] == "absolute distance" and len(named) == 2:
       a, b = (by_label[k][0] for _, k in named)
-      assert float(r["answer"]) == pytest.approx(_brute_distance(a, b), abs=0.011)
+      d = _surface_distance(a, b)
+      # The mesh points are a grid of <= 10 cm on every face, so the nearest points are
+      # found up to 7 cm sideways on each object: never nearer, at most
+      # sqrt(d^2 + 0.14^2) - d farther; plus the rounding to centimetres and 1 mm for the
+      # outline sampling of _rect_points (5 mm steps).
+      got = float(r["answer"])
+      assert d - 0.006 <= got <= math.sqrt(d * d + 0.02) + 0.006, (r["question"], got, d)
       checked["absolute distance"] += 1
     elif r["question_type"] == "room size":
       assert float(r["answer"]) == pytest.approx(scene.floor_area, abs=0.06)
