@@ -302,3 +302,58 @@ def test_project_readers_accept_outputs(data):
     rows = list(formats.read_benchmark(os.path.join(out, name), os.path.join(out, "spbench_images"),
                                        check_exists=True))
     assert len(rows) == n
+
+
+def test_appearance_order_by_pixels(data):
+  """Every appearance-order answer, re-derived from the scenes' instance images: a category
+  appears at the first of the row's frames with >= 16 of its pixels, and the named
+  categories' first frames are distinct and in the answer's order."""
+  _, scenes, out, _ = data
+  rows = [r for r in _rows(os.path.join(out, "spld_spatial_data.jsonl"))
+          if r["question_type"] == "appearance order"]
+  assert rows
+  for r in rows:
+    scene = r["image"][0].split("/")[1]
+    with open(os.path.join(scenes, scene, f"{scene}.aggregation.json")) as f:
+      ids = {}
+      for g in json.load(f)["segGroups"]:
+        ids.setdefault(g["label"], []).append(g["objectId"])
+    frames = [os.path.basename(p)[:-4] for p in r["image"]]
+    masks = [np.asarray(Image.open(os.path.join(scenes, scene, "instance-filt", f"{n}.png"))) for n in frames]
+    order = r["options"][ord(r["answer"]) - 65][3:].split(", ")
+    firsts = []
+    for label in order:
+      (oid,) = ids[label]  # unique in the room
+      firsts.append(next(k for k, m in enumerate(masks) if (m == oid + 1).sum() >= 16))
+    assert firsts == sorted(set(firsts)), (r["question"], order, firsts)
+
+
+def test_no_question_asked_twice_in_a_scene(data):
+  _, _, out, _ = data
+  seen = set()
+  for r in _rows(os.path.join(out, "spld_spatial_data.jsonl")):
+    if r["question_type"] in ("object size", "object count", "room size"):
+      key = (r["image"][0].split("/")[1], r["question"])
+      assert key not in seen, key
+      seen.add(key)
+  assert seen
+
+
+def test_stats_answer_spread_and_filtering(data):
+  """The statistics' answer counts are the rows' chosen option texts; the filtering shares
+  add up with the kept fraction."""
+  _, _, out, st = data
+  rows = _rows(os.path.join(out, "spld_spatial_data.jsonl"))
+  want = {}
+  for r in rows:
+    if r["question_type"] in ("relative direction", "relative distance"):
+      text = r["options"]["ABCD".index(r["answer"])][3:]
+      per = want.setdefault(f"{r['data_type']} / {r['question_type']}", {})
+      per[text] = per.get(text, 0) + 1
+  assert {k: v["answers"] for k, v in st["answer_spread"].items()} == want
+  for k, v in st["answer_spread"].items():
+    assert v["spread"] == pytest.approx(max(want[k].values()) / min(want[k].values()), abs=0.005)
+  dropped = sum(v["rejected"] for v in st["filtering"].values())
+  kept = st["spatial_rows"] + st["spbench_si_rows"] + st["spbench_mv_rows"]
+  assert dropped + kept == st["candidates_examined"]
+  assert "dropped by quality filters" in open(os.path.join(out, "stats.md")).read()

@@ -288,3 +288,21 @@ def test_fmt_number():
   assert common.fmt_number(2.0, 2) == "2"
   assert common.fmt_number(123.456, 0) == "123"
   assert common.fmt_number(-0.001, 2) == "0"
+
+
+def test_heldout_scenes_take_the_table9_caps():
+  """Held-out caps keep the proportions of the paper's Table 9 within a rounding: object size
+  is the largest single-image share (463 / 1009), rel. distance the smallest (91 / 1009)."""
+  opts = Options()
+  si = {qt: opts.cap("single_image", qt, heldout=True) for qt in
+        ("absolute distance", "object size", "relative distance", "relative direction")}
+  table9 = {"absolute distance": 149, "object size": 463, "relative distance": 91, "relative direction": 306}
+  total = sum(si.values())
+  for qt, n in table9.items():
+    assert abs(si[qt] / total - n / 1009) < 0.06, (qt, si[qt] / total, n / 1009)
+  obs = _obs(["a", "b"], [_box((i, 0, 0.5), (0.5, 0.5, 1)) for i in range(2)], [1, 1])
+  sel = Selector(obs, opts.replace(heldout_caps={("single_image", "object size"): 1}), heldout=True)
+  assert sel.offer(QA("single_image", "object size", "q a", "1", [0], [0]))
+  assert not sel.offer(QA("single_image", "object size", "q b", "1", [1], [1]))
+  assert sel.rejected[("single_image", "object size", "scene cap")] == 1
+  assert Selector(obs, opts).opts.cap("single_image", "object size") == 5  # training caps
