@@ -50,6 +50,9 @@ def main(argv=None) -> int:
   s.add_argument("--max-objects", type=int, default=25)
   s.add_argument("--start", type=int, default=0, help="index of the first scene")
   s.add_argument("--workers", type=int, default=1)
+  for f in dataclasses.fields(synthetic.Variation):
+    s.add_argument(f"--{f.name}-variation", type=float, default=f.default,
+                   help=f"{f.name} variation in [0, 1] (default {f.default}; see synthetic.Variation)")
   b = sub.add_parser("build", help="generate the QA data from ScanNet-layout scenes")
   b.add_argument("--scenes", required=True, help="folder of <scene>/ folders")
   b.add_argument("--out", default=None, help="output folder (not with --dry-run)")
@@ -93,8 +96,10 @@ def main(argv=None) -> int:
         print(f"{key}: {len(src['train'])} rows in {a.out}")
       return 0
     if a.cmd == "synth":
+      var = synthetic.Variation(**{f.name: getattr(a, f"{f.name}_variation")
+                                   for f in dataclasses.fields(synthetic.Variation)})
       synthetic.write_scenes(a.out, a.scenes, a.seed, a.frames, a.resolution, a.workers,
-                             (a.min_objects, a.max_objects), a.start)
+                             (a.min_objects, a.max_objects), a.start, variation=var)
       return 0
     kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Options)
           if f.name not in ("caps", "heldout_caps", "excluded_labels", "label_map")}

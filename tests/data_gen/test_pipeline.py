@@ -18,7 +18,7 @@ from PIL import Image
 from data_gen import build, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SEED = 7
+SEED = 9
 N_SCENES = 3
 FRAMES = 12
 RES = (320, 240)
