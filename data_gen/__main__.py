@@ -2,6 +2,7 @@
 python -m data_gen build --scenes DIR --out DIR [--seed S] [--source scannet|scannetpp|arkitscenes]
 python -m data_gen build --scenes DIR --dry-run     (per-filter counts, nothing written)
 python -m data_gen tfds --data DIR --out TFDS_DIR
+python -m data_gen preview --data DIR --out FILE.png   (localization rows drawn on their frames)
 
 See docs/data_gen.md for every option."""
 
@@ -12,7 +13,7 @@ import dataclasses
 import logging
 import sys
 
-from data_gen import build, dry_run, labels, scannet, sources, synthetic
+from data_gen import build, dry_run, labels, preview, scannet, sources, synthetic
 from data_gen.tasks.options import Options
 
 
@@ -86,6 +87,14 @@ def main(argv=None) -> int:
   t = sub.add_parser("tfds", help="ArrayRecord TFDS datasets of a built folder (random access)")
   t.add_argument("--data", required=True, help="folder written by build")
   t.add_argument("--out", required=True, help="TFDS data_dir")
+  v = sub.add_parser("preview", help="a PNG sheet of localization rows with their boxes drawn")
+  v.add_argument("--data", required=True, help="folder written by build")
+  v.add_argument("--out", required=True, help="PNG file to write")
+  v.add_argument("--n", type=int, default=6, help="frames (one row each)")
+  v.add_argument("--columns", type=int, default=3)
+  v.add_argument("--width", type=int, default=320, help="width of each frame in the sheet")
+  v.add_argument("--no-boxes", action="store_true", help="the frames only")
+  v.add_argument("--seed", type=int, default=0)
   a = p.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
   try:
@@ -94,6 +103,10 @@ def main(argv=None) -> int:
 
       for key, src in tfds_builders.prepare(a.data, a.out).items():
         print(f"{key}: {len(src['train'])} rows in {a.out}")
+      return 0
+    if a.cmd == "preview":
+      n = preview.grounding_sheet(a.data, a.out, a.n, a.columns, a.width, not a.no_boxes, a.seed)
+      print(f"{a.out}: {n} frames")
       return 0
     if a.cmd == "synth":
       var = synthetic.Variation(**{f.name: getattr(a, f"{f.name}_variation")
