@@ -135,13 +135,8 @@ def parts(shape: str, size: np.ndarray) -> list[Part]:
     d = min(l, h) * 0.5
     out.append(_bottom(0, w / 2 - door / 2, (h - strip) * 0.45 - d / 2, d, door, d))
     return out
-  if shape == "tub":  # an open tub: a base and four rim walls
-    t = 0.08
-    return [_bottom(0, 0, 0, l, w, t),
-            _bottom(0, -(w - t) / 2, t, l, t, h - t), _bottom(0, (w - t) / 2, t, l, t, h - t),
-            _bottom(-(l - t) / 2, 0, t, t, w - 2 * t, h - t), _bottom((l - t) / 2, 0, t, t, w - 2 * t, h - t)]
-  if shape == "bin":  # an open bin: a bottom and four thin walls
-    t = 0.015
+  if shape in ("tub", "bin"):  # open: a base and four walls, thick rims for a tub
+    t = 0.08 if shape == "tub" else 0.015
     return [_bottom(0, 0, 0, l, w, t),
             _bottom(0, -(w - t) / 2, t, l, t, h - t), _bottom(0, (w - t) / 2, t, l, t, h - t),
             _bottom(-(l - t) / 2, 0, t, t, w - 2 * t, h - t), _bottom((l - t) / 2, 0, t, t, w - 2 * t, h - t)]

@@ -12,6 +12,8 @@ the extent of its visible pixels in the colour frame, inclusive (x1, y1, x2, y2)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -54,6 +56,12 @@ def instance_mask(path: str, index_of_id: dict[int, int], rotation: int = 0) -> 
   return lut[ids]
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+  """Row and column (h * w,) of every pixel of an (h, w) image, flattened row-major."""
+  return np.repeat(np.arange(h, dtype=np.int32), w), np.tile(np.arange(w, dtype=np.int32), h)
+
+
 def pixel_stats(mask: np.ndarray, n_objects: int,
                 color_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
   """Visible pixels (O,) float, in colour-frame pixels (a mask at another size counts by the
@@ -61,23 +69,20 @@ def pixel_stats(mask: np.ndarray, n_objects: int,
   (h, w) of object indices."""
   h, w = mask.shape
   cw, ch = color_size
-  flat = mask.reshape(-1)
-  on = np.nonzero(flat >= 0)[0]
-  own = flat[on]
-  count = np.bincount(own, minlength=n_objects)[:n_objects].astype(np.float64)
+  ids = (mask.reshape(-1) + 1).astype(np.int32)  # 0: no object (int32: bincount is faster)
+  count = np.bincount(ids, minlength=n_objects + 1)[1:n_objects + 1].astype(np.float64)
   count *= (cw * ch) / (w * h)
+  # Rows and columns each object occupies, as (O, h) and (O, w) tables (one bincount each,
+  # far cheaper than scatter-min/max or divisions over every pixel); its extremes are the
+  # first and last of each.
+  row_of, col_of = _pixel_grid(h, w)
+  rows = np.bincount(ids * h + row_of, minlength=(n_objects + 1) * h)[h:(n_objects + 1) * h]
+  cols = np.bincount(ids * w + col_of, minlength=(n_objects + 1) * w)[w:(n_objects + 1) * w]
+  rows, cols = rows.reshape(n_objects, h) > 0, cols.reshape(n_objects, w) > 0
+  lo_y, hi_y = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
+  lo_x, hi_x = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
   box = np.full((n_objects, 4), -1, np.int64)
-  if len(on) == 0:
-    return count, box
-  col, row = on % w, on // w
-  lo_x = np.full(n_objects, w, np.int64)
-  lo_y = np.full(n_objects, h, np.int64)
-  hi_x = np.full(n_objects, -1, np.int64)
-  hi_y = np.full(n_objects, -1, np.int64)
-  np.minimum.at(lo_x, own, col)
-  np.minimum.at(lo_y, own, row)
-  np.maximum.at(hi_x, own, col)
-  np.maximum.at(hi_y, own, row)
+  hi_x = np.where(cols.any(1), hi_x, -1)
   seen = hi_x >= 0
   sx, sy = cw / w, ch / h
   # Mask pixel i covers colour pixels [i * sx, (i + 1) * sx).
