@@ -47,8 +47,10 @@ def instance_mask(path: str, index_of_id: dict[int, int], rotation: int = 0) -> 
     ids = np.asarray(im)
   if ids.ndim != 2:
     raise ValueError(f"instance image must have one channel, has shape {ids.shape}")
-  ids = np.rot90(ids.astype(np.int64), rotation)
-  lut = np.full(int(ids.max()) + 1, -1, np.int64)
+  if not np.issubdtype(ids.dtype, np.integer):
+    raise ValueError(f"instance image must hold integers, holds {ids.dtype}")
+  ids = np.rot90(ids, rotation)  # uint8/uint16 indices into the lookup table, no copy
+  lut = np.full(int(ids.max()) + 1, -1, np.int32)
   for oid, i in index_of_id.items():
     if oid + 1 < len(lut):
       lut[oid + 1] = i

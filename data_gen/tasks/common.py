@@ -149,8 +149,10 @@ def question_key(qa: "QA", labels: list[str]) -> tuple:
 class Selector:
   """Decides which offered questions a scene keeps: the per-scene cap per (data_type,
   question_type) (`heldout_caps` for held-out scenes), the per-category cap, the per-image
-  cap of single-image questions, no repeated question (unless `allow_repeats`), and answer
-  balance for BALANCED_TYPES; counts why candidates were dropped (for the statistics).
+  cap of single-image questions, no repeated question in the scene (unless `allow_repeats`;
+  in held-out scenes: within each modality, as SPBench-SI and -MV are separate benchmarks),
+  and answer balance for BALANCED_TYPES; counts why candidates were dropped (for the
+  statistics).
 
   Balance: an answer text is kept at once up to its share of the cap (cap / number of
   classes, at least 1); further ones wait, and `flush` fills what the cap leaves with the
@@ -188,9 +190,14 @@ class Selector:
       return "image cap"
     if any(self.n_cat[key + (c,)] >= self.opts.per_category_cap for c in self._cats(qa)):
       return "category cap"
-    if not self.opts.allow_repeats and question_key(qa, self.obs.labels) in self.asked:
+    if not self.opts.allow_repeats and self._key(qa) in self.asked:
       return "repeated question"
     return None
+
+  def _key(self, qa: QA) -> tuple:
+    # Held-out rows form two separate benchmarks (SPBench-SI, SPBench-MV): a question is
+    # a repeat within its own benchmark only.
+    return question_key(qa, self.obs.labels) + ((qa.data_type,) if self.heldout else ())
 
   def _cats(self, qa: QA) -> set[str]:
     return {self.obs.labels[i] for i in qa.objects}
@@ -208,7 +215,7 @@ class Selector:
     self.n_answer[key + (qa.answer,)] += 1
     if qa.data_type == "single_image":
       self.n_image[qa.frames[0]] += 1
-    self.asked.add(question_key(qa, self.obs.labels))
+    self.asked.add(self._key(qa))
     self.kept.append(qa)
 
   def offer(self, qa: QA) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 from data_gen import geometry
 from data_gen.tasks import common, spatial, video
 from data_gen.tasks.common import QA, Observation, Selector
-from data_gen.tasks.options import Options
+from data_gen.tasks.options import DEFAULT_CAPS, Options
 from tests.data_gen import handmade
 
 BIG_CAPS = {k: 1000 for k in dict(Options().caps)}
@@ -237,6 +237,11 @@ def test_no_repeated_question_across_views_and_modalities():
   assert sel.offer(quad(0, 1, 2)) and sel.offer(quad(1, 0, 2)) and not sel.offer(quad(0, 1, 2))
   sel = Selector(obs, Options(allow_repeats=True))
   assert sel.offer(size("single_image", [0], 0)) and sel.offer(size("video", [0], 0))
+  # Held-out scenes: SPBench-SI and SPBench-MV are separate benchmarks, so a question may be
+  # in both, but not twice in one.
+  sel = Selector(obs, Options(), heldout=True)
+  assert sel.offer(size("single_image", [0], 0)) and sel.offer(size("multi_view", [0, 1], 0))
+  assert not sel.offer(size("multi_view", [2, 3], 0))
 
 
 def test_answer_balance():
@@ -305,4 +310,4 @@ def test_heldout_scenes_take_the_table9_caps():
   assert sel.offer(QA("single_image", "object size", "q a", "1", [0], [0]))
   assert not sel.offer(QA("single_image", "object size", "q b", "1", [1], [1]))
   assert sel.rejected[("single_image", "object size", "scene cap")] == 1
-  assert Selector(obs, opts).opts.cap("single_image", "object size") == 5  # training caps
+  assert opts.cap("single_image", "object size") == DEFAULT_CAPS[("single_image", "object size")]
