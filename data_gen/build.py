@@ -48,7 +48,7 @@ VSI_NAMES = {
     "appearance order": "obj_appearance_order",
 }
 WORK = ".work"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: pixel masks, surface distances, balance and no-repeat rules
 
 
 def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:

@@ -157,7 +157,7 @@ class Selector:
   Balance: an answer text is kept at once up to its share of the cap (cap / number of
   classes, at least 1); further ones wait, and `flush` fills what the cap leaves with the
   least-kept answer first, stopping before any answer would be kept more than
-  `answer_balance` times as often as the least-kept answer offered in the scene."""
+  `answer_balance` times as often as the least-kept one (see `_floor`)."""
 
   def __init__(self, obs: Observation, opts: Options, heldout: bool = False):
     self.obs, self.opts, self.heldout = obs, opts, heldout
@@ -234,12 +234,19 @@ class Selector:
     self._keep(qa)
     return True
 
+  def _floor(self, key: tuple[str, str]) -> int:
+    """The least-kept answer count the balance compares with (at least 1): over every answer
+    of a fixed answer set (directions: an answer the scene never offers counts as 0, so the
+    others stay within twice 1), over the offered answers of an open one (categories)."""
+    answers = ANSWER_CLASSES.get(key) or self.offered[key]
+    return max(1, min(self.n_answer[key + (a,)] for a in answers))
+
   def flush(self, data_type: str) -> None:
     """Keep waiting questions of `data_type` while the cap and the balance allow (see the
     class docstring); the rest are rejected for "answer balance"."""
     for key in sorted(k for k in self.waiting if k[0] == data_type):
       queue = self.waiting.pop(key)
-      floor = max(1, min(self.n_answer[key + (a,)] for a in self.offered[key]))
+      floor = self._floor(key)
       while queue and not self.full(*key):
         answers = {qa.answer for qa in queue}
         best = min(answers, key=lambda a: (self.n_answer[key + (a,)], a))
@@ -252,7 +259,7 @@ class Selector:
           self.rejected[key + (why,)] += 1
           continue
         self._keep(qa)
-        floor = max(1, min(self.n_answer[key + (a,)] for a in self.offered[key]))
+        floor = self._floor(key)
       self.rejected[key + ("answer balance",)] += len(queue)
 
 

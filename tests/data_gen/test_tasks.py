@@ -269,6 +269,11 @@ def test_answer_balance():
   assert kept == {"front-left": 3, "front-right": 3, "back-left": 1}
   kept, _ = run(answer_balance=0.0)
   assert kept == {"front-left": 8}
+  # A scene that offers front answers only: the back answers count as kept 0 times, so each
+  # front answer stays within twice 1.
+  offers[:] = ["front-left"] * 10 + ["front-right"] * 10
+  kept, _ = run()
+  assert kept == {"front-left": 2, "front-right": 2}
   # Relative distance answers are categories: one each first, then the least-kept.
   sel = Selector(obs, Options(per_category_cap=1000).replace(caps={("multi_view", "relative distance"): 4}))
   for n, ans in enumerate(["a"] * 5 + ["b"] * 2):
