@@ -168,8 +168,19 @@ def _box_gap(a, b):
 
 
 def _surface_distance(a, b):
-  """Closest distance between two objects' surfaces: the nearest pair of their parts."""
-  return min(_box_gap(pa, pb) for pa in a.parts for pb in b.parts)
+  """Closest distance between two objects' surfaces: the nearest pair of their parts. Pairs
+  are tried nearest-centre first and skipped once their centre distance less both half
+  diagonals (a lower bound of their gap) exceeds the best gap found."""
+  pairs = sorted(((max(0.0, float(np.linalg.norm(pa.center - pb.center)) - np.linalg.norm(pa.size) / 2
+                       - np.linalg.norm(pb.size) / 2), k, pa, pb)
+                  for k, (pa, pb) in enumerate((pa, pb) for pa in a.parts for pb in b.parts)),
+                 key=lambda t: (t[0], t[1]))
+  best = math.inf
+  for lower, _, pa, pb in pairs:
+    if lower >= best:
+      break
+    best = min(best, _box_gap(pa, pb))
+  return best
 
 
 def test_answers_match_ground_truth(data):

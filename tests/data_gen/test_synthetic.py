@@ -84,7 +84,7 @@ def test_every_category_has_its_own_shape_filling_its_size():
       assert categories.part_colours(cat.shape, np.array(cat.colour) / 255, len(parts)).shape == (len(parts), 3)
 
 
-def _colours(variation, n=40):
+def _colours(variation, n=15):
   out = {}
   for s in _scenes(n) if variation is None else [
       synthetic.make_scene(np.random.default_rng([11, i]), f"s{i}", variation=variation) for i in range(n)]:
