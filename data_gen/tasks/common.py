@@ -154,10 +154,10 @@ class Selector:
   and answer balance for BALANCED_TYPES; counts why candidates were dropped (for the
   statistics).
 
-  Balance: an answer text is kept at once up to its share of the cap (cap / number of
-  classes, at least 1); further ones wait, and `flush` fills what the cap leaves with the
-  least-kept answer first, stopping before any answer would be kept more than
-  `answer_balance` times as often as the least-kept one (see `_floor`)."""
+  Balance: the first question of each answer text is kept at once; further ones wait, and
+  `flush` fills what the cap leaves with the least-kept answer first, stopping before any
+  answer would be kept more than `answer_balance` times as often as the least-kept one (see
+  `_floor`)."""
 
   def __init__(self, obs: Observation, opts: Options, heldout: bool = False):
     self.obs, self.opts, self.heldout = obs, opts, heldout
@@ -202,11 +202,6 @@ class Selector:
   def _cats(self, qa: QA) -> set[str]:
     return {self.obs.labels[i] for i in qa.objects}
 
-  def _quota(self, key: tuple[str, str]) -> int:
-    classes = ANSWER_CLASSES.get(key)
-    cap = self.opts.cap(*key, self.heldout)
-    return max(1, -(-cap // len(classes)) if classes else 1)
-
   def _keep(self, qa: QA) -> None:
     key = (qa.data_type, qa.question_type)
     for c in self._cats(qa):
@@ -228,7 +223,7 @@ class Selector:
       return False
     if qa.question_type in BALANCED_TYPES and self.opts.answer_balance:
       self.offered[key].add(qa.answer)
-      if self.n_answer[key + (qa.answer,)] >= self._quota(key):
+      if self.n_answer[key + (qa.answer,)] >= 1:  # the first of each answer at once
         self.waiting[key].append(qa)
         return False
     self._keep(qa)

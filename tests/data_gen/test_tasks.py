@@ -232,9 +232,11 @@ def test_no_repeated_question_across_views_and_modalities():
   assert sel.rejected[("video", "absolute distance", "repeated question")] == 1
   # Directions keep their roles: standing by the chair facing the table is not standing by
   # the table facing the chair.
-  quad = lambda p, o, q: QA("video", "relative direction", "q", "front-left", [0], [p, o, q],
-                            choices=list(common.QUADRANTS))
-  assert sel.offer(quad(0, 1, 2)) and sel.offer(quad(1, 0, 2)) and not sel.offer(quad(0, 1, 2))
+  quad = lambda p, o, q, ans: QA("video", "relative direction", "q", ans, [0], [p, o, q],
+                                 choices=list(common.QUADRANTS))
+  assert sel.offer(quad(0, 1, 2, "front-left")) and sel.offer(quad(1, 0, 2, "back-right"))
+  assert not sel.offer(quad(0, 1, 2, "front-right"))
+  assert sel.rejected[("video", "relative direction", "repeated question")] == 1
   sel = Selector(obs, Options(allow_repeats=True))
   assert sel.offer(size("single_image", [0], 0)) and sel.offer(size("video", [0], 0))
   # Held-out scenes: SPBench-SI and SPBench-MV are separate benchmarks, so a question may be
@@ -246,8 +248,8 @@ def test_no_repeated_question_across_views_and_modalities():
 
 def test_answer_balance():
   """Quadrant answers offered 10 : 5 : 1 (front-left : front-right : back-left) under a cap
-  of 8: at once each answer up to its share (8 / 4 = 2), then the least-kept first while no
-  answer exceeds twice the least-kept one: 2 : 2 : 1, nothing more."""
+  of 8: the first of each at once, then the least-kept first while no answer exceeds twice
+  the least-kept one (back-right, never offered, counts as 0, so twice 1): 2 : 2 : 1."""
   obs = _obs(list("abcdefghijklmnop"), [_box((i, 0, 0.5), (0.5, 0.5, 1)) for i in range(16)], [1] * 16)
   caps = {("video", "relative direction"): 8}
   offers = ["front-left"] * 10 + ["front-right"] * 5 + ["back-left"]
