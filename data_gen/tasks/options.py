@@ -79,6 +79,10 @@ class Options:
   distance_decimals: int = 2
   room_decimals: int = 1
 
+  def __post_init__(self):
+    if self.distance not in ("surface", "box"):
+      raise ValueError(f"distance = {self.distance!r}: expected 'surface' or 'box'")
+
   def cap(self, data_type: str, question_type: str, heldout: bool = False) -> int:
     return dict(self.heldout_caps if heldout else self.caps).get((data_type, question_type), 0)
 

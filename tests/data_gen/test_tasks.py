@@ -3,6 +3,7 @@
 import collections
 
 import numpy as np
+import pytest
 
 from data_gen import geometry
 from data_gen.tasks import common, spatial, video
@@ -210,6 +211,8 @@ def test_tucked_chair_does_not_flip_relative_distance():
     assert spatial.rel_distance(obs, sel.opts, sel, "single_image", [0], 0, 1, 2)
     answers[mode] = sel.kept[-1].answer
   assert answers == {"surface": "trash can", "box": "chair"}
+  with pytest.raises(ValueError, match="distance"):
+    Options(distance="centre")
   # Absolute distance is the surface gap too.
   sel = Selector(obs, _opts(abs_distance_min_size=False))
   assert spatial.abs_distance(obs, sel.opts, sel, "single_image", [0], 0, 2)
