@@ -2,6 +2,7 @@
 python -m data_gen build --scenes DIR --out DIR [--seed S] [--source scannet|scannetpp|arkitscenes]
 python -m data_gen build --scenes DIR --dry-run     (per-filter counts, nothing written)
 python -m data_gen tfds --data DIR --out TFDS_DIR
+python -m data_gen preview --data DIR --out FILE.png   (localization rows drawn on their frames)
 
 See docs/data_gen.md for every option."""
 
@@ -12,7 +13,7 @@ import dataclasses
 import logging
 import sys
 
-from data_gen import build, dry_run, labels, sources, synthetic
+from data_gen import build, dry_run, labels, preview, sources, synthetic
 from data_gen.cli import reports_errors
 from data_gen.tasks.options import Options
 
@@ -52,6 +53,9 @@ def main(argv=None) -> int:
   s.add_argument("--max-objects", type=int, default=25)
   s.add_argument("--start", type=int, default=0, help="index of the first scene")
   s.add_argument("--workers", type=int, default=1)
+  for f in dataclasses.fields(synthetic.Variation):
+    s.add_argument(f"--{f.name}-variation", type=float, default=f.default,
+                   help=f"{f.name} variation in [0, 1] (default {f.default}; see synthetic.Variation)")
   b = sub.add_parser("build", help="generate the QA data from ScanNet-layout scenes")
   b.add_argument("--scenes", required=True, help="folder of <scene>/ folders")
   b.add_argument("--out", default=None, help="output folder (not with --dry-run)")
@@ -74,6 +78,8 @@ def main(argv=None) -> int:
   b.add_argument("--count-range", type=int, nargs=2, default=Options.count_range)
   b.add_argument("--cap", action="append", default=[],
                  help="per-scene cap DATA_TYPE:QUESTION_TYPE=N, e.g. 'video:room size=2'")
+  b.add_argument("--heldout-cap", action="append", default=[],
+                 help="per-scene cap of held-out scenes, same form (defaults: Table 9 proportions)")
   b.add_argument("--excluded-labels", default=",".join(Options.excluded_labels))
   b.add_argument("--label-map", default="auto",
                  help="JSON {raw: category}, ScanNet's scannetv2-labels.combined.tsv, 'none', or "
@@ -83,6 +89,14 @@ def main(argv=None) -> int:
   t = sub.add_parser("tfds", help="ArrayRecord TFDS datasets of a built folder (random access)")
   t.add_argument("--data", required=True, help="folder written by build")
   t.add_argument("--out", required=True, help="TFDS data_dir")
+  v = sub.add_parser("preview", help="a PNG sheet of localization rows with their boxes drawn")
+  v.add_argument("--data", required=True, help="folder written by build")
+  v.add_argument("--out", required=True, help="PNG file to write")
+  v.add_argument("--n", type=int, default=6, help="frames (one row each)")
+  v.add_argument("--columns", type=int, default=3)
+  v.add_argument("--width", type=int, default=320, help="width of each frame in the sheet")
+  v.add_argument("--no-boxes", action="store_true", help="the frames only")
+  v.add_argument("--seed", type=int, default=0)
   a = p.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
   if a.cmd == "tfds":
@@ -91,24 +105,32 @@ def main(argv=None) -> int:
     for key, src in tfds_builders.prepare(a.data, a.out).items():
       print(f"{key}: {len(src['train'])} rows in {a.out}")
     return 0
+  if a.cmd == "preview":
+    n = preview.grounding_sheet(a.data, a.out, a.n, a.columns, a.width, not a.no_boxes, a.seed)
+    print(f"{a.out}: {n} frames")
+    return 0
   if a.cmd == "synth":
+    var = synthetic.Variation(**{f.name: getattr(a, f"{f.name}_variation")
+                                 for f in dataclasses.fields(synthetic.Variation)})
     synthetic.write_scenes(a.out, a.scenes, a.seed, a.frames, a.resolution, a.workers,
-                           (a.min_objects, a.max_objects), a.start)
+                           (a.min_objects, a.max_objects), a.start, variation=var)
     return 0
   kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Options)
-        if f.name not in ("caps", "excluded_labels", "label_map")}
+        if f.name not in ("caps", "heldout_caps", "excluded_labels", "label_map")}
   kw["size_range_m"], kw["count_range"] = tuple(a.size_range_m), tuple(a.count_range)
   kw["excluded_labels"] = tuple(x.strip() for x in a.excluded_labels.split(",") if x.strip())
   kw["label_map"] = labels.resolve(a.label_map, a.label_map_column, a.scenes, a.source)
   caps = {}
-  for c in a.cap:
-    try:
-      key, n = c.rsplit("=", 1)
-      dt, qt = key.split(":", 1)
-      caps[(dt.strip(), qt.strip())] = int(n)
-    except ValueError:
-      p.error(f"--cap {c!r}: expected DATA_TYPE:QUESTION_TYPE=N")
-  opts = Options(**kw).replace(caps=caps) if caps else Options(**kw)
+  for flag, given in (("caps", a.cap), ("heldout_caps", a.heldout_cap)):
+    caps[flag] = {}
+    for c in given:
+      try:
+        key, n = c.rsplit("=", 1)
+        dt, qt = key.split(":", 1)
+        caps[flag][(dt.strip(), qt.strip())] = int(n)
+      except ValueError:
+        p.error(f"--{flag.replace('_', '-')[:-1]} {c!r}: expected DATA_TYPE:QUESTION_TYPE=N")
+  opts = Options(**kw).replace(**caps)
   only = a.only.split(",") if a.only else None
   if a.dry_run:
     print(dry_run.render(dry_run.count(a.scenes, opts, a.seed, a.source, only)), end="")

@@ -28,7 +28,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from data_gen import geometry, scannet, sources, stats, tasks
+from data_gen import geometry, masks, scannet, sources, stats, tasks
 from data_gen.tasks import common, single_image
 from data_gen.tasks.options import Options
 
@@ -48,20 +48,26 @@ VSI_NAMES = {
     "appearance order": "obj_appearance_order",
 }
 WORK = ".work"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: pixel masks, surface distances, balance and no-repeat rules
 
 
 def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
-  """Visibility (F, O) and 2D boxes (F, O, 4) of the scene's non-structure objects in every
-  frame whose colour and depth images can be read (others are skipped and logged)."""
+  """Per usable frame (colour, depth and instance image readable; others are skipped and
+  logged) and non-structure object: the visible fraction of its surface points (depth test),
+  its visible pixels and their box (data_gen.masks), and each object's surface points."""
   lm = dict(opts.label_map)
   objs = [dataclasses.replace(o, label=lm.get(o.label, o.label)) for o in scene.objects]
   objs = [o for o in objs if o.label and o.label not in opts.excluded_labels]
+  n = len(objs)
   owner = np.concatenate([np.full(len(o.vertex_ids), k) for k, o in enumerate(objs)] or [np.zeros(0, int)])
   vid = np.concatenate([o.vertex_ids for o in objs] or [np.zeros(0, int)])
   pts, nrm = scene.vertices[vid], scene.normals[vid]
+  vertex_owner = np.full(len(scene.vertices), -1, np.int64)
+  vertex_owner[vid] = owner
+  index_of_id = {o.object_id: k for k, o in enumerate(objs)}
+  tris = tri_owner = None  # the mesh for rasterised masks, built on first need
   kd, kc = scene.k_depth[:3, :3], scene.k_color[:3, :3]
-  vis, box, frames, poses = [], [], [], []
+  vis, pix, box, frames, poses = [], [], [], [], []
   use = scene.frames
   if opts.max_frames and len(use) > opts.max_frames:
     use = [use[int(i)] for i in np.unique(np.round(np.linspace(0, len(use) - 1, opts.max_frames)))]
@@ -69,6 +75,12 @@ def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
     try:
       scannet.check_image(fr.color_path)
       depth = np.rot90(scannet.read_depth(fr.depth_path), fr.rotation)
+      mask = None
+      if fr.instance_path is not None:
+        try:
+          mask = masks.instance_mask(fr.instance_path, index_of_id, fr.rotation)
+        except (OSError, ValueError, SyntaxError) as e:
+          raise scannet.SceneError(f"{fr.instance_path}: unreadable instance image ({e})") from None
     except scannet.SceneError as e:
       scene.skipped.append(f"{e}, frame skipped")
       log.warning("%s, frame skipped", e)
@@ -78,18 +90,26 @@ def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
       scene.skipped.append(msg)
       log.warning("%s", msg)
       continue
-    f, b = geometry.observe_many(pts, nrm, owner, len(objs), fr.pose, depth, kd, kc,
-                                 scene.color_size, opts.depth_tolerance_m)
-    vis.append(f)
+    if mask is None:
+      if tris is None:
+        # A face is an object's when all its vertices are (ARKitScenes' objects are the
+        # vertices in a box: faces reaching out of it are the floor's or a wall's).
+        fo = vertex_owner[scene.faces]
+        tris = scene.vertices[scene.faces]
+        tri_owner = np.where((fo == fo[:, :1]).all(1), fo[:, 0], -1)
+      mask = masks.rasterized_mask(tris, tri_owner, fr.pose, kc, scene.color_size)
+    vis.append(geometry.observe_many(pts, nrm, owner, n, fr.pose, depth, kd, opts.depth_tolerance_m))
+    c, b = masks.pixel_stats(mask, n, scene.color_size)
+    pix.append(c)
     box.append(b)
     frames.append(fr.index)
     poses.append(fr.pose)
-  n = len(objs)
   return common.Observation(
       scene=scene.name, labels=[o.label for o in objs], boxes=[o.box for o in objs],
       frame_ids=frames, poses=np.array(poses).reshape(-1, 4, 4), k_color=kc,
       color_size=scene.color_size, vis=np.array(vis).reshape(-1, n),
-      bbox=np.array(box).reshape(-1, n, 4), floor_area=scene.floor_area)
+      bbox=np.array(box).reshape(-1, n, 4), floor_area=scene.floor_area,
+      pixels=np.array(pix).reshape(-1, n), points=[scene.vertices[o.vertex_ids] for o in objs])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +162,7 @@ def process_scene(job: _Job) -> dict:
     return result
   obs = observe_scene(scene, job.opts)
   modalities = ("single_image", "multi_view") if job.heldout else ("single_image", "multi_view", "video")
-  qas, sel = tasks.generate(obs, job.opts, job.seed, modalities)
+  qas, sel = tasks.generate(obs, job.opts, job.seed, modalities, job.heldout)
   img_dir = "spbench_images" if job.heldout else "images"
   used = sorted({obs.frame_ids[f] for qa in qas for f in qa.frames})
   _copy_frames(scene, used, os.path.join(job.out, img_dir, job.name))

@@ -153,6 +153,33 @@ def box_distance(a: Box, b: Box) -> float:
   return math.hypot(dxy, dz)
 
 
+def _to_aabb(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+  """Distance of points p (n, 3) to the axis-aligned box [lo, hi]."""
+  return np.linalg.norm(np.maximum(np.maximum(lo - p, p - hi), 0.0), axis=1)
+
+
+def point_set_distance(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> float:
+  """Closest distance between point sets a (n, 3) and b (m, 3) (two objects' surface points).
+
+  Exact minimum over all pairs, with pruning: a pair of the points of a nearest to b's
+  bounding box gives an upper bound u; only points within u of the other set's bounding box
+  can be closer, and those are compared in blocks of `block` pairs."""
+  if len(a) == 0 or len(b) == 0:
+    raise ValueError("point_set_distance of an empty point set")
+  if len(a) > len(b):
+    a, b = b, a
+  seed = a[np.argsort(_to_aabb(a, b.min(0), b.max(0)))[:8]]
+  u = float(np.sqrt(((seed[:, None, :] - b[None, :, :]) ** 2).sum(-1).min()))
+  a = a[_to_aabb(a, b.min(0), b.max(0)) <= u + 1e-12]
+  b = b[_to_aabb(b, a.min(0), a.max(0)) <= u + 1e-12]
+  best = u * u
+  rows = max(1, block // max(len(b), 1))
+  for s in range(0, len(a), rows):
+    d2 = ((a[s:s + rows, None, :] - b[None, :, :]) ** 2).sum(-1)
+    best = min(best, float(d2.min()))
+  return math.sqrt(best)
+
+
 def polygon_area(p: np.ndarray) -> float:
   """Shoelace area of a simple polygon (n, 2)."""
   x, y = p[:, 0], p[:, 1]
@@ -208,19 +235,15 @@ def project(intrinsic: np.ndarray, pc: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def observe_many(points: np.ndarray, normals: np.ndarray, owner: np.ndarray, n_objects: int,
-                 pose: np.ndarray, depth: np.ndarray, k_depth: np.ndarray, k_color: np.ndarray,
-                 color_size: tuple[int, int], tol: float = 0.1,
-                 near: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-  """Visibility of many objects' surface points in one frame.
+                 pose: np.ndarray, depth: np.ndarray, k_depth: np.ndarray, tol: float = 0.1,
+                 near: float = 0.05) -> np.ndarray:
+  """Visible fraction (O,) of many objects' surface points in one frame.
 
   points (n, 3) and outward normals (n, 3) in the world frame, owner (n,) object index in
   [0, n_objects). A point counts when it faces the camera; it is visible when it lies in front
   of the camera, projects inside the depth image and is not farther than the depth there plus
-  `tol` metres (depth 0 = no measurement, hides the point).
-
-  Returns: visible fraction (O,) = visible / front-facing points, and the 2D box (O, 4) int of
-  the visible points in the colour image (x1, y1, x2, y2: rounded extremes, clipped to the
-  image), -1 for objects without visible points.
+  `tol` metres (depth 0 = no measurement, hides the point). Fraction = visible / front-facing.
+  (What the frame shows of an object, its pixels and their box, is data_gen.masks' job.)
   """
   cam = pose[:3, 3]
   front = np.einsum("ij,ij->i", normals, cam - points) > 0
@@ -229,10 +252,8 @@ def observe_many(points: np.ndarray, normals: np.ndarray, owner: np.ndarray, n_o
   pc = world_to_camera(pose, p)
   ok = pc[:, 2] > near
   pc, own = pc[ok], own[ok]
-  frac = np.zeros(n_objects)
-  box = np.full((n_objects, 4), -1, np.int64)
   if len(pc) == 0:
-    return frac, box
+    return np.zeros(n_objects)
   u, v = project(k_depth, pc)
   h, w = depth.shape
   iu, iv = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
@@ -241,25 +262,7 @@ def observe_many(points: np.ndarray, normals: np.ndarray, owner: np.ndarray, n_o
   d[inside] = depth[iv[inside], iu[inside]]
   vis = inside & (d > 0) & (pc[:, 2] <= d + tol)
   n_vis = np.bincount(own[vis], minlength=n_objects)
-  frac = np.where(n_front > 0, n_vis / np.maximum(n_front, 1), 0.0)
-  if not vis.any():
-    return frac, box
-  uc, vc = project(k_color, pc[vis])
-  ov = own[vis]
-  cw, ch = color_size
-  x = np.clip(np.rint(uc), 0, cw - 1)
-  y = np.clip(np.rint(vc), 0, ch - 1)
-  lo_x = np.full(n_objects, np.inf)
-  lo_y = np.full(n_objects, np.inf)
-  hi_x = np.full(n_objects, -np.inf)
-  hi_y = np.full(n_objects, -np.inf)
-  np.minimum.at(lo_x, ov, x)
-  np.minimum.at(lo_y, ov, y)
-  np.maximum.at(hi_x, ov, x)
-  np.maximum.at(hi_y, ov, y)
-  seen = n_vis > 0
-  box[seen] = np.stack([lo_x, lo_y, hi_x, hi_y], 1)[seen].astype(np.int64)
-  return frac, box
+  return np.where(n_front > 0, n_vis / np.maximum(n_front, 1), 0.0)
 
 
 # ---------------------------------------------------------------------------------------------

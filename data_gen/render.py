@@ -20,11 +20,13 @@ _BIG = 6000  # bounding-box pixels above which a triangle is drawn on its own
 @dataclasses.dataclass
 class Mesh:
   """Triangle soup: vertices (t, 3, 3) world, counter-clockwise seen from outside, and per
-  triangle colour (t, 3) in [0, 1] plus a material tag (t,) int (1 = floor, checkered)."""
+  triangle colour (t, 3) in [0, 1], a material tag (t,) int (1 = floor, checkered) and the
+  id (t,) int of the object it belongs to (for instance images; -1 = none)."""
 
   tris: np.ndarray
   colours: np.ndarray
   material: np.ndarray
+  instance: np.ndarray | None = None
 
 
 def _clip_near(pc: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
@@ -54,13 +56,16 @@ def _clip_near(pc: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rasterize(mesh: Mesh, pose: np.ndarray, k: np.ndarray, width: int, height: int,
-              near: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-  """Depth (h, w) float32 camera z (inf where empty) and triangle index (h, w) int32 (-1)."""
+              near: float = 0.05, cull: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """Depth (h, w) float32 camera z (inf where empty) and triangle index (h, w) int32 (-1).
+  `cull`: drop back faces (triangles must be counter-clockwise seen from outside)."""
   pc = geometry.world_to_camera(pose, mesh.tris.reshape(-1, 3)).reshape(-1, 3, 3)
-  # Back-face culling: keep triangles whose normal points towards the camera at the origin.
-  n = np.cross(pc[:, 1] - pc[:, 0], pc[:, 2] - pc[:, 0])
-  front = np.einsum("ij,ij->i", n, pc[:, 0]) < 0
-  idx = np.nonzero(front)[0]
+  if cull:
+    # Back-face culling: keep triangles whose normal points towards the camera at the origin.
+    n = np.cross(pc[:, 1] - pc[:, 0], pc[:, 2] - pc[:, 0])
+    idx = np.nonzero(np.einsum("ij,ij->i", n, pc[:, 0]) < 0)[0]
+  else:
+    idx = np.nonzero((pc[:, :, 2] > near).any(1))[0]
   pc, src = _clip_near(pc[idx], near)
   src = idx[src]
   fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
@@ -136,20 +141,30 @@ def rasterize(mesh: Mesh, pose: np.ndarray, k: np.ndarray, width: int, height: i
   return zbuf.astype(np.float32), out.astype(np.int32)
 
 
-_LIGHT = np.array([0.35, 0.55, 1.0]) / np.linalg.norm([0.35, 0.55, 1.0])
+@dataclasses.dataclass(frozen=True)
+class Light:
+  """Flat Lambert lighting: ambient + sun * max(0, n . sun_dir) + headlight * |n . view|,
+  times an RGB tint (3,)."""
+
+  sun_dir: tuple[float, float, float] = tuple(np.array([0.35, 0.55, 1.0]) / np.linalg.norm([0.35, 0.55, 1.0]))
+  ambient: float = 0.42
+  sun: float = 0.4
+  headlight: float = 0.25
+  tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 def shade(mesh: Mesh, pose: np.ndarray, k: np.ndarray, depth: np.ndarray, tri: np.ndarray,
-          background: tuple[int, int, int] = (20, 20, 24)) -> np.ndarray:
-  """Colour image (h, w, 3) uint8: Lambert with a fixed sun plus a camera headlight, a checker
-  on floor pixels (0.5 m tiles) so that the floor reads as a plane, and a slight darkening
-  with distance as a depth cue."""
+          background: tuple[int, int, int] = (20, 20, 24), light: Light = Light()) -> np.ndarray:
+  """Colour image (h, w, 3) uint8: Lambert with a sun plus a camera headlight (`light`), a
+  checker on floor pixels (0.5 m tiles) so that the floor reads as a plane, and a slight
+  darkening with distance as a depth cue."""
   t = mesh.tris
   n = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
   n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
   view = pose[:3, 2]  # camera forward in world
-  lam = 0.42 + 0.4 * np.clip(n @ _LIGHT, 0, None) + 0.25 * np.abs(n @ view)
-  tri_rgb = np.clip(mesh.colours * lam[:, None], 0, 1).astype(np.float32)
+  lam = (light.ambient + light.sun * np.clip(n @ np.asarray(light.sun_dir), 0, None)
+         + light.headlight * np.abs(n @ view))
+  tri_rgb = np.clip(mesh.colours * lam[:, None] * np.asarray(light.tint), 0, 1).astype(np.float32)
   tri_rgb = np.concatenate([tri_rgb, np.asarray(background, np.float32)[None] / 255])
   h, w = tri.shape
   flat = tri.reshape(-1)

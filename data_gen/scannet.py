@@ -7,6 +7,7 @@ A scene folder <root>/<scene>/ holds
   <scene>.aggregation.json                 {"segGroups": [{"objectId", "label", "segments"}]}
   color/N.jpg  depth/N.png (uint16 mm)  pose/N.txt (4x4 camera-to-world)
   intrinsic/intrinsic_color.txt  intrinsic/intrinsic_depth.txt (4x4)
+  instance-filt/N.png (optional)           objectId + 1 per pixel (<scene>_2d-instance-filt.zip)
 as exported from the .sens files. Everything returned is in the axis-aligned frame. The
 Scene, Frame and Object types, the PLY reader and `assemble_scene` serve the other sources'
 readers too (scannetpp.py, arkitscenes.py).
@@ -43,6 +44,9 @@ class Frame:
   # Quarter turns (np.rot90's k) that make the stored images upright; pose and intrinsics
   # already describe the turned images (ARKitScenes' portrait videos).
   rotation: int = 0
+  # ScanNet's per-frame instance image (instance-filt/N.png, pixel = objectId + 1) when the
+  # scene has one; otherwise the build rasterises the mesh (data_gen.masks).
+  instance_path: str | None = None
 
 
 @dataclasses.dataclass
@@ -462,7 +466,9 @@ def _read_frames(d: str, align: np.ndarray, skipped: list[str]) -> list[Frame]:
     if missing:
       skipped.append(f"{missing[0]}: file is missing, frame skipped")
       continue
-    frames.append(Frame(i, color, depth, align @ pose))
+    inst = os.path.join(d, "instance-filt", f"{i}.png")
+    frames.append(Frame(i, color, depth, align @ pose,
+                        instance_path=inst if os.path.isfile(inst) else None))
   return frames
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 
+from data_gen.tasks.common import BALANCED_TYPES
+
 COLUMNS = ("object count", "absolute distance", "object size", "room size", "relative distance",
            "relative direction", "appearance order")
 HEADERS = ("Obj. Cnt.", "Abs. Dist.", "Obj. Size", "Room Size", "Rel. Dist.", "Rel. Dir.",
@@ -20,6 +22,46 @@ VSI_TO_TYPE = {
 def _table(rows: list[dict], type_key: str, modality_key: str, to_type=lambda t: t) -> dict:
   c = collections.Counter((r[modality_key], to_type(r[type_key])) for r in rows)
   return {m: {t: c.get((m, t), 0) for t in COLUMNS} for m, _ in MODALITIES}
+
+
+# Why candidates were dropped, by kind: the per-scene, per-category and per-image caps, the
+# answer balance and no-repeat rules, and everything else (visibility, uniqueness, ratios,
+# ambiguous directions, ...): the quality filters.
+CAP_REASONS = frozenset({"scene cap", "category cap", "image cap"})
+BALANCE_REASONS = frozenset({"answer balance", "repeated question"})
+
+
+def answer_text(row: dict, answer_key: str = "answer") -> str:
+  """The chosen option's text of a multiple-choice row ("A. left" -> "left")."""
+  letter = row[answer_key]
+  return row["options"][ord(letter) - ord("A")].split(". ", 1)[1]
+
+
+def answer_spread(rows: list[dict], answer_key: str = "answer",
+                  type_key: str = "question_type", to_type=lambda t: t) -> dict:
+  """Per "data_type / question_type" of BALANCED_TYPES: answer text -> rows, and the spread
+  max / min over the answer texts present."""
+  counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  for r in rows:
+    qt = to_type(r[type_key])
+    if qt in BALANCED_TYPES and r["options"]:
+      counts[f"{r['data_type']} / {qt}"][answer_text(r, answer_key)] += 1
+  return {k: {"answers": dict(c.most_common()),
+              "spread": round(max(c.values()) / min(c.values()), 2)}
+          for k, c in sorted(counts.items())}
+
+
+def filtering(rejected: collections.Counter, n_examined: int) -> dict:
+  """Dropped candidates (object-level rejections left out) by kind, as counts and shares of
+  the candidates examined."""
+  kind = collections.Counter()
+  for key, v in rejected.items():
+    _, qt, why = key.split(" / ")
+    if qt == "(objects)":
+      continue
+    kind["caps" if why in CAP_REASONS else "balance" if why in BALANCE_REASONS else "quality"] += v
+  return {k: {"rejected": kind[k], "share": round(kind[k] / n_examined, 4) if n_examined else 0.0}
+          for k in ("quality", "caps", "balance")}
 
 
 def compute(spatial, grounding, si, mv, results, held) -> dict:
@@ -46,6 +88,10 @@ def compute(spatial, grounding, si, mv, results, held) -> dict:
       "candidates_examined": n_examined,
       "kept_fraction": (len(spatial) + len(si) + len(mv)) / n_examined if n_examined else 0.0,
       "rejected": dict(sorted(rejected.items())),
+      "filtering": filtering(rejected, n_examined),
+      "answer_spread": answer_spread(spatial),
+      "answer_spread_heldout": answer_spread(bench, "ground_truth", "question_type",
+                                             lambda t: VSI_TO_TYPE[t]),
   }
 
 
@@ -74,7 +120,17 @@ def render(st: dict) -> str:
     lines += ["", f"Held-out scenes ({len(st['heldout_scenes'])}): " + ", ".join(st["heldout_scenes"]), ""]
   lines += [f"Scenes: {st['scenes']} ({len(st['skipped_scenes'])} skipped); skipped frames/objects: "
             f"{st['skipped_items']}",
-            f"Candidates examined: {st['candidates_examined']:,}; kept: {st['kept_fraction']:.1%}", ""]
+            f"Candidates examined: {st['candidates_examined']:,}; kept: {st['kept_fraction']:.1%}; "
+            "dropped by " + ", ".join(f"{k} filters {v['share']:.1%}" if k == "quality" else
+                                      f"{k} {v['share']:.1%}" for k, v in st["filtering"].items()),
+            ""]
+  for title, key in (("Answer texts (training rows)", "answer_spread"),
+                     ("Answer texts (held-out rows)", "answer_spread_heldout")):
+    if st[key]:
+      lines += [f"### {title}", "", "| task | spread (max/min) | answers |", "|---|---|---|"]
+      lines += [f"| {k} | {v['spread']:.2f} | " + ", ".join(f"{a} {n}" for a, n in v["answers"].items()) + " |"
+                for k, v in st[key].items()]
+      lines.append("")
   for name, why in st["skipped_scenes"]:
     lines.append(f"- skipped {name}: {why}")
   return "\n".join(lines) + "\n"

@@ -54,10 +54,54 @@ class SynthScene:
   objects: list[SynthObject]
   poses: np.ndarray  # (n, 4, 4) camera-to-world
   axis_alignment: np.ndarray  # (4, 4) maps the stored (raw) frame to the world frame
+  light: render.Light = render.Light()
 
   @property
   def floor_area(self) -> float:
     return float(self.room[0] * self.room[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Variation:
+  """How much procedural scenes vary, each in [0, 1] (0: none, 1: the full, realistic range;
+  the defaults). A smaller amount scales the same random draws.
+
+  colour: an object takes any colour of its category's palette (families shared across
+    categories: woods, paints, fabrics, whites, darks) with +-15% brightness; 0: the
+    category's own colour only, so that colour names the category.
+  size: sizes uniform over the category's range; 0: the middle of the range.
+  light: the sun's direction (any azimuth, 35-80 degrees up), strength (0.25-0.55), the
+    ambient (0.32-0.50) and a warm or cool tint (+-8%) per scene; 0: render.Light().
+  """
+
+  colour: float = 1.0
+  size: float = 1.0
+  light: float = 1.0
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):
+      v = getattr(self, f.name)
+      if not 0.0 <= v <= 1.0:
+        raise ValueError(f"Variation.{f.name} = {v}: expected a value in [0, 1]")
+
+
+def _lerp(a, b, t: float):
+  return np.asarray(a, float) + (np.asarray(b, float) - np.asarray(a, float)) * t
+
+
+def sample_light(rng: np.random.Generator, amount: float) -> render.Light:
+  """A scene's lighting, `amount` of the way from render.Light() to a random one."""
+  base = render.Light()
+  az, el = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(35, 80))
+  sun_dir = np.array([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
+  d = _lerp(base.sun_dir, sun_dir, amount)
+  warm = rng.uniform(-1, 1) * 0.08
+  return render.Light(
+      sun_dir=tuple(d / np.linalg.norm(d)),
+      ambient=float(_lerp(base.ambient, rng.uniform(0.32, 0.50), amount)),
+      sun=float(_lerp(base.sun, rng.uniform(0.25, 0.55), amount)),
+      headlight=base.headlight,
+      tint=tuple(_lerp(base.tint, (1 + warm, 1.0, 1 - warm), amount)))
 
 
 def intrinsic(width: int, height: int, hfov_deg: float = HFOV_DEG) -> np.ndarray:
@@ -114,8 +158,23 @@ def _point_box_distance(p: np.ndarray, b: geometry.Box) -> float:
   return float(np.linalg.norm(np.maximum(np.abs(local) - b.size / 2, 0)))
 
 
-def _make_object(rng, cat: cats.Category, pos_xy, z0: float, yaw: float, size=None) -> SynthObject:
-  size = np.asarray(size if size is not None else rng.uniform(cat.size_min, cat.size_max), float)
+def sample_size(rng: np.random.Generator, cat: cats.Category, amount: float) -> np.ndarray:
+  """(3,) size: uniform over the category's range, pulled towards its middle by 1 - amount."""
+  mid = (np.asarray(cat.size_min) + np.asarray(cat.size_max)) / 2
+  return _lerp(mid, rng.uniform(cat.size_min, cat.size_max), amount)
+
+
+def sample_colour(rng: np.random.Generator, cat: cats.Category, amount: float) -> np.ndarray:
+  """(3,) in [0, 1]: with probability `amount` another colour of the palette, and a
+  brightness change of up to +-15% * amount (always the same draws)."""
+  other = rng.random() < amount
+  pick = cat.palette[int(rng.integers(len(cat.palette)))] if other else cat.palette[0]
+  return np.clip(np.asarray(pick) / 255 * (1 + 0.15 * amount * rng.uniform(-1, 1)), 0, 1)
+
+
+def _make_object(rng, cat: cats.Category, pos_xy, z0: float, yaw: float, size: np.ndarray,
+                 colour_amount: float) -> SynthObject:
+  size = np.asarray(size, float)
   c, s = math.cos(yaw), math.sin(yaw)
   rot = np.array([[c, -s], [s, c]])
   boxes = []
@@ -123,15 +182,15 @@ def _make_object(rng, cat: cats.Category, pos_xy, z0: float, yaw: float, size=No
     xy = rot @ pc[:2] + pos_xy
     boxes.append(geometry.Box(np.array([xy[0], xy[1], z0 + pc[2]]), ps, yaw))
   box = geometry.Box(np.array([pos_xy[0], pos_xy[1], z0 + size[2] / 2]), size, yaw)
-  colour = np.clip(np.asarray(cat.colour) / 255 * rng.uniform(0.9, 1.1), 0, 1)
+  colour = sample_colour(rng, cat, colour_amount)
   return SynthObject(cat.name, box, boxes, colour, cats.part_colours(cat.shape, colour, len(boxes)))
 
 
 class _Layout:
   """Rejection sampler for non-overlapping floor objects away from the camera path."""
 
-  def __init__(self, rng, room, poses, clearance=0.08, camera_clearance=0.4):
-    self.rng, self.room, self.cams = rng, room, poses[:, :3, 3]
+  def __init__(self, rng, room, poses, variation: Variation, clearance=0.08, camera_clearance=0.4):
+    self.rng, self.room, self.cams, self.var = rng, room, poses[:, :3, 3], variation
     self.clearance, self.camera_clearance = clearance, camera_clearance
     self.floor: list[SynthObject] = []
     self.tops: dict[int, list[SynthObject]] = {}  # support index in self.floor -> objects on it
@@ -147,15 +206,21 @@ class _Layout:
         return False
     return all(_point_box_distance(c, obj.box) > self.camera_clearance for c in self.cams)
 
-  def try_floor(self, cat, pos, yaw, size=None) -> SynthObject | None:
-    obj = _make_object(self.rng, cat, np.asarray(pos, float), 0.0, yaw, size)
+  def size(self, cat) -> np.ndarray:
+    return sample_size(self.rng, cat, self.var.size)
+
+  def make(self, cat, pos, z0, yaw, size) -> SynthObject:
+    return _make_object(self.rng, cat, np.asarray(pos, float), z0, yaw, size, self.var.colour)
+
+  def try_floor(self, cat, pos, yaw, size) -> SynthObject | None:
+    obj = self.make(cat, pos, 0.0, yaw, size)
     if self.fits(obj, self.floor):
       self.floor.append(obj)
       return obj
     return None
 
   def place_wall(self, cat) -> SynthObject | None:
-    size = self.rng.uniform(cat.size_min, cat.size_max)
+    size = self.size(cat)
     lx, ly, _ = self.room
     wall = int(self.rng.integers(4))
     gap = self.rng.uniform(0.02, 0.1)
@@ -173,7 +238,7 @@ class _Layout:
     return self.try_floor(cat, pos, yaw, size)
 
   def place_free(self, cat) -> SynthObject | None:
-    size = self.rng.uniform(cat.size_min, cat.size_max)
+    size = self.size(cat)
     r = max(size[0], size[1]) / 2
     lx, ly, _ = self.room
     if lx < 2 * r + 0.1 or ly < 2 * r + 0.1:
@@ -192,7 +257,7 @@ class _Layout:
     sides = [(0, -1), (0, 1), (-1, 0), (1, 0)]
     self.rng.shuffle(sides)
     for sx, sy in sides[:n]:
-      size = self.rng.uniform(chair.size_min, chair.size_max)
+      size = self.size(chair)
       off = (b.size[0] / 2 + size[1] / 2 - 0.05) * sx, (b.size[1] / 2 + size[1] / 2 - 0.05) * sy
       along = self.rng.uniform(-0.2, 0.2) * (b.size[0] if sx == 0 else b.size[1]) / 2
       lx_, ly_ = (along, off[1]) if sx == 0 else (off[0], along)
@@ -200,7 +265,7 @@ class _Layout:
       # Chair faces the table: its local +y points from the chair to the table centre.
       to_t = b.center[:2] - pos
       yaw = math.atan2(to_t[1], to_t[0]) - math.pi / 2
-      obj = _make_object(self.rng, chair, pos, 0.0, yaw, size)
+      obj = self.make(chair, pos, 0.0, yaw, size)
       # Chairs may tuck under the table top: test them against everything except the table.
       if self.fits(obj, [o for o in self.floor if o is not table]):
         self.floor.append(obj)
@@ -213,7 +278,7 @@ class _Layout:
       return None
     i = supports[int(self.rng.integers(len(supports)))]
     sup = self.floor[i]
-    size = self.rng.uniform(cat.size_min, cat.size_max)
+    size = self.size(cat)
     b = sup.box
     half = b.size[:2] / 2 - np.array([size[0], size[1]]) / 2 * 1.15
     if np.any(half <= 0):
@@ -222,7 +287,7 @@ class _Layout:
     c, s = math.cos(b.yaw), math.sin(b.yaw)
     pos = b.center[:2] + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1]])
     yaw = b.yaw + self.rng.choice([0.0, math.pi]) + self.rng.uniform(-0.3, 0.3)
-    obj = _make_object(self.rng, cat, pos, b.z_range()[1], yaw, size)
+    obj = self.make(cat, pos, b.z_range()[1], yaw, size)
     fp = obj.box.footprint()
     if obj.box.z_range()[1] > self.room[2] - 0.05:
       return None
@@ -235,11 +300,12 @@ class _Layout:
 
 
 def make_scene(rng: np.random.Generator, name: str, n_frames: int = 24,
-               n_objects: tuple[int, int] = (8, 25)) -> SynthScene:
-  """Sample one scene: room, objects, camera trajectory and a random axis alignment."""
+               n_objects: tuple[int, int] = (8, 25), variation: Variation = Variation()) -> SynthScene:
+  """Sample one scene: room, objects, camera trajectory, lighting and a random axis
+  alignment."""
   room = np.array([rng.uniform(3.6, 8.0), rng.uniform(3.2, 6.5), rng.uniform(2.5, 3.0)])
   poses = _trajectory(rng, room, n_frames)
-  lay = _Layout(rng, room, poses)
+  lay = _Layout(rng, room, poses, variation)
   target = int(rng.integers(n_objects[0], n_objects[1] + 1))
   floor_cats = [c for c in cats.CATEGORIES if c.placement in ("wall", "free") and c.weight > 0]
   top_cats = [c for c in cats.CATEGORIES if c.placement == "top"]
@@ -271,7 +337,7 @@ def make_scene(rng: np.random.Generator, name: str, n_frames: int = 24,
   align = np.eye(4)
   align[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
   align[:3, 3] = [rng.uniform(-3, 3), rng.uniform(-3, 3), 0.0]
-  return SynthScene(name, room, objects, poses, align)
+  return SynthScene(name, room, objects, poses, align, sample_light(rng, variation.light))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +345,9 @@ def make_scene(rng: np.random.Generator, name: str, n_frames: int = 24,
 
 
 def render_mesh(scene: SynthScene) -> render.Mesh:
-  """Triangle soup for the renderer: 12 triangles per part, the room box seen from inside."""
+  """Triangle soup for the renderer: 12 triangles per part, the room box seen from inside;
+  instance ids are the aggregation objectIds of `scan_mesh` (floor 0, ceiling 1, walls 2-5,
+  then the objects in order)."""
   tris, cols, mats = [], [], []
   room = geometry.Box(scene.room / 2, scene.room, 0.0)
   rt = render.box_triangles(room.center, room.size, 0.0)[:, ::-1]  # inward facing
@@ -288,12 +356,14 @@ def render_mesh(scene: SynthScene) -> render.Mesh:
   tris.append(rt)
   cols += [np.asarray(cats.STRUCTURE_COLOURS[n]) / 255 for n in names]
   mats += [1 if n == "floor" else 0 for n in names]
-  for o in scene.objects:
+  inst = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # box_triangles' faces in _QUADS' order
+  for k, o in enumerate(scene.objects):
     for part, col in zip(o.parts, o.part_colours):
       tris.append(render.box_triangles(part.center, part.size, part.yaw))
       cols += [col] * 12
       mats += [0] * 12
-  return render.Mesh(np.concatenate(tris), np.asarray(cols), np.asarray(mats))
+      inst += [6 + k] * 12
+  return render.Mesh(np.concatenate(tris), np.asarray(cols), np.asarray(mats), np.asarray(inst))
 
 
 def _grid_face(p0, p1, p3, step) -> tuple[np.ndarray, np.ndarray]:
@@ -413,7 +483,7 @@ def write_scene(scene: SynthScene, root: str, color_size=(640, 480), depth_size=
     with open(os.path.join(d, f"{name}.txt"), "w") as f:
       for k, v in meta.items():
         f.write(f"{k} = {v}\n")
-    for sub in ("color", "depth", "pose", "intrinsic"):
+    for sub in ("color", "depth", "pose", "intrinsic", "instance-filt"):
       os.makedirs(os.path.join(d, sub))
     scannet.write_matrix(os.path.join(d, "intrinsic", "intrinsic_color.txt"), kc)
     scannet.write_matrix(os.path.join(d, "intrinsic", "intrinsic_depth.txt"), kd)
@@ -423,8 +493,11 @@ def write_scene(scene: SynthScene, root: str, color_size=(640, 480), depth_size=
     for i, pose in enumerate(scene.poses):
       frame_id = i * 10  # ScanNet exports keep the .sens frame numbers (every n-th frame)
       depth, tri = render.rasterize(mesh, pose, kc[:3, :3], *color_size)
-      rgb = render.shade(mesh, pose, kc[:3, :3], depth, tri)
+      rgb = render.shade(mesh, pose, kc[:3, :3], depth, tri, light=scene.light)
       Image.fromarray(rgb).save(os.path.join(d, "color", f"{frame_id}.jpg"), quality=jpeg_quality)
+      # ScanNet's instance image: objectId + 1 per pixel, 0 where nothing is drawn.
+      ids = np.where(tri >= 0, mesh.instance[np.maximum(tri, 0)] + 1, 0).astype(np.uint8)
+      Image.fromarray(ids).save(os.path.join(d, "instance-filt", f"{frame_id}.png"), compress_level=1)
       if tuple(depth_size) != tuple(color_size):
         depth, _ = render.rasterize(mesh, pose, kd[:3, :3], *depth_size)
       mm = np.where(np.isfinite(depth), np.minimum(np.rint(depth * 1000), 65535), 0).astype(np.uint16)
@@ -439,11 +512,11 @@ def scene_name(index: int) -> str:
 
 
 def _one(args) -> tuple[str, float]:
-  out, index, seed, n_frames, color_size, n_objects = args
+  out, index, seed, n_frames, color_size, n_objects, variation = args
   t0 = time.perf_counter()
   name = scene_name(index)
   rng = np.random.default_rng([seed, index])
-  scene = make_scene(rng, name, n_frames, n_objects)
+  scene = make_scene(rng, name, n_frames, n_objects, variation)
   write_scene(scene, out, color_size)
   return name, time.perf_counter() - t0
 
@@ -451,9 +524,10 @@ def _one(args) -> tuple[str, float]:
 def write_scenes(out: str, n_scenes: int, seed: int = 0, n_frames: int = 24,
                  color_size: tuple[int, int] = (640, 480), workers: int = 1,
                  n_objects: tuple[int, int] = (8, 25), start: int = 0,
-                 progress: bool = True) -> list[str]:
+                 progress: bool = True, variation: Variation = Variation()) -> list[str]:
   """Write scenes synth{start:04d}_00 ... in the ScanNet layout under `out`; scenes already
-  complete there are kept (an interrupted run resumes). Returns the scene names."""
+  complete there are kept (an interrupted run resumes). `variation`: how much colours,
+  sizes and lighting vary (see Variation). Returns the scene names."""
   os.makedirs(out, exist_ok=True)
   todo, names = [], []
   for i in range(start, start + n_scenes):
@@ -461,7 +535,7 @@ def write_scenes(out: str, n_scenes: int, seed: int = 0, n_frames: int = 24,
     names.append(name)
     if os.path.isfile(os.path.join(out, name, f"{name}.txt")):
       continue
-    todo.append((out, i, seed, n_frames, tuple(color_size), tuple(n_objects)))
+    todo.append((out, i, seed, n_frames, tuple(color_size), tuple(n_objects), variation))
   t0 = time.perf_counter()
   pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_POOL_CONTEXT) if workers > 1 else None
   results = pool.map(_one, todo) if pool else map(_one, todo)

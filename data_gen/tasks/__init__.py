@@ -11,13 +11,16 @@ __all__ = ["QA", "Observation", "Options", "DEFAULT_CAPS", "generate", "Selector
 
 
 def generate(obs: Observation, opts: Options, seed: int,
-             modalities=("single_image", "multi_view", "video")) -> tuple[list[QA], Selector]:
-  """All questions of one scene, lettered; deterministic in (seed, scene name)."""
-  sel = Selector(obs, opts)
+             modalities=("single_image", "multi_view", "video"),
+             heldout: bool = False) -> tuple[list[QA], Selector]:
+  """All questions of one scene, lettered; deterministic in (seed, scene name). `heldout`
+  scenes take the held-out caps (opts.heldout_caps)."""
+  sel = Selector(obs, opts, heldout)
   for m in modalities:
     rng = common.scene_rng(seed, obs.scene, m)
     {"single_image": single_image.generate, "multi_view": multi_view.generate,
      "video": video.generate}[m](obs, opts, sel, rng)
+    sel.flush(m)
   qas = sorted(sel.kept, key=lambda q: ("single_image", "multi_view", "video").index(q.data_type))
   common.assign_letters(qas, common.scene_rng(seed, obs.scene, "letters"))
   return qas, sel

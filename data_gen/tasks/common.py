@@ -51,9 +51,11 @@ class Observation:
   poses: np.ndarray  # (F, 4, 4) camera-to-world
   k_color: np.ndarray  # (3, 3)
   color_size: tuple[int, int]
-  vis: np.ndarray  # (F, O) visible fraction
-  bbox: np.ndarray  # (F, O, 4) int colour-frame boxes, -1 where unseen
+  vis: np.ndarray  # (F, O) visible fraction of the object's camera-facing surface points
+  bbox: np.ndarray  # (F, O, 4) int extent of the visible pixels (colour frame), -1 where unseen
   floor_area: float
+  pixels: np.ndarray  # (F, O) visible pixels (colour-frame pixels; data_gen.masks)
+  points: list[np.ndarray] | None = None  # (O,) surface points (n, 3) for surface distances
   _dist: dict = dataclasses.field(default_factory=dict)
 
   @property
@@ -64,10 +66,25 @@ class Observation:
   def centres(self) -> np.ndarray:
     return np.array([b.center for b in self.boxes]).reshape(-1, 3)
 
-  def dist(self, i: int, j: int) -> float:
-    key = (min(i, j), max(i, j))
+  def present(self, frames: list[int]) -> np.ndarray:
+    """(O,) objects of which any of `frames` shows anything: a visible pixel or a visible
+    surface point."""
+    return ((self.pixels[frames] > 0) | (self.vis[frames] > 0)).any(0)
+
+  def dist(self, i: int, j: int, mode: str) -> float:
+    """Closest distance between objects i and j: between their surface points ("surface")
+    or their boxes ("box")."""
+    key = (min(i, j), max(i, j), mode)
     if key not in self._dist:
-      self._dist[key] = geometry.box_distance(self.boxes[i], self.boxes[j])
+      if mode == "box":
+        d = geometry.box_distance(self.boxes[i], self.boxes[j])
+      elif mode == "surface":
+        if self.points is None:
+          raise ValueError(f"{self.scene}: surface distances need the objects' surface points")
+        d = geometry.point_set_distance(self.points[i], self.points[j])
+      else:
+        raise ValueError(f"unknown distance mode {mode!r}; expected 'surface' or 'box'")
+      self._dist[key] = d
     return self._dist[key]
 
 
@@ -104,40 +121,141 @@ def scene_rng(seed: int, scene: str, purpose: str) -> np.random.Generator:
   return np.random.default_rng([seed, zlib.crc32(scene.encode()), zlib.crc32(purpose.encode())])
 
 
-class Selector:
-  """Applies the per-scene cap per (data_type, question_type), the per-category cap and
-  counts why candidates were dropped (for the statistics)."""
+# Question types whose answer texts are balanced within a scene, with their answer classes
+# where these are fixed (relative distance answers are the categories of the scene).
+BALANCED_TYPES = ("relative direction", "relative distance")
+ANSWER_CLASSES = {
+    ("single_image", "relative direction"): SIMPLE_DIRECTIONS + COMPOSITE_DIRECTIONS,
+    ("multi_view", "relative direction"): QUADRANTS,
+    ("video", "relative direction"): QUADRANTS,
+}
 
-  def __init__(self, obs: Observation, opts: Options):
-    self.obs, self.opts = obs, opts
+
+def question_key(qa: "QA", labels: list[str]) -> tuple:
+  """What makes two questions of a scene the same question whatever their views, frames or
+  modality: the question text where the objects are only named in it, else the named
+  categories (a set where their order does not matter)."""
+  names = [labels[i] for i in qa.objects]
+  qt = qa.question_type
+  if qt in ("object count", "object size", "room size"):
+    return (qt, qa.question)
+  if qt == "relative distance":
+    return (qt, names[0], frozenset(names[1:]))
+  if qt in ("absolute distance", "appearance order"):
+    return (qt, frozenset(names))
+  return (qt, tuple(names))  # directions: positioning, orienting, querying in order
+
+
+class Selector:
+  """Decides which offered questions a scene keeps: the per-scene cap per (data_type,
+  question_type) (`heldout_caps` for held-out scenes), the per-category cap, the per-image
+  cap of single-image questions, no repeated question in the scene (unless `allow_repeats`;
+  in held-out scenes: within each modality, as SPBench-SI and -MV are separate benchmarks),
+  and answer balance for BALANCED_TYPES; counts why candidates were dropped (for the
+  statistics).
+
+  Balance: the first question of each answer text is kept at once; further ones wait, and
+  `flush` fills what the cap leaves with the least-kept answer first, stopping before any
+  answer would be kept more than `answer_balance` times as often as the least-kept one (see
+  `_floor`)."""
+
+  def __init__(self, obs: Observation, opts: Options, heldout: bool = False):
+    self.obs, self.opts, self.heldout = obs, opts, heldout
     self.kept: list[QA] = []
     self.n_type = collections.Counter()
     self.n_cat = collections.Counter()
+    self.n_image = collections.Counter()  # single-image questions per frame
+    self.n_answer = collections.Counter()  # (data_type, question_type, answer) -> kept
+    self.asked: set[tuple] = set()
+    self.waiting: dict[tuple[str, str], list[QA]] = collections.defaultdict(list)
+    self.offered: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
     self.rejected = collections.Counter()  # (data_type, question_type, reason) -> count
     self.examined = collections.Counter()
 
   def full(self, data_type: str, question_type: str) -> bool:
-    return self.n_type[(data_type, question_type)] >= self.opts.cap(data_type, question_type)
+    return self.n_type[(data_type, question_type)] >= self.opts.cap(data_type, question_type, self.heldout)
+
+  def image_full(self, frame: int) -> bool:
+    return self.n_image[frame] >= self.opts.per_image_cap
 
   def reject(self, qa_type: tuple[str, str], reason: str) -> None:
     self.examined[qa_type] += 1
     self.rejected[qa_type + (reason,)] += 1
 
-  def offer(self, qa: QA) -> bool:
+  def _blocked(self, qa: QA) -> str | None:
     key = (qa.data_type, qa.question_type)
-    self.examined[key] += 1
     if self.full(*key):
-      self.rejected[key + ("scene cap",)] += 1
-      return False
-    cats = {self.obs.labels[i] for i in qa.objects}
-    if any(self.n_cat[key + (c,)] >= self.opts.per_category_cap for c in cats):
-      self.rejected[key + ("category cap",)] += 1
-      return False
-    for c in cats:
+      return "scene cap"
+    if qa.data_type == "single_image" and self.image_full(qa.frames[0]):
+      return "image cap"
+    if any(self.n_cat[key + (c,)] >= self.opts.per_category_cap for c in self._cats(qa)):
+      return "category cap"
+    if not self.opts.allow_repeats and self._key(qa) in self.asked:
+      return "repeated question"
+    return None
+
+  def _key(self, qa: QA) -> tuple:
+    # Held-out rows form two separate benchmarks (SPBench-SI, SPBench-MV): a question is
+    # a repeat within its own benchmark only.
+    return question_key(qa, self.obs.labels) + ((qa.data_type,) if self.heldout else ())
+
+  def _cats(self, qa: QA) -> set[str]:
+    return {self.obs.labels[i] for i in qa.objects}
+
+  def _keep(self, qa: QA) -> None:
+    key = (qa.data_type, qa.question_type)
+    for c in self._cats(qa):
       self.n_cat[key + (c,)] += 1
     self.n_type[key] += 1
+    self.n_answer[key + (qa.answer,)] += 1
+    if qa.data_type == "single_image":
+      self.n_image[qa.frames[0]] += 1
+    self.asked.add(self._key(qa))
     self.kept.append(qa)
+
+  def offer(self, qa: QA) -> bool:
+    """True when `qa` is kept now (a balanced question may also be kept later, by flush)."""
+    key = (qa.data_type, qa.question_type)
+    self.examined[key] += 1
+    why = self._blocked(qa)
+    if why:
+      self.rejected[key + (why,)] += 1
+      return False
+    if qa.question_type in BALANCED_TYPES and self.opts.answer_balance:
+      self.offered[key].add(qa.answer)
+      if self.n_answer[key + (qa.answer,)] >= 1:  # the first of each answer at once
+        self.waiting[key].append(qa)
+        return False
+    self._keep(qa)
     return True
+
+  def _floor(self, key: tuple[str, str]) -> int:
+    """The least-kept answer count the balance compares with (at least 1): over every answer
+    of a fixed answer set (directions: an answer the scene never offers counts as 0, so the
+    others stay within twice 1), over the offered answers of an open one (categories)."""
+    answers = ANSWER_CLASSES.get(key) or self.offered[key]
+    return max(1, min(self.n_answer[key + (a,)] for a in answers))
+
+  def flush(self, data_type: str) -> None:
+    """Keep waiting questions of `data_type` while the cap and the balance allow (see the
+    class docstring); the rest are rejected for "answer balance"."""
+    for key in sorted(k for k in self.waiting if k[0] == data_type):
+      queue = self.waiting.pop(key)
+      floor = self._floor(key)
+      while queue and not self.full(*key):
+        answers = {qa.answer for qa in queue}
+        best = min(answers, key=lambda a: (self.n_answer[key + (a,)], a))
+        if self.n_answer[key + (best,)] + 1 > self.opts.answer_balance * floor:
+          break
+        k = next(i for i, qa in enumerate(queue) if qa.answer == best)
+        qa = queue.pop(k)
+        why = self._blocked(qa)
+        if why:
+          self.rejected[key + (why,)] += 1
+          continue
+        self._keep(qa)
+        floor = self._floor(key)
+      self.rejected[key + ("answer balance",)] += len(queue)
 
 
 def slot(i: int) -> str:

@@ -32,11 +32,10 @@ def generate(obs: Observation, opts: Options, sel: Selector, rng: np.random.Gene
   sets = view_sets(len(obs.frame_ids), opts, rng) if frame_sets is None else frame_sets
   cands = []
   for s in sets:
-    maxvis = obs.vis[s].max(0)
     scope = np.ones(len(obs.labels), bool) if whole_room else None
-    good = spatial.context_objects(obs, opts, sel, dt, maxvis, scope)
-    labels = sorted({obs.labels[i] for i in np.nonzero(maxvis > 0)[0]})
-    cands += [("object count", s, maxvis, lab) for lab in labels]
+    good = spatial.context_objects(obs, opts, sel, dt, s, scope)
+    labels = sorted({obs.labels[i] for i in np.nonzero(obs.present(s))[0]})
+    cands += [("object count", s, lab) for lab in labels]
     cands += [("object size", s, int(i)) for i in np.nonzero(good)[0]]
     cands += [("absolute distance", s) + p for p in spatial.pairs(good, ordered=False)]
     cands += [("relative distance", s) + t for t in spatial.triples(good, rng)]
@@ -49,7 +48,7 @@ def generate(obs: Observation, opts: Options, sel: Selector, rng: np.random.Gene
       sel.reject((dt, qt), "scene cap")
       continue
     if qt == "object count":
-      spatial.count(obs, opts, sel, dt, frames, c[3], c[2], whole_room)
+      spatial.count(obs, opts, sel, dt, frames, c[2], whole_room)
     elif qt == "object size":
       spatial.object_size(obs, opts, sel, dt, frames, c[2])
     elif qt == "absolute distance":

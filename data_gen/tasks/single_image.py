@@ -17,12 +17,11 @@ DT = "single_image"
 def generate(obs: Observation, opts: Options, sel: Selector, rng: np.random.Generator) -> None:
   cands = collections.defaultdict(list)  # question_type -> [(frame, objects...)]
   for f in range(len(obs.frame_ids)):
-    good = spatial.context_objects(obs, opts, sel, DT, obs.vis[f])
+    good = spatial.context_objects(obs, opts, sel, DT, [f])
     cands["object size"] += [(f, int(i)) for i in np.nonzero(good)[0]]
     cands["absolute distance"] += [(f,) + p for p in spatial.pairs(good, ordered=False)]
     cands["relative direction"] += [(f,) + p for p in spatial.pairs(good, ordered=True)]
     cands["relative distance"] += [(f,) + t for t in spatial.triples(good, rng)]
-  per_image = collections.Counter()
   # Interleave the question types so that the per-image cap does not starve the last one.
   queues = {k: common.shuffled(rng, v) for k, v in sorted(cands.items())}
   pos = dict.fromkeys(queues, 0)
@@ -34,7 +33,7 @@ def generate(obs: Observation, opts: Options, sel: Selector, rng: np.random.Gene
         c = q[pos[qt]]
         pos[qt] += 1
         f = c[0]
-        if per_image[f] >= opts.per_image_cap:
+        if sel.image_full(f):
           sel.reject((DT, qt), "image cap")
           continue
         if sel.full(DT, qt):
@@ -49,7 +48,6 @@ def generate(obs: Observation, opts: Options, sel: Selector, rng: np.random.Gene
         else:
           ok = spatial.rel_distance(obs, opts, sel, DT, [f], c[1], c[2], c[3])
         if ok:
-          per_image[f] += 1
           break
       if pos[qt] >= len(q) or sel.full(DT, qt):
         active.remove(qt)

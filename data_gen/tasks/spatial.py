@@ -47,7 +47,7 @@ def object_size(obs: Observation, opts: Options, sel: Selector, dt: str, frames,
 
 def abs_distance(obs: Observation, opts: Options, sel: Selector, dt: str, frames, i: int, j: int) -> bool:
   key = (dt, "absolute distance")
-  d = obs.dist(i, j)
+  d = obs.dist(i, j, opts.distance)
   if opts.abs_distance_min_size and d <= min(obs.boxes[i].longest, obs.boxes[j].longest):
     sel.reject(key, "distance <= smaller size")
     return False
@@ -59,7 +59,7 @@ def abs_distance(obs: Observation, opts: Options, sel: Selector, dt: str, frames
 def rel_distance(obs: Observation, opts: Options, sel: Selector, dt: str, frames, t: int, a: int,
                  b: int) -> bool:
   key = (dt, "relative distance")
-  da, db = obs.dist(t, a), obs.dist(t, b)
+  da, db = obs.dist(t, a, opts.distance), obs.dist(t, b, opts.distance)
   near, far = (a, b) if da < db else (b, a)
   if max(da, db) < opts.rel_distance_ratio * min(da, db) or max(da, db) == 0:
     sel.reject(key, "distance ratio")
@@ -99,15 +99,17 @@ def rel_direction_quadrant(obs: Observation, opts: Options, sel: Selector, dt: s
 
 
 def count(obs: Observation, opts: Options, sel: Selector, dt: str, frames, label: str,
-          maxvis: np.ndarray, whole_room: bool) -> bool:
+          whole_room: bool) -> bool:
   """Instances of `label` seen (max visibility >= threshold) across the frames. Ambiguous, and
-  dropped, when an instance is only glimpsed (0 < visibility < threshold) or, for a question
-  about the whole room, when an instance is never seen clearly."""
+  dropped, when an instance is only glimpsed (any pixel or point shown, but visibility below
+  the threshold) or, for a question about the whole room, when an instance is never seen
+  clearly."""
   key = (dt, "object count")
   inst = [i for i, lab in enumerate(obs.labels) if lab == label]
-  mv = maxvis[inst]
+  mv = obs.vis[frames].max(0)[inst]
+  shown = obs.present(frames)[inst]
   seen = int((mv >= opts.min_visibility).sum())
-  if np.any((mv > 0) & (mv < opts.min_visibility)) or (whole_room and seen < len(inst)):
+  if np.any(shown & (mv < opts.min_visibility)) or (whole_room and seen < len(inst)):
     sel.reject(key, "instance partly seen")
     return False
   lo, hi = opts.count_range
@@ -115,19 +117,20 @@ def count(obs: Observation, opts: Options, sel: Selector, dt: str, frames, label
     sel.reject(key, "count range")
     return False
   t = common.T_COUNT_VIDEO if whole_room else common.T_COUNT_MV
-  ids = [i for i in inst if maxvis[i] >= opts.min_visibility]
+  ids = [i for i, v in zip(inst, mv) if v >= opts.min_visibility]
   return sel.offer(QA(dt, "object count", t.format(category=label), str(seen), list(frames), ids))
 
 
-def context_objects(obs: Observation, opts: Options, sel: Selector, dt: str, vis: np.ndarray,
+def context_objects(obs: Observation, opts: Options, sel: Selector, dt: str, frames: list[int],
                     uniq_scope: np.ndarray | None = None) -> np.ndarray:
-  """(O,) usable objects of a context with per-object visibility `vis` (O,): unique label
-  among the objects present (or among `uniq_scope`) and visibility >= threshold."""
-  present = vis > 0
+  """(O,) usable objects of a context (the `frames`): a label unique among the objects the
+  frames show anything of (any visible pixel or point; or unique among `uniq_scope`), visible
+  pixels, and a visible fraction >= threshold in one of the frames."""
+  present = obs.present(frames)
   uniq = common.unique_in(obs.labels, present if uniq_scope is None else uniq_scope) & present
   n_present = int(present.sum())
   n_uniq = int(uniq.sum())
-  good = uniq & (vis >= opts.min_visibility)
+  good = uniq & (obs.vis[frames].max(0) >= opts.min_visibility) & (obs.pixels[frames].max(0) > 0)
   sel.rejected[(dt, "(objects)", "not unique")] += n_present - n_uniq
   sel.rejected[(dt, "(objects)", "visibility")] += n_uniq - int(good.sum())
   return good

@@ -35,16 +35,20 @@ def generate(obs: Observation, opts: Options, sel: Selector, rng: np.random.Gene
 
 def appearance(obs: Observation, opts: Options, sel: Selector, rng: np.random.Generator,
                frames: list[int]) -> None:
-  """First-time appearance order of `appearance_n` scene-unique categories: the first video
-  frame where each is visible >= threshold; first frames must all differ."""
+  """First-time appearance order of `appearance_n` scene-unique categories (each seen clearly,
+  visibility >= threshold, in some frame): an object appears in the first video frame that
+  shows at least `appear_min_pixels` of its pixels; first frames must all differ."""
   key = (DT, "appearance order")
-  vis = obs.vis[frames]
-  good = spatial.context_objects(obs, opts, sel, DT, vis.max(0), np.ones(len(obs.labels), bool))
+  good = spatial.context_objects(obs, opts, sel, DT, frames, np.ones(len(obs.labels), bool))
   idx = [int(i) for i in np.nonzero(good)[0]]
   n = opts.appearance_n
   if len(idx) < n:
     return
-  first = {i: int(np.argmax(vis[:, i] >= opts.min_visibility)) for i in idx}
+  shown = obs.pixels[frames] >= opts.appear_min_pixels  # (video frames, O)
+  idx = [i for i in idx if shown[:, i].any()]
+  if len(idx) < n:
+    return
+  first = {i: int(np.argmax(shown[:, i])) for i in idx}
   total = math.comb(len(idx), n)
   combos = (list(itertools.combinations(idx, n)) if total <= 200 else
             [tuple(sorted(int(x) for x in rng.choice(idx, n, replace=False))) for _ in range(200)])

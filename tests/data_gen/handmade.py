@@ -58,3 +58,24 @@ def size_answers(rows: list[dict]) -> dict[str, int]:
 
 
 TRUE_SIZES_CM = {k: round(max(s) * 100) for k, (_, s) in OBJECTS.items()}
+
+
+def box_surface_points(lo, hi, step: float) -> np.ndarray:
+  """Surface points (n, 3) of the box [lo, hi]: a grid of at most `step` metres along each
+  axis that includes both ends."""
+  axes = [np.linspace(a, b, int(np.ceil((b - a) / step - 1e-9)) + 1) for a, b in zip(lo, hi)]
+  g = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+  return g[np.any(np.isclose(g, lo) | np.isclose(g, hi), axis=1)]
+
+
+def tucked_chair():
+  """A chair pushed under a table (its box inside the table's box, its top 0.25 m below the
+  table top) and a trash can 0.08 m beside a table leg: label -> surface points (n, 3) on a
+  5 cm grid whose points line up across the gaps, so the gaps are exact."""
+  step = 0.05
+  top = box_surface_points((0.0, 0.0, 0.72), (1.6, 0.9, 0.77), step)
+  legs = [box_surface_points((x, y, 0.0), (x + 0.06, y + 0.06, 0.72), step)
+          for x in (0.0, 1.54) for y in (0.0, 0.84)]
+  return {"table": np.concatenate([top] + legs),
+          "chair": box_surface_points((0.55, 0.2, 0.0), (1.05, 0.7, 0.47), step),
+          "trash can": box_surface_points((1.68, 0.0, 0.0), (1.98, 0.3, 0.5), step)}

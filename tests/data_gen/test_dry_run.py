@@ -35,7 +35,7 @@ def test_counts_match_a_build_and_nothing_is_written(tmp_path):
                      capture_output=True, text=True, timeout=120)
   assert r.returncode == 0, r.stderr
   assert (sorted(os.listdir(tmp_path)), _digest(scenes)) == before  # nothing written
-  assert "| scene cap |" in r.stdout and "skipped scene0303_00" in r.stdout
+  assert "| category cap |" in r.stdout and "skipped scene0303_00" in r.stdout
   out = tmp_path / "out"
   st = build.build_dataset(str(scenes), str(out), seed=4, heldout=0, progress=False)
   rows = [json.loads(l) for l in open(out / "spld_spatial_data.jsonl")]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from data_gen import geometry, render
+from tests.data_gen import handmade
 
 
 def _box(c, s, yaw=0.0):
@@ -85,7 +86,7 @@ def test_camera_relation():
   assert geometry.camera_relation(pose, k, a, a, 100, 0.05, 0.3) is None
 
 
-def test_observe_many_visibility_and_box():
+def test_observe_many_visibility():
   """A 2 m x 2 m wall patch facing the camera 4 m away; points on a grid."""
   pose = _cam_pose([0, 0, 0])
   k = np.array([[100.0, 0, 80], [0, 100, 60], [0, 0, 1]])
@@ -94,18 +95,38 @@ def test_observe_many_visibility_and_box():
   nrm = np.tile([0.0, -1, 0], (len(pts), 1))
   owner = np.zeros(len(pts), int)
   depth = np.full((120, 160), 4.0, np.float32)
-  frac, box = geometry.observe_many(pts, nrm, owner, 1, pose, depth, k, k, (160, 120))
-  assert frac[0] == 1.0
-  # Corners (-1, 4, +-1) project to u = 80 - 25 = 55 ... 105, v = 60 -+ 25.
-  assert box[0].tolist() == [55, 35, 105, 85]
+  assert geometry.observe_many(pts, nrm, owner, 1, pose, depth, k)[0] == 1.0
   # An occluder at 2 m over the left half (u < 80): points with x < 0 hidden, x = 0 column kept.
   depth[:, :80] = 2.0
-  frac, box = geometry.observe_many(pts, nrm, owner, 1, pose, depth, k, k, (160, 120))
+  frac = geometry.observe_many(pts, nrm, owner, 1, pose, depth, k)
   assert frac[0] == pytest.approx(11 * 21 / 441)
-  assert box[0].tolist() == [80, 35, 105, 85]
   # Facing away: nothing counts.
-  frac, box = geometry.observe_many(pts, -nrm, owner, 1, pose, depth, k, k, (160, 120))
-  assert frac[0] == 0 and box[0].tolist() == [-1, -1, -1, -1]
+  assert geometry.observe_many(pts, -nrm, owner, 1, pose, depth, k)[0] == 0
+
+
+def test_point_set_distance_is_the_brute_force_minimum():
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    a = rng.normal(size=(int(rng.integers(1, 300)), 3))
+    b = rng.normal(size=(int(rng.integers(1, 300)), 3)) + rng.normal(size=3) * 3
+    want = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min()
+    assert geometry.point_set_distance(a, b) == pytest.approx(want, rel=1e-12)
+    assert geometry.point_set_distance(a, b, block=7) == pytest.approx(want, rel=1e-12)
+
+
+def test_tucked_chair_surface_and_box_distances_disagree():
+  """A chair pushed under a table: its box lies inside the table's box (box distance 0), but
+  its highest point (0.47 m) is 0.25 m below the underside of the top (0.72 m); a trash can
+  stands 0.08 m beside a leg. Surface distance: the can is nearer; box distance: the chair."""
+  pts = handmade.tucked_chair()
+  table, chair, can = pts["table"], pts["chair"], pts["trash can"]
+  d_chair = geometry.point_set_distance(chair, table)
+  d_can = geometry.point_set_distance(can, table)
+  assert d_chair == pytest.approx(0.25, abs=1e-9)
+  assert d_can == pytest.approx(0.08, abs=1e-9)
+  boxes = {n: geometry.aabb(p) for n, p in (("table", table), ("chair", chair), ("can", can))}
+  assert geometry.box_distance(boxes["chair"], boxes["table"]) == 0.0
+  assert geometry.box_distance(boxes["can"], boxes["table"]) == pytest.approx(0.08)
 
 
 def test_rasterize_square():

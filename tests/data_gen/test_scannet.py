@@ -134,12 +134,18 @@ def test_observation_of_hand_scene(tmp_path):
   i = obs.labels.index("table")
   # All front-facing table points at depth <= 3.0 + 0.1 are visible (depth image is 3.0 m):
   # the front face (y = 1.0) only; the top is seen from above too but lies deeper.
+  # No instance images: the mesh is rasterised. The box holds the pixels whose centres fall
+  # inside the table's silhouette: the front face (depth 3.0) spans u = 40 + 60 (x - 1.6) / 3
+  # in [28, 52] and v = 30 + 60 (1 - z) / 3 down to 50; the top reaches up to its far edge
+  # (depth 3.8): v = 30 + 60 * 0.25 / 3.8 = 33.95. Centres i + 0.5 inside: 28..51, 34..49.
   k = 60.0
-  x1 = round(40 + k * (1.0 - 1.6) / 3.0)
-  x2 = round(40 + k * (2.2 - 1.6) / 3.0)
-  y1 = round(30 + k * (1.0 - 0.75) / 3.0)
-  y2 = round(30 + k * (1.0 - 0.0) / 3.0)
-  assert obs.bbox[0, i].tolist() == [x1, y1, x2, y2]
+  u0, u1 = 40 + k * (1.0 - 1.6) / 3.0, 40 + k * (2.2 - 1.6) / 3.0
+  v0, v1 = 30 + k * 0.25 / 3.8, 30 + k * 1.0 / 3.0
+  want = [math.ceil(u0 - 0.5), math.ceil(v0 - 0.5), math.floor(u1 - 0.5), math.floor(v1 - 0.5)]
+  assert want == [28, 34, 51, 49]
+  assert obs.bbox[0, i].tolist() == want
+  # Visible pixels: the silhouette (front rectangle plus the top's trapezoid) within a row.
+  assert abs(obs.pixels[0, i] - 24 * 15 - 24 * 1) <= 24
   # Facing the camera (1.6, -2, 1): the front face (y = 1.0, normal -y) and the top (z = 0.75)
   # -> 8 vertices. Visible at depth <= 3.1: the front face and the front edge of the top -> 6.
   assert obs.vis[0, i] == pytest.approx(6 / 8)

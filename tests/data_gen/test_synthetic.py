@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from data_gen import categories, geometry, synthetic
+import pytest
+
+from data_gen import categories, geometry, render, synthetic
 
 
 def _scenes(n=40):
@@ -46,8 +48,11 @@ def test_layouts_are_physical():
     # The camera never enters an object and moves smoothly.
     cams = s.poses[:, :3, 3]
     for o in s.objects:
-      for c in cams:
-        assert not np.all(np.abs(c - o.box.center) < o.box.size / 2 + 0.3)
+      co, so = np.cos(o.box.yaw), np.sin(o.box.yaw)
+      for c in cams:  # distance from the camera to the (yaw) box, in the box's own frame
+        d = c - o.box.center
+        local = np.array([co * d[0] + so * d[1], -so * d[0] + co * d[1], d[2]])
+        assert np.linalg.norm(np.maximum(np.abs(local) - o.box.size / 2, 0)) > 0.3
     steps = np.linalg.norm(np.diff(cams, axis=0), axis=1)
     assert steps.max() < 1.0
     for p in s.poses:
@@ -61,3 +66,62 @@ def test_scene_is_deterministic():
   b = synthetic.make_scene(np.random.default_rng([3, 4]), "x")
   assert [o.category for o in a.objects] == [o.category for o in b.objects]
   assert np.array_equal(a.poses, b.poses)
+
+
+def test_every_category_has_its_own_shape_filling_its_size():
+  shapes = [c.shape for c in categories.CATEGORIES]
+  assert len(set(shapes)) == len(shapes)
+  rng = np.random.default_rng(0)
+  for cat in categories.CATEGORIES:
+    for _ in range(20):
+      size = rng.uniform(cat.size_min, cat.size_max)
+      parts = categories.parts(cat.shape, size)
+      lo = np.min([c - s / 2 for c, s in parts], 0)
+      hi = np.max([c + s / 2 for c, s in parts], 0)
+      assert np.allclose(lo, [-size[0] / 2, -size[1] / 2, 0], atol=1e-9), cat.name
+      assert np.allclose(hi, [size[0] / 2, size[1] / 2, size[2]], atol=1e-9), cat.name
+      assert all(np.all(s > 0) for _, s in parts)
+      assert categories.part_colours(cat.shape, np.array(cat.colour) / 255, len(parts)).shape == (len(parts), 3)
+
+
+def _colours(variation, n=15):
+  out = {}
+  for s in _scenes(n) if variation is None else [
+      synthetic.make_scene(np.random.default_rng([11, i]), f"s{i}", variation=variation) for i in range(n)]:
+    for o in s.objects:
+      out.setdefault(o.category, []).append(o.colour)
+  return {k: np.array(v) for k, v in out.items()}
+
+
+def test_colour_alone_does_not_name_a_category():
+  """Nearest own-colour classification of the wooden furniture (cabinet, nightstand, table,
+  box): right for every object without colour variation, often wrong with it."""
+  names = ["cabinet", "nightstand", "table", "box"]
+  own = np.array([categories.CATEGORY_BY_NAME[k].colour for k in names]) / 255
+
+  def accuracy(cols):
+    right = total = 0
+    for k, name in enumerate(names):
+      d = np.linalg.norm(cols[name][:, None, :] - own[None], axis=-1)
+      right += int((d.argmin(1) == k).sum())
+      total += len(cols[name])
+    return right / total
+
+  assert accuracy(_colours(synthetic.Variation(colour=0.0))) == 1.0
+  assert accuracy(_colours(None)) < 0.6
+
+
+def test_lighting_and_size_variation_are_options():
+  fixed = [synthetic.make_scene(np.random.default_rng([5, i]), "x", variation=synthetic.Variation(light=0.0, size=0.0))
+           for i in range(4)]
+  assert all(s.light == render.Light() for s in fixed)
+  for s in fixed:
+    for o in s.objects:
+      cat = categories.CATEGORY_BY_NAME[o.category]
+      assert np.allclose(o.box.size, (np.array(cat.size_min) + np.array(cat.size_max)) / 2)
+  varied = [synthetic.make_scene(np.random.default_rng([5, i]), "x").light for i in range(4)]
+  assert len({l.sun_dir for l in varied}) == 4 and all(l != render.Light() for l in varied)
+  for l in varied:
+    assert np.linalg.norm(l.sun_dir) == pytest.approx(1) and 0.25 <= l.sun <= 0.55
+  with pytest.raises(ValueError, match="Variation.colour"):
+    synthetic.Variation(colour=1.5)
