@@ -211,7 +211,7 @@ def _small_model(text: dict, vision: VisionConfig, kw: dict) -> ModelConfig:
 
 
 def tiny(**kw) -> ModelConfig:
-    """Small random-weight model with the exact Qwen2.5 vocabulary ids (tests).
+    """Small random-weight model with the exact Qwen2.5 vocabulary ids (tests, the embedded default).
 
     Same shapes as ladder_jax.testing.write_tiny_checkpoint; keyword arguments override TextConfig
     fields (e.g. tie_word_embeddings=False) or ModelConfig fields (dtype, remat, ...)."""
@@ -223,8 +223,8 @@ def tiny(**kw) -> ModelConfig:
 
 def small(**kw) -> ModelConfig:
     """`tiny` twice as wide and deep (4 text layers of width 128, vision width 64; ~20M parameters,
-    most of them the 151,936-word embedding): the embedded ladder's model (configs/ladder_tiny.py).
-    Keyword arguments as for `tiny`."""
+    most of them the 151,936-word embedding), for the embedded ladder's wider-model variant
+    (`--config.model.preset=small`, docs/ladder.md). Keyword arguments as for `tiny`."""
     return _small_model(dict(vocab_size=151936, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
                              head_dim=32, intermediate_size=384, mrope_section=(4, 6, 6), tie_word_embeddings=True),
                         VisionConfig(depth=4, hidden_size=64, num_heads=4, intermediate_size=128, out_hidden_size=128,
