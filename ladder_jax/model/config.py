@@ -208,20 +208,32 @@ def qwen25_vl_72b(**kw) -> ModelConfig:
     return _published(152064, 8192, 80, 64, 8, 29568, False, 3456, **kw)
 
 
+def _small_model(text: dict, vision: VisionConfig, kw: dict) -> ModelConfig:
+    """ModelConfig of a small preset: ``kw`` overrides TextConfig fields or ModelConfig fields."""
+    text_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in dataclasses.fields(TextConfig)}}
+    return ModelConfig(text=TextConfig(**{**text, **text_kw}), vision=vision, **kw)
+
+
 def tiny(**kw) -> ModelConfig:
     """Small random-weight model with the exact Qwen2.5 vocabulary ids (tests, the embedded default).
 
     Same shapes as ladder_jax.testing.write_tiny_checkpoint; keyword arguments override TextConfig
     fields (e.g. tie_word_embeddings=False) or ModelConfig fields (dtype, remat, ...)."""
-    text_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in dataclasses.fields(TextConfig)}}
-    return ModelConfig(
-        text=TextConfig(**{**dict(vocab_size=151936, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                                  head_dim=16, intermediate_size=128, mrope_section=(2, 3, 3),
-                                  tie_word_embeddings=True), **text_kw}),
-        vision=VisionConfig(depth=4, hidden_size=32, num_heads=4, intermediate_size=64, out_hidden_size=64,
-                            fullatt_block_indexes=(1, 3)),
-        **kw)
+    return _small_model(dict(vocab_size=151936, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                             head_dim=16, intermediate_size=128, mrope_section=(2, 3, 3), tie_word_embeddings=True),
+                        VisionConfig(depth=4, hidden_size=32, num_heads=4, intermediate_size=64, out_hidden_size=64,
+                                     fullatt_block_indexes=(1, 3)), kw)
+
+
+def small(**kw) -> ModelConfig:
+    """`tiny` twice as wide and deep (4 text layers of width 128, vision width 64; ~20M parameters,
+    most of them the 151,936-word embedding), for the embedded ladder's wider-model variant
+    (`--config.model.preset=small`, docs/ladder.md). Keyword arguments as for `tiny`."""
+    return _small_model(dict(vocab_size=151936, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
+                             head_dim=32, intermediate_size=384, mrope_section=(4, 6, 6), tie_word_embeddings=True),
+                        VisionConfig(depth=4, hidden_size=64, num_heads=4, intermediate_size=128, out_hidden_size=128,
+                                     fullatt_block_indexes=(1, 3)), kw)
 
 
 PRESETS = {"qwen25_vl_3b": qwen25_vl_3b, "qwen25_vl_7b": qwen25_vl_7b, "qwen25_vl_32b": qwen25_vl_32b,
-           "qwen25_vl_72b": qwen25_vl_72b, "tiny": tiny}
+           "qwen25_vl_72b": qwen25_vl_72b, "tiny": tiny, "small": small}

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ladder_jax.checkpoint.hf_config import from_hf_config, to_hf_config
-from ladder_jax.model.config import ModelConfig, qwen25_vl_3b, tiny
+from ladder_jax.model.config import ModelConfig, qwen25_vl_3b, small, tiny
 from ladder_jax.testing import TRANSFORMERS_TESTER_CONFIG
 
 # config.json of Qwen/Qwen2.5-VL-3B-Instruct as published on the hub (flat layout).
@@ -48,7 +48,7 @@ def test_published_flat_layout_untied(untied_published_dir):
 def test_to_hf_config_round_trip_and_transformers_loads(tmp_path):
     from transformers import Qwen2_5_VLConfig
 
-    for cfg in (qwen25_vl_3b(), tiny(tie_word_embeddings=False)):
+    for cfg in (qwen25_vl_3b(), tiny(tie_word_embeddings=False), small()):
         d = to_hf_config(cfg)
         assert from_hf_config(d) == cfg
         (tmp_path / "config.json").write_text(json.dumps(d))

@@ -119,11 +119,17 @@ PUBLISHED = {  # config.json dimensions of Qwen/Qwen2.5-VL-{3B,7B,32B,72B}-Instr
 }
 
 
-@pytest.mark.parametrize("preset", sorted(PUBLISHED))
+SMALL = {  # the test / embedded-ladder presets' dimensions, same order
+    "tiny": (151936, 64, 2, 4, 2, 16, 128, True, 32, 4, 64, 64),
+    "small": (151936, 128, 4, 4, 2, 32, 384, True, 64, 4, 128, 128),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PUBLISHED) + sorted(SMALL))
 def test_preset_parameter_counts(preset):
     abstract = nnx.eval_shape(lambda: Qwen25VL(PRESETS[preset](), rngs=nnx.Rngs(0)))
     n = sum(math.prod(v.get_value().shape) for _, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param)))
-    assert n == _expected_params(*PUBLISHED[preset])
+    assert n == _expected_params(*{**PUBLISHED, **SMALL}[preset])
 
 
 def test_parameter_formula_matches_published_totals():
