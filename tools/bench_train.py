@@ -33,7 +33,7 @@ import numpy as np
 def jax_side(args, ckpt, examples):
     import jax
 
-    from ladder_jax.train import defaults, sft, sources
+    from ladder_jax.train import defaults, sft, sources, weights
 
     cfg = defaults.base_config()
     cfg.workdir = tempfile.mkdtemp(prefix="bench_train_")
@@ -52,10 +52,10 @@ def jax_side(args, ckpt, examples):
         cfg.metrics[k] = False
     cfg.save_model = False
     cfg.checkpoint.every_steps = 0
-    base = sft.base_model_config_for(cfg.init_from) if ckpt else None
+    base = weights.base_model_config_for(cfg.init_from) if ckpt else None
     tr = sft.Trainer(cfg, args.steps + 1, base)
     if ckpt:
-        sft.load_init_params(tr, cfg.init_from)
+        weights.load_init_params(tr, cfg.init_from)
     times, losses, infos = [], [], []
     for i in range(args.steps + 1):
         t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ladder_jax.model import config as mc
-from ladder_jax.train import defaults, global_batch, sft, sources
+from ladder_jax.train import defaults, global_batch, sft, sources, trainer as trainer_lib, weights
 
 
 def small_arch():
@@ -147,9 +147,9 @@ def test_init_from_previous_stage_hf_export_and_model_dir(tmp_path, overfit_run,
     cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=1)
     # a stage starting from the previous stage's workdir gets exactly its parameters
     for init_from in (root / "s1", root / "s1" / "model"):
-        assert sft.base_model_config_for(str(init_from)) == sft.model_config(cfg, arch)
-        tr = sft.Trainer(cfg, 1, sft.base_model_config_for(str(init_from)))
-        sft.load_init_params(tr, str(init_from))
+        assert weights.base_model_config_for(str(init_from)) == trainer_lib.model_config(cfg, arch)
+        tr = sft.Trainer(cfg, 1, weights.base_model_config_for(str(init_from)))
+        weights.load_init_params(tr, str(init_from))
         assert int(tr.state.step) == 0
         got = flat(tr.state.params)
         for k in p1:
@@ -161,15 +161,16 @@ def test_init_from_previous_stage_hf_export_and_model_dir(tmp_path, overfit_run,
     assert tr._step._cache_size() == before + 1
     # the HF export (bf16 weights) loads back, and a stage can start from it
     hf_params = hf_lib.load_hf_params(str(root / "hf"), arch)
-    for k, v in sft._flatten(jax.device_get(s1["trainer"].state.params)).items():
+    trained = jax.device_get(s1["trainer"].state.params)
+    for k, v in {"/".join(p.key for p in path): a for path, a in jax.tree_util.tree_leaves_with_path(trained)}.items():
         np.testing.assert_array_equal(hf_params[k], np.asarray(v).astype(jnp.bfloat16).astype(np.float32),
                                       err_msg=k)
     for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
         assert (root / "hf" / name).is_file()
-    base = sft.base_model_config_for(str(root / "hf"))
+    base = weights.base_model_config_for(str(root / "hf"))
     assert base.text.vocab_size == 512 and base.image_token_id == 500
     with pytest.raises(FileNotFoundError, match="neither an HF checkpoint"):
-        sft.base_model_config_for(str(tmp_path))
+        weights.base_model_config_for(str(tmp_path))
 
 
 def test_frozen_vision_tower_stays_put(tmp_path, arch, examples):
@@ -181,7 +182,7 @@ def test_frozen_vision_tower_stays_put(tmp_path, arch, examples):
     cfg.model.freeze_vision = True
     cfg.checkpoint.every_steps = 0
     # the trainer initialises like the model itself (same seed)
-    before = flat(nnx.state(Qwen25VL(sft.model_config(cfg, arch), rngs=nnx.Rngs(cfg.seed)), nnx.Param)
+    before = flat(nnx.state(Qwen25VL(trainer_lib.model_config(cfg, arch), rngs=nnx.Rngs(cfg.seed)), nnx.Param)
                   .to_pure_dict())
     s = sft.train_stage(cfg, sources.ListSource(examples, seed=0), None, arch)
     after = flat(s["trainer"].state.params)

@@ -15,7 +15,7 @@ from ladder_jax.processing.prompts import encode_prompt
 from ladder_jax.processing.tokenizer import load_tokenizer
 from ladder_jax.sampling import Sampler, SamplingConfig
 from ladder_jax.testing import write_tiny_checkpoint
-from ladder_jax.train import grpo, rollout as rl
+from ladder_jax.rl import rollout as rl, step as grpo_step
 
 G = 2
 NEW = 12
@@ -54,12 +54,12 @@ def test_teacher_forced_logprobs_match_sampler(setup):
     g = jax.tree.map(lambda a: a[0, 0], local)
     g.pop("sampler_logp")
     T = info["shape"][1]
-    lp = np.asarray(jax.jit(lambda gg: grpo.completion_logprobs(model, gg, G))(g))
+    lp = np.asarray(jax.jit(lambda gg: grpo_step.completion_logprobs(model, gg, G))(g))
     m = ro.mask[:, :T]
     np.testing.assert_allclose(lp[m], ro.sampler_logp[:, :T][m], atol=2e-4)
     # Without the visual features (the reference's video path) the log-probs are different.
     blind = {k: v for k, v in g.items() if k not in ("pixel_values", "vision")}
-    lp_blind = np.asarray(jax.jit(lambda gg: grpo.completion_logprobs(model, gg, G))(blind))
+    lp_blind = np.asarray(jax.jit(lambda gg: grpo_step.completion_logprobs(model, gg, G))(blind))
     for i, name in enumerate(("video", "image")):
         rows = slice(i * G, (i + 1) * G)
         assert np.abs(lp_blind[rows][m[rows]] - lp[rows][m[rows]]).max() > 1e-2, name
@@ -82,7 +82,7 @@ def test_chunked_head_equals_full_head_values_and_gradients():
     weights = jax.random.normal(jax.random.key(3), (3, 32))
 
     def f(wh, hh, chunk):
-        return (grpo.chunked_logprobs(Head(wh), hh, t, chunk=chunk) * weights).sum()
+        return (grpo_step.chunked_logprobs(Head(wh), hh, t, chunk=chunk) * weights).sum()
 
     vg = jax.jit(jax.value_and_grad(f, argnums=(0, 1)), static_argnums=2)
     v8, (gw8, gh8) = vg(w, h, 8)
