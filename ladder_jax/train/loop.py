@@ -229,9 +229,10 @@ def _run(cfg, stage: Stage, source, hooks, architecture, pre: Preemption) -> dic
         ckpt.close()
         return {**summary, "preempted": True, "trainer": None}
 
-    load_init = bool(cfg.init_from) and (resume_step is None or stage.keeps_initial_weights)
+    starting_weights = resume_step is None or stage.keeps_initial_weights
+    load_init = bool(cfg.init_from) and starting_weights
     pre.phase = "building the trainer"
-    trainer = stage.make_trainer(cfg, num_steps, base, not load_init and resume_step is None)
+    trainer = stage.make_trainer(cfg, num_steps, base, starting_weights and not load_init)
     meta = {"model_config": trainer.mcfg.to_dict(), "name": cfg.name, "config": cfg.to_json(), "trainer": stage.kind}
     if load_init:
         weights.load_init_params(trainer, cfg.init_from)

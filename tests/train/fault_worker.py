@@ -105,9 +105,9 @@ def kill_case(workdir, out, kill_at=None):
 
 def sigterm_case(workdir, out, when, hang=False):
     """SIGTERM to itself at startup (while the data source is measured, before the trainer
-    exists) or while step WHEN is in flight (its examples are being read); with HANG the
-    process then blocks as if waiting for a host that is gone."""
-    from ladder_jax.train import sources
+    exists) or while step WHEN is in flight; with HANG the process then blocks as if waiting for
+    a host that is gone."""
+    from ladder_jax.train import sft, sources
 
     a = arch()
     cfg = cfg_for(workdir, 2, 6, 1e-3)
@@ -115,31 +115,27 @@ def sigterm_case(workdir, out, when, hang=False):
     if when == "startup":  # the step count then comes from the data's length
         cfg.train.num_steps, cfg.data.num_epochs = 0, 1
 
-    class Signalling(sources.ListSource):
-        def __init__(self, *args, **kw):
-            super().__init__(*args, **kw)
-            self.taken = 0
+    def term():
+        json.dump({"sigterm_at": time.time()}, open(out + ".sent", "w"))
+        os.kill(os.getpid(), signal.SIGTERM)
+        while hang:
+            time.sleep(0.1)
 
+    class Measured(sources.ListSource):
         def __len__(self):
             if when == "startup":
-                self._term()
+                term()
             return super().__len__()
 
-        def __next__(self):
-            self.taken += 1
-            if when != "startup" and self.taken == 2 * int(when) - 1:
-                self._term()
-            return super().__next__()
+    step = sft.Trainer.step
 
-        def _term(self):
-            json.dump({"sigterm_at": time.time()}, open(out + ".sent", "w"))
-            os.kill(os.getpid(), signal.SIGTERM)
-            while hang:
-                time.sleep(0.1)
+    def step_then_term(self, examples, done):
+        if when != "startup" and done + 1 == int(when):
+            term()
+        return step(self, examples, done)
 
-    from ladder_jax.train import sft
-
-    s = sft.train_stage(cfg, Signalling(sources.synthetic_examples(8, seed=3, model_cfg=a), seed=1), None, a)
+    sft.Trainer.step = step_then_term
+    s = sft.train_stage(cfg, Measured(sources.synthetic_examples(8, seed=3, model_cfg=a), seed=1), None, a)
     json.dump({"step": s["step"], "preempted": s["preempted"]}, open(out, "w"))
 
 
