@@ -200,7 +200,7 @@ def main() -> None:
     trainer = grpo.GRPOTrainer(cfg, args.steps + 1, mc.from_hf_config(str(ckpt)), random_init=False,
                                tokenizer=tok.tokenizer)
     weights.load_init_params(trainer, str(ckpt))
-    trainer.set_reference()
+    trainer.ready()
     ours = []
     for i, items in enumerate(steps):
         t0 = time.perf_counter()

@@ -131,8 +131,6 @@ class GRPOTrainer(StageTrainer):
     def __init__(self, cfg: ml_collections.ConfigDict, num_rollout_steps: int,
                  base_model_config: model_config_lib.ModelConfig | None = None, random_init: bool = True,
                  reward_fn: Callable | None = None, tokenizer=None):
-        from ladder_jax.sampling import Sampler
-
         check_config(cfg)
         g = self.gcfg = cfg.grpo
         self.G, self.mu = int(g.num_generations), int(g.num_iterations)
@@ -151,16 +149,20 @@ class GRPOTrainer(StageTrainer):
         # Rollouts run on each process's own devices with a full copy of the policy: no
         # collective inside the decode loop, and every host samples its own prompts.
         self.rollout_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("rows",))
-        key = json.dumps([self.mcfg.to_dict(), str(self.sampling), cfg.model.compute_dtype,
+        self.sampler = None
+
+    def ready(self) -> None:
+        """The reference (the stage's starting weights, also after a resume) and the sampler."""
+        from ladder_jax.sampling import Sampler
+
+        self.set_reference()
+        key = json.dumps([self.mcfg.to_dict(), str(self.sampling), self.cfg.model.compute_dtype,
                           [d.id for d in jax.local_devices()]], sort_keys=True, default=str)
         if key not in _SAMPLERS:  # a sampler compiles per instance: share it between trainers
             _SAMPLERS.clear()
             _SAMPLERS[key] = Sampler(self.sampler_model(), self.sampling, mesh=self.rollout_mesh)
         self.sampler = _SAMPLERS[key]
         self.sampler.state = None  # each rollout sets the current policy (refresh_sampler)
-
-    def ready(self) -> None:
-        self.set_reference()  # the stage's starting weights, also after a resume
 
     # -- weights
     def set_reference(self, params=None) -> None:
