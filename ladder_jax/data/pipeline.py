@@ -144,7 +144,7 @@ def default_tokenizer_dir() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def cached_tokenizer(path: str) -> tok_lib.LoadedTokenizer:
-    # loading takes about a second; stages and tests build several pipelines over one folder
+    # loading builds the whole vocabulary; stages and tests build several pipelines over one folder
     return tok_lib.load_tokenizer(path)
 
 

@@ -126,12 +126,5 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules) -> Any:
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def batch_sharding(mesh: Mesh, ndim: int, batch_axis: int = 0) -> NamedSharding:
-    """Examples split over (data, fsdp) along ``batch_axis``; the other axes replicated."""
-    spec = [None] * ndim
-    spec[batch_axis] = BATCH
-    return NamedSharding(mesh, P(*spec))
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
