@@ -2,6 +2,7 @@
 
     python fault_worker.py hosts PID N PORT WORKDIR OUT.json   one of N processes, uneven data
     python fault_worker.py kill WORKDIR OUT.json [KILL_AT]      SFT run; kill -9 after the save at KILL_AT starts
+    python fault_worker.py kill WORKDIR OUT.json 0 STRAIGHT     the same run, then an uninterrupted one in STRAIGHT
     python fault_worker.py sigterm WORKDIR OUT.json WHEN [HANG] SIGTERM at WHEN ("startup" | step number)
 
 Each case prints nothing on success but writes OUT.json (per process: OUT.json.PID).
@@ -70,9 +71,10 @@ def hosts_case(pid, n, port, workdir, out):
               open(f"{out}.{pid}", "w"))
 
 
-def kill_case(workdir, out, kill_at=None):
+def kill_case(workdir, out, kill_at=None, straight=None):
     """6 SFT steps, async checkpoints every 2; with KILL_AT the process kills itself (SIGKILL)
-    as soon as the save of that step has started."""
+    as soon as the save of that step has started. STRAIGHT: then the same 6 steps uninterrupted
+    in that workdir (in this process: the compiled step is reused)."""
     from ladder_jax.checkpoint import store as store_lib
     from ladder_jax.train import sft, sources
 
@@ -87,20 +89,27 @@ def kill_case(workdir, out, kill_at=None):
 
         store_lib.Store.save = save_then_die
     a = arch()
-    cfg = cfg_for(workdir, 2, 6, 1e-3)
-    cfg.checkpoint.async_save = True
-    cfg.checkpoint.every_steps = 2
-    cfg.checkpoint.max_to_keep = 5
-    losses, at_first_step = {}, []
 
-    def record(tr, step, m):
-        losses[step] = m["loss"]
-        if not at_first_step:  # the checkpoint folder as the run found it (no save yet)
-            at_first_step.extend(sorted(os.listdir(os.path.join(workdir, "checkpoints"))))
+    def run(wd):
+        cfg = cfg_for(wd, 2, 6, 1e-3)
+        cfg.checkpoint.async_save = True
+        cfg.checkpoint.every_steps = 2
+        cfg.checkpoint.max_to_keep = 5
+        losses, at_first_step = {}, []
 
-    s = sft.train_stage(cfg, sources.ListSource(sources.synthetic_examples(8, seed=3, model_cfg=a), seed=1),
-                        {"after_step": record}, a)
-    json.dump({"losses": losses, "step": s["step"], "checkpoints_at_first_step": at_first_step}, open(out, "w"))
+        def record(tr, step, m):
+            losses[step] = m["loss"]
+            if not at_first_step:  # the checkpoint folder as the run found it (no save yet)
+                at_first_step.extend(sorted(os.listdir(os.path.join(wd, "checkpoints"))))
+
+        s = sft.train_stage(cfg, sources.ListSource(sources.synthetic_examples(8, seed=3, model_cfg=a), seed=1),
+                            {"after_step": record}, a)
+        return {"losses": losses, "step": s["step"], "checkpoints_at_first_step": at_first_step}
+
+    res = run(workdir)
+    if straight:
+        res["straight"] = run(straight)
+    json.dump(res, open(out, "w"))
 
 
 def sigterm_case(workdir, out, when, hang=False):
@@ -144,7 +153,8 @@ if __name__ == "__main__":
     if kind == "hosts":
         hosts_case(int(args[0]), int(args[1]), int(args[2]), args[3], args[4])
     elif kind == "kill":
-        kill_case(args[0], args[1], int(args[2]) if len(args) > 2 else None)
+        kill_case(args[0], args[1], int(args[2]) if len(args) > 2 and int(args[2]) else None,
+                  args[3] if len(args) > 3 else None)
     elif kind == "sigterm":
         sigterm_case(args[0], args[1], args[2], len(args) > 3 and args[3] == "hang")
     else:
