@@ -12,7 +12,8 @@ import dataclasses
 import logging
 import sys
 
-from data_gen import build, dry_run, labels, scannet, sources, synthetic
+from data_gen import build, dry_run, labels, sources, synthetic
+from data_gen.cli import reports_errors
 from data_gen.tasks.options import Options
 
 
@@ -35,6 +36,7 @@ def _bool(text: str) -> bool:
   raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+@reports_errors
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m data_gen", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,43 +85,39 @@ def main(argv=None) -> int:
   t.add_argument("--out", required=True, help="TFDS data_dir")
   a = p.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-  try:
-    if a.cmd == "tfds":
-      from data_gen import tfds_builders  # imports tensorflow_datasets: only here
+  if a.cmd == "tfds":
+    from data_gen import tfds_builders  # imports tensorflow_datasets: only here
 
-      for key, src in tfds_builders.prepare(a.data, a.out).items():
-        print(f"{key}: {len(src['train'])} rows in {a.out}")
-      return 0
-    if a.cmd == "synth":
-      synthetic.write_scenes(a.out, a.scenes, a.seed, a.frames, a.resolution, a.workers,
-                             (a.min_objects, a.max_objects), a.start)
-      return 0
-    kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Options)
-          if f.name not in ("caps", "excluded_labels", "label_map")}
-    kw["size_range_m"], kw["count_range"] = tuple(a.size_range_m), tuple(a.count_range)
-    kw["excluded_labels"] = tuple(x.strip() for x in a.excluded_labels.split(",") if x.strip())
-    kw["label_map"] = labels.resolve(a.label_map, a.label_map_column, a.scenes, a.source)
-    caps = {}
-    for c in a.cap:
-      try:
-        key, n = c.rsplit("=", 1)
-        dt, qt = key.split(":", 1)
-        caps[(dt.strip(), qt.strip())] = int(n)
-      except ValueError:
-        p.error(f"--cap {c!r}: expected DATA_TYPE:QUESTION_TYPE=N")
-    opts = Options(**kw).replace(caps=caps) if caps else Options(**kw)
-    only = a.only.split(",") if a.only else None
-    if a.dry_run:
-      print(dry_run.render(dry_run.count(a.scenes, opts, a.seed, a.source, only)), end="")
-      return 0
-    if not a.out:
-      p.error("build needs --out (or --dry-run)")
-    build.build_dataset(a.scenes, a.out, a.seed, opts, a.heldout, a.workers, only,
-                        source=a.source)
+    for key, src in tfds_builders.prepare(a.data, a.out).items():
+      print(f"{key}: {len(src['train'])} rows in {a.out}")
     return 0
-  except (scannet.SceneError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  if a.cmd == "synth":
+    synthetic.write_scenes(a.out, a.scenes, a.seed, a.frames, a.resolution, a.workers,
+                           (a.min_objects, a.max_objects), a.start)
+    return 0
+  kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Options)
+        if f.name not in ("caps", "excluded_labels", "label_map")}
+  kw["size_range_m"], kw["count_range"] = tuple(a.size_range_m), tuple(a.count_range)
+  kw["excluded_labels"] = tuple(x.strip() for x in a.excluded_labels.split(",") if x.strip())
+  kw["label_map"] = labels.resolve(a.label_map, a.label_map_column, a.scenes, a.source)
+  caps = {}
+  for c in a.cap:
+    try:
+      key, n = c.rsplit("=", 1)
+      dt, qt = key.split(":", 1)
+      caps[(dt.strip(), qt.strip())] = int(n)
+    except ValueError:
+      p.error(f"--cap {c!r}: expected DATA_TYPE:QUESTION_TYPE=N")
+  opts = Options(**kw).replace(caps=caps) if caps else Options(**kw)
+  only = a.only.split(",") if a.only else None
+  if a.dry_run:
+    print(dry_run.render(dry_run.count(a.scenes, opts, a.seed, a.source, only)), end="")
+    return 0
+  if not a.out:
+    p.error("build needs --out (or --dry-run)")
+  build.build_dataset(a.scenes, a.out, a.seed, opts, a.heldout, a.workers, only,
+                      source=a.source)
+  return 0
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ import os
 import sys
 import time
 
-from ladder_jax.checkpoint.hf import (CheckpointError, load_checkpoint_params, load_hf_params, write_checkpoint,
-                                      write_hf)
-from ladder_jax.model.config import from_hf_config
+from data_gen.cli import reports_errors
+
+from ladder_jax.checkpoint.hf_config import from_hf_config
+from ladder_jax.checkpoint.hub import load_hf_params, write_hf
+from ladder_jax.checkpoint.model_dir import load_checkpoint_params, write_checkpoint
 
 
 def _hf_to_jax(args) -> None:
@@ -43,6 +45,7 @@ def _jax_to_hf(args) -> None:
     print(f"done in {time.time() - t0:.1f}s", file=sys.stderr)
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ladder_jax.convert", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -60,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     src = args.hf if args.cmd == "hf-to-jax" else args.ckpt
     if not os.path.isdir(src):
         p.error(f"{src} is not a directory")
-    try:
-        (_hf_to_jax if args.cmd == "hf-to-jax" else _jax_to_hf)(args)
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    (_hf_to_jax if args.cmd == "hf-to-jax" else _jax_to_hf)(args)
     return 0
 
 

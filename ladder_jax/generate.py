@@ -15,48 +15,16 @@ repetition_penalty, eos/pad ids); the flags override it. `--temperature 0` is gr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
-from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IM_END_ID
+from data_gen.cli import reports_errors
+from ladder_jax.checkpoint.hf_config import read_generation_config
 
 
 # transformers' GenerationConfig defaults for the keys generate honours.
 HF_GENERATION_DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0}
-
-
-def read_generation_config(model_dir: str) -> dict:
-    """generation_config.json of a checkpoint ({} when there is none); a malformed one is an
-    error naming the file and field."""
-    path = os.path.join(model_dir, "generation_config.json")
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as f:
-            gen = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(gen, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    for key, kind in (("temperature", (int, float)), ("top_k", int), ("top_p", (int, float)),
-                      ("repetition_penalty", (int, float)), ("do_sample", bool)):
-        if gen.get(key) is not None and (not isinstance(gen[key], kind) or (kind is not bool and isinstance(gen[key], bool))):
-            raise ValueError(f"{path}: field {key} must be {'a bool' if kind is bool else 'a number'}, got {gen[key]!r}")
-    return gen
-
-
-def stop_and_pad_ids(model_dir: str) -> tuple[tuple[int, ...], int]:
-    """Stop ids and pad id from the checkpoint's generation_config.json (Qwen's defaults otherwise)."""
-    stop, pad = (IM_END_ID, ENDOFTEXT_ID), ENDOFTEXT_ID
-    gen = read_generation_config(model_dir)
-    eos = gen.get("eos_token_id")
-    if eos is not None:
-        stop = tuple(int(i) for i in eos) if isinstance(eos, list) else (int(eos),)
-    if gen.get("pad_token_id") is not None:
-        pad = int(gen["pad_token_id"])
-    return stop, pad
 
 
 def sampling_settings(model_dir: str, *, temperature: float | None = None, top_k: int | None = None,
@@ -110,9 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@reports_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ladder_jax.checkpoint.hf import CheckpointError, load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt
     from ladder_jax.processing.tokenizer import load_tokenizer
@@ -120,25 +89,17 @@ def main(argv=None) -> int:
     from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
 
     t0 = time.time()
-    try:
-        model = load_model(args.model, dtype=args.dtype)
-        tok = load_tokenizer(args.model)
-        vision = VisionPreprocessConfig.from_checkpoint(args.model)
-        prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
-                               video_cfg=VideoPreprocessConfig.from_checkpoint(args.model),
-                               video=args.video, num_frames=args.num_frames, fps=args.fps,
-                               tokens_per_second=model.config.vision.tokens_per_second)
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    try:
-        stop, pad = stop_and_pad_ids(args.model)
-        settings = sampling_settings(args.model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                     repetition_penalty=args.repetition_penalty)
-        cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_ids=stop, pad_id=pad, **settings)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    model = load_model(args.model, dtype=args.dtype)
+    tok = load_tokenizer(args.model)
+    vision = VisionPreprocessConfig.from_checkpoint(args.model)
+    prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
+                           video_cfg=VideoPreprocessConfig.from_checkpoint(args.model),
+                           video=args.video, num_frames=args.num_frames, fps=args.fps,
+                           tokens_per_second=model.config.vision.tokens_per_second)
+    stop, pad = model.config.eos_token_ids, model.config.pad_token_id
+    settings = sampling_settings(args.model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                 repetition_penalty=args.repetition_penalty)
+    cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, stop_ids=stop, pad_id=pad, **settings)
     print(f"loaded in {time.time() - t0:.1f}s; prompt {len(prompt.input_ids)} tokens", file=sys.stderr)
     t1 = time.time()
     out = Sampler(model, cfg).generate(collate_prompts([prompt], model.config, pad_id=pad), seed=args.seed)

@@ -157,7 +157,7 @@ def _rename_to_452_keys(out: Path) -> None:
     model.visual.*): the loader's KEY_LAYOUTS read backwards."""
     from safetensors.numpy import load_file, save_file
 
-    from ladder_jax.checkpoint.hf import KEY_LAYOUTS
+    from ladder_jax.checkpoint.keys import KEY_LAYOUTS
 
     renames = [(hub, disk) for disk, hub in KEY_LAYOUTS if disk.startswith("model.")]
     path = out / "model.safetensors"
@@ -294,8 +294,9 @@ def write_random_hub_checkpoint(out_dir: str | Path, cfg, *, dtype: str = "bfloa
     import jax.numpy as jnp
     import numpy as np
 
-    from ladder_jax.checkpoint.hf import hub_entries, write_hub_shards
-    from ladder_jax.model.config import to_hf_config
+    from ladder_jax.checkpoint.hf_config import to_hf_config
+    from ladder_jax.checkpoint.keys import hub_entries
+    from ladder_jax.checkpoint.safetensors_io import write_hub_shards
 
     out = Path(out_dir)
     entries = hub_entries(cfg)
@@ -344,7 +345,7 @@ def logits_pair(ladder_dir: str | Path, transformers_dir: str | Path | None = No
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.model.vision import prepare_vision
     from ladder_jax.processing.positions import get_rope_index
 

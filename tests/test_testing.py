@@ -6,7 +6,7 @@ import flax.nnx as nnx
 import jax
 import numpy as np
 
-from ladder_jax.checkpoint.hf import load_model
+from ladder_jax.checkpoint.model_dir import load_model
 from ladder_jax.model.config import tiny
 from ladder_jax.testing import write_random_hub_checkpoint
 

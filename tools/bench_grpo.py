@@ -194,12 +194,11 @@ def main() -> None:
     cfg.optim.lr = 1e-6
     cfg.optim.schedule = "constant"
     cfg.optim.warmup_ratio = 0.0
-    from ladder_jax.model import config as mc
-    from ladder_jax.train import weights
+    from ladder_jax.checkpoint import hf_config
 
-    trainer = grpo.GRPOTrainer(cfg, args.steps + 1, mc.from_hf_config(str(ckpt)), random_init=False,
+    trainer = grpo.GRPOTrainer(cfg, args.steps + 1, hf_config.from_hf_config(str(ckpt)), random_init=False,
                                tokenizer=tok.tokenizer)
-    weights.load_init_params(trainer, str(ckpt))
+    trainer.load_init_from(str(ckpt))
     trainer.ready()
     ours = []
     for i, items in enumerate(steps):

@@ -90,7 +90,7 @@ def main() -> None:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.model.config import PRESETS
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.positions import mm_token_type_ids

@@ -33,7 +33,8 @@ import numpy as np
 def jax_side(args, ckpt, examples):
     import jax
 
-    from ladder_jax.train import defaults, sft, sources, weights
+    from ladder_jax.checkpoint import init_from as init_from_lib
+    from ladder_jax.train import defaults, sft, sources
 
     cfg = defaults.base_config()
     cfg.workdir = tempfile.mkdtemp(prefix="bench_train_")
@@ -52,10 +53,10 @@ def jax_side(args, ckpt, examples):
         cfg.metrics[k] = False
     cfg.save_model = False
     cfg.checkpoint.every_steps = 0
-    base = weights.base_model_config_for(cfg.init_from) if ckpt else None
+    base = init_from_lib.model_config_for(cfg.init_from) if ckpt else None
     tr = sft.Trainer(cfg, args.steps + 1, base)
     if ckpt:
-        weights.load_init_params(tr, cfg.init_from)
+        tr.load_init_from(cfg.init_from)
     times, losses, infos = [], [], []
     for i in range(args.steps + 1):
         t0 = time.perf_counter()
@@ -85,6 +86,7 @@ def torch_side(args, ckpt, examples):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from ladder_jax.processing.positions import mm_token_type_ids
+    from ladder_jax.processing.tokenizer import ENDOFTEXT_ID
 
     dtype = torch.float32 if args.dtype == "float32" else torch.bfloat16
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(ckpt), dtype=torch.float32)
@@ -92,7 +94,7 @@ def torch_side(args, ckpt, examples):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     L = max(len(f.input_ids) for f in examples)
     B = len(examples)
-    ids = np.full((B, L), 151643, np.int64)
+    ids = np.full((B, L), ENDOFTEXT_ID, np.int64)  # the pad id
     att = np.zeros((B, L), np.int64)
     labels = np.full((B, L), -100, np.int64)
     for i, f in enumerate(examples):
@@ -139,7 +141,7 @@ def main() -> None:
         arch = mc.qwen25_vl_3b()
         ckpt = None
     else:
-        from ladder_jax.model.config import from_hf_config
+        from ladder_jax.checkpoint.hf_config import from_hf_config
         from ladder_jax.testing import write_tiny_checkpoint
 
         h, heads = args.hidden, args.heads
@@ -154,7 +156,7 @@ def main() -> None:
         arch = from_hf_config(ckpt)
     examples = sources.synthetic_examples(args.batch, seed=0, model_cfg=arch, min_len=args.text,
                                           max_len=args.text, grids=((1, args.grid, args.grid),),
-                                          text_vocab=150000, end_id=151645)
+                                          text_vocab=150000, end_id=arch.eos_token_ids[0])
     ours = jax_side(args, ckpt, examples)
     print(f"ladder_jax : {ours['step_s'] * 1e3:9.1f} ms/step  first loss {ours['first_loss']:.5f}  "
           f"(compile + first step {ours['compile_and_first_step_s']:.1f} s, MFU {ours['mfu'] * 100:.1f}% "

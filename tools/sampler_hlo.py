@@ -32,7 +32,7 @@ def main(out_path: str) -> None:
     texts = []
     for temperature in (0.0, 0.7):
         s = Sampler(model, SamplingConfig(max_new_tokens=8, temperature=temperature, top_p=0.9))
-        args = (s.state, s._place(collate_prompts([prompt], model.config, pad_id=151643)), jnp.uint32(0),
+        args = (s.state, s._place(collate_prompts([prompt], model.config, pad_id=model.config.pad_token_id)), jnp.uint32(0),
                 jnp.int32(0))
         loop = s._prefill(*args, num_samples=1, cache_len=40)
         for lowered in (s._prefill.lower(*args, num_samples=1, cache_len=40), s._decode.lower(s.state, loop)):

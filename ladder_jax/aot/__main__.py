@@ -16,6 +16,8 @@ import argparse
 import json
 import sys
 
+from data_gen.cli import reports_errors
+
 
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m ladder_jax.aot", description=__doc__.split("\n\n")[1])
@@ -63,24 +65,20 @@ def check(cfg, target, min_headroom: float = 0.10, **kw) -> tuple[int, list[str]
     return (0 if fits else 2), lines, summary, programs
 
 
+@reports_errors
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
-    from ladder_jax.aot import programs as programs_lib, targets as targets_lib
+    from ladder_jax.aot import targets as targets_lib
     from ladder_jax.train import config_cli
 
     own, rest = parse(argv)
-    try:
-        target = targets_lib.parse(own.target)
-        cfg = config_cli.parse_args(rest)
-        kw = {} if own.target_tokens is None else {"target_tokens": own.target_tokens}
-        code, lines, summary, _ = check(cfg, target, own.min_headroom, **kw)
-    except (targets_lib.UnknownTarget, config_cli.ConfigError, programs_lib.MeshMismatch, ValueError,
-            RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    target = targets_lib.parse(own.target)
+    cfg = config_cli.parse_args(rest)
+    kw = {} if own.target_tokens is None else {"target_tokens": own.target_tokens}
+    code, lines, summary, _ = check(cfg, target, own.min_headroom, **kw)
     print("\n".join(lines))
     print(json.dumps(summary))
     return code

@@ -17,7 +17,7 @@ from ladder_jax.processing.prompts import EncodedPrompt
 from ladder_jax.rewards.batched import parse_batch
 from ladder_jax.sampling.batch import length_bucket
 from ladder_jax.rl import grpo, rollout as rollout_lib, step as grpo_step
-from ladder_jax.train import flops as flops_lib, global_batch, trainer as trainer_lib
+from ladder_jax.train import flops as flops_lib, global_batch, mesh as mesh_lib, trainer as trainer_lib
 
 PROMPT_TEXT_TOKENS = 256  # system prompt, question, options and chat markup beside the visual tokens
 
@@ -45,7 +45,7 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     grpo.check_config(cfg)
     mesh = programs_lib.target_mesh(cfg, devices)
     mcfg = programs_lib.architecture(cfg)
-    rules = trainer_lib.param_rules(cfg)
+    rules = mesh_lib.rules_from_config(cfg.mesh)
     plan, tx, schedule = trainer_lib.state_plan(cfg, programs_lib.SCHEDULE_STEPS, mcfg, mesh, rules)
     step, logp, _, _ = grpo_step.step_functions(cfg, plan.parts(plan.rest()), tx, schedule,
                                            plan.shardings, mesh)
@@ -73,14 +73,14 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     if float(cfg.grpo.beta) == 0.0:  # no reference is kept or scored
         return rollout_programs(cfg, mcfg, plan, devices, ro, resident=state) + [
             programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, None, None), 3 * (fwd_text + fwd_vision),
-                                 mesh)]
+                                 mesh, rules=rules)]
     # GRPOTrainer.update releases the sampler's policy copy after the rollout: only the train
     # state (during the reference pass) or the reference (during the update) stays beside
     return rollout_programs(cfg, mcfg, plan, devices, ro, resident=(state, ref_params)) + [
         programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision, mesh,
-                             resident=state),
+                             resident=state, rules=rules),
         programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None), 3 * (fwd_text + fwd_vision),
-                             mesh, resident=ref_params)]
+                             mesh, resident=ref_params, rules=rules)]
 
 
 def rollout_programs(cfg, mcfg, plan, devices: list, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:

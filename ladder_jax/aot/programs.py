@@ -19,11 +19,11 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from ladder_jax.checkpoint import init_from as init_from_lib
 from ladder_jax.data import batching
 from ladder_jax.model import sharding as model_sharding
 from ladder_jax.train import flops as flops_lib
 from ladder_jax.train import global_batch, mesh as mesh_lib, sft, state as state_lib, trainer as trainer_lib
-from ladder_jax.train import weights
 
 DEFAULT_TARGET_TOKENS = 1024  # SFT loss tokens per example (answers, cold-start chains of thought)
 SCHEDULE_STEPS = 1000  # the LR schedule's length only changes constants of the step
@@ -46,11 +46,12 @@ class Program:
     mesh: jax.sharding.Mesh
     resident: Any = None
     kwargs: dict = dataclasses.field(default_factory=dict)
+    rules: Any = model_sharding.RULES  # installed while lowering: the trainer's (mesh_lib.rules_from_config)
     compiled: Any = None  # set by report.compile_program
 
     def lower(self):
         args = self.args() if callable(self.args) else self.args
-        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, trainer_lib.activation_rules()):
+        with jax.set_mesh(self.mesh), model_sharding.axis_rules(self.mesh, self.rules):
             return self.fn.lower(*args, **self.kwargs)
 
 
@@ -82,7 +83,7 @@ def target_mesh(cfg, devices: list) -> jax.sharding.Mesh:
 def architecture(cfg):
     """The model the run trains: init_from's config when that directory is here, else the preset."""
     init_from = cfg.get("init_from", "")
-    base = weights.base_model_config_for(init_from) if init_from and os.path.isdir(init_from) else None
+    base = init_from_lib.model_config_for(init_from) if init_from and os.path.isdir(init_from) else None
     return trainer_lib.model_config(cfg, base)
 
 
@@ -127,7 +128,7 @@ def sft_programs(cfg, devices: list, target_tokens: int = DEFAULT_TARGET_TOKENS)
     """SFT / cold start: the train step with the config's accumulation, at its largest buckets."""
     mesh = target_mesh(cfg, devices)
     mcfg = architecture(cfg)
-    rules = trainer_lib.param_rules(cfg)
+    rules = mesh_lib.rules_from_config(cfg.mesh)
     steps = int(cfg.train.num_steps) if cfg.train.num_steps > 0 else SCHEDULE_STEPS
     plan, tx, schedule = trainer_lib.state_plan(cfg, steps, mcfg, mesh, rules)
     step, _ = sft.step_functions(cfg, plan.parts(plan.rest()), tx, schedule, plan.shardings, mesh)
@@ -150,4 +151,4 @@ def sft_programs(cfg, devices: list, target_tokens: int = DEFAULT_TARGET_TOKENS)
                                        info["target_tokens"])["total"]
     args = (plan.abstract_state(), abstract_step_batch(host, mesh))
     return [Program(f"train_step[k={accum},b={b},L={info['shape'][0]},P={info['shape'][1]},K={info['shape'][2]}]",
-                    step, args, flops, mesh)]
+                    step, args, flops, mesh, rules=rules)]

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from ladder_jax.data.formats import FormatError
+from data_gen.cli import reports_errors
 from ladder_jax.eval import benchmarks
 from ladder_jax.eval.report import format_table
 from ladder_jax.eval.scoring import load_benchmark, load_predictions, score
@@ -110,6 +110,7 @@ def _register_model_subcommands() -> None:
 _register_model_subcommands()
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ladder_jax.eval",
                                      description="Evaluation on spatial benchmarks.")
@@ -117,11 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (add_args, _, help_text) in SUBCOMMANDS.items():
         add_args(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
-    try:
-        return SUBCOMMANDS[args.command][1](args)
-    except (FormatError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return SUBCOMMANDS[args.command][1](args)
 
 
 if __name__ == "__main__":

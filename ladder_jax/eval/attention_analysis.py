@@ -76,14 +76,13 @@ def analyse(args: argparse.Namespace, log=None) -> dict:
     """Runs the analysis (see the module docstring); returns the attention.json content."""
     from PIL import Image
 
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.data.formats import FormatError, read_grounding
     from ladder_jax.eval.attention_metrics import attention_metrics, box_token_mask
     from ladder_jax.eval.attention_probe import AttentionProbe
-    from ladder_jax.generate import stop_and_pad_ids
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt, question_block, stage1_example
-    from ladder_jax.processing.tokenizer import IMAGE_PAD_ID, load_tokenizer
+    from ladder_jax.processing.tokenizer import load_tokenizer
     from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -103,7 +102,7 @@ def analyse(args: argparse.Namespace, log=None) -> dict:
     model = load_model(str(args.model), dtype=args.dtype)
     tok = load_tokenizer(args.model)
     vision = VisionPreprocessConfig.from_checkpoint(args.model)
-    stop, pad = stop_and_pad_ids(str(args.model))
+    stop, pad = model.config.eos_token_ids, model.config.pad_token_id
     layers = _select_layers(args.layers, model.config.text.num_layers)
     sampler = None
     if args.answer == "generated":
@@ -152,7 +151,7 @@ def analyse(args: argparse.Namespace, log=None) -> dict:
         _, att = probe(batch.input_ids, batch.positions, batch.attention_mask, qmask,
                        batch.pixel_values, batch.image_layout)
         ids = np.asarray(batch.input_ids)[0]
-        img_cols = np.flatnonzero(ids == IMAGE_PAD_ID)
+        img_cols = np.flatnonzero(ids == model.config.image_token_id)
         _, gh, gw = (int(v) for v in np.asarray(prompt.image_grid_thw)[0])
         m = model.config.vision.spatial_merge_size
         grid = (gh // m, gw // m)

@@ -247,8 +247,7 @@ class EvalModel:
     """
 
     def __init__(self, model_dir: str, *, dtype: str = "float32", max_new_tokens: int = 32):
-        from ladder_jax.checkpoint.hf import load_model
-        from ladder_jax.generate import stop_and_pad_ids
+        from ladder_jax.checkpoint.model_dir import load_model
         from ladder_jax.processing.image import VisionPreprocessConfig
         from ladder_jax.processing.tokenizer import load_tokenizer
         from ladder_jax.processing.video import VideoPreprocessConfig
@@ -259,7 +258,7 @@ class EvalModel:
         self.tok = load_tokenizer(self.model_dir)
         self.vision = VisionPreprocessConfig.from_checkpoint(self.model_dir)
         self.video = VideoPreprocessConfig.from_checkpoint(self.model_dir)  # frame limits and sampling
-        self.stop, self.pad = stop_and_pad_ids(self.model_dir)
+        self.stop, self.pad = self.model.config.eos_token_ids, self.model.config.pad_token_id
         self.sampler = Sampler(self.model, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0,
                                                           stop_ids=self.stop, pad_id=self.pad))
 

@@ -30,7 +30,7 @@ import ml_collections
 
 from ladder_jax.ladder import data as ladder_data, report as ladder_report
 from ladder_jax.rl import grpo as grpo_lib
-from ladder_jax.train import loop, sft, weights
+from ladder_jax.train import final_model, loop, sft
 from ladder_jax.train.compilations import counter as compile_counter
 from ladder_jax.train.trainer import model_config
 
@@ -98,12 +98,12 @@ def write_untrained(cfg: ml_collections.ConfigDict, out_dir: str) -> str:
         return out_dir
     import flax.nnx as nnx
 
-    from ladder_jax.checkpoint import hf as hf_lib
+    from ladder_jax.checkpoint import model_dir as model_dir_lib
     from ladder_jax.model.qwen25_vl import Qwen25VL
 
     mcfg = model_config(cfg)
-    hf_lib.save_checkpoint(Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed)), out_dir)
-    weights.ensure_tokenizer(out_dir, cfg)
+    model_dir_lib.save_checkpoint(Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed)), out_dir)
+    final_model.ensure_tokenizer(out_dir, cfg)
     return out_dir
 
 

@@ -78,7 +78,7 @@ class Qwen25VL(nnx.Module):
                 raise ValueError("pixel_values_videos given without video_layout")
             x = merge_features(x, input_ids, self.config.video_token_id,
                                self.encode_vision(pixel_values_videos, video_layout))
-        return sharding.constrain(x, ("batch", "length", "embed"))
+        return sharding.constrain(x, sharding.HIDDEN)
 
     def decode(self, x: jax.Array, positions: jax.Array, attention_mask: jax.Array,
                cache: KVCache | None = None,

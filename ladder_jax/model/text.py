@@ -158,16 +158,16 @@ class TextDecoder(nnx.Module):
             else:
                 o = attention(q, k, v, mask, dtype)
             x = x + dot("bthk,hkd->btd", o, p["o_kernel"], dtype)
-            x = sharding.constrain(x, ("batch", "length", "embed"))
+            x = sharding.constrain(x, sharding.HIDDEN)
             h = rms_norm(x, p["mlp_norm"], t.rms_norm_eps)
             g = dot("btd,df->btf", h, p["gate_kernel"], dtype)
             u = dot("btd,df->btf", h, p["up_kernel"], dtype)
             x = x + dot("btf,fd->btd", jax.nn.silu(g) * u, p["down_kernel"], dtype)
-            x = sharding.constrain(x, ("batch", "length", "embed"))
+            x = sharding.constrain(x, sharding.HIDDEN)
             return x, kv
 
         layer = maybe_remat(layer, self.remat)
-        x = sharding.constrain(x.astype(dtype), ("batch", "length", "embed"))
+        x = sharding.constrain(x.astype(dtype), sharding.HIDDEN)
         if cache is None:
             x, _ = jax.lax.scan(lambda x, p: (layer(x, p, None)[0], None), x, params)
             new_cache = None

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from data_gen.cli import reports_errors
+
 
 def partial_path(out: str) -> str:
     return str(out) + ".partial.jsonl"
@@ -66,10 +68,9 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
               video_fps: float = 2.0, limit: int | None = None, skip_bad: bool = False,
               log=lambda msg: print(msg, file=sys.stderr)) -> dict[str, Any]:
     """Runs rejection sampling over the spatial JSONL ``data``; writes ``out``; returns a summary."""
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.data import formats
     from ladder_jax.data.pipeline import read_rows
-    from ladder_jax.generate import stop_and_pad_ids
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.tokenizer import load_tokenizer
     from ladder_jax.sampling import Sampler, SamplingConfig
@@ -98,7 +99,7 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
             vis = vis.replace(min_pixels=min_pixels or vis.min_pixels, max_pixels=max_pixels or vis.max_pixels)
         enc = rl.RolloutPromptEncoder(tok.tokenizer, tok.chat_template, vis, vis, max_frames=max_frames or None,
                                video_fps=video_fps, tokens_per_second=model.config.vision.tokens_per_second)
-        stop, pad = stop_and_pad_ids(model_dir)
+        stop, pad = model.config.eos_token_ids, model.config.pad_token_id
         sampler = Sampler(model, SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                                                 top_k=top_k, top_p=top_p, stop_ids=stop, pad_id=pad))
         with open(part, "a", encoding="utf-8") as f:
@@ -204,20 +205,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@reports_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ladder_jax.checkpoint.hf import CheckpointError
-    from ladder_jax.data.formats import FormatError
-
-    try:
-        summary = coldstart(args.model, args.data, args.out, image_root=args.image_root, samples=args.samples,
-                            lam=args.lam, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                            dtype=args.dtype, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                            max_frames=args.max_frames, limit=args.limit, skip_bad=args.skip_bad)
-    except (CheckpointError, FormatError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    summary = coldstart(args.model, args.data, args.out, image_root=args.image_root, samples=args.samples,
+                        lam=args.lam, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                        dtype=args.dtype, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+                        max_frames=args.max_frames, limit=args.limit, skip_bad=args.skip_bad)
     print(json.dumps(summary))
     return 0
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ladder_jax.model import config as model_config_lib
 from ladder_jax.rl import loss as loss_lib, rollout as rollout_lib, step as step_lib
-from ladder_jax.train import global_batch, loop, metrics as metrics_lib, sources as sources_lib, weights
+from ladder_jax.train import final_model, global_batch, loop, metrics as metrics_lib, sources as sources_lib
 from ladder_jax.train.defaults import base_config
 from ladder_jax.train.trainer import StageTrainer
 
@@ -112,13 +112,12 @@ _SAMPLERS: dict[str, Any] = {}
 
 
 def sampling_config(cfg, mcfg, pad_id: int):
-    """The rollout's SamplingConfig from cfg.grpo (stop at <|im_end|> or <|endoftext|>)."""
+    """The rollout's SamplingConfig from cfg.grpo (stop at the model's eos ids)."""
     from ladder_jax.sampling import SamplingConfig
 
     g = cfg.grpo
-    stop_ids = tuple(i for i in (151645, 151643) if i < mcfg.text.vocab_size)
     return SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
-                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=stop_ids, pad_id=pad_id,
+                          top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=mcfg.stop_ids, pad_id=pad_id,
                           unroll_layers=bool(g.unroll_decode_layers))
 
 
@@ -256,7 +255,7 @@ class GRPOTrainer(StageTrainer):
 def tokenizer_dir(cfg) -> str:
     from ladder_jax.data.pipeline import default_tokenizer_dir
 
-    return weights.tokenizer_source(cfg) or str(default_tokenizer_dir())
+    return final_model.tokenizer_source(cfg) or str(default_tokenizer_dir())
 
 
 def make_source(cfg, mcfg=None) -> sources_lib.ListSource:

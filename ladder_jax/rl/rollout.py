@@ -24,7 +24,6 @@ from ladder_jax.model.config import ModelConfig
 from ladder_jax.model.vision import pad_patches, vision_layout
 from ladder_jax.processing import prompts as prompts_lib
 from ladder_jax.processing.image import VisionPreprocessConfig
-from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IMAGE_PAD_ID, VIDEO_PAD_ID
 from ladder_jax.rewards.batched import RewardArrays, parse_batch
 
 
@@ -111,13 +110,15 @@ def decode_completions(tokenizer, tokens: np.ndarray, mask: np.ndarray) -> list[
 
 
 def rollout(sampler, tokenizer, items: Sequence[Stage3Item], *, group_size: int, seed: int,
-            model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID, prompt_offset: int = 0) -> Rollout:
+            model_config: ModelConfig, pad_id: int | None = None, prompt_offset: int = 0) -> Rollout:
     """One sampler call for all prompts (prefill once, cache repeated G times), then parsing.
-    prompt_offset: index of items[0] in the global batch (the sampler's per-row keys)."""
+    prompt_offset: index of items[0] in the global batch (the sampler's per-row keys); pad_id None:
+    the model's pad_token_id."""
     from ladder_jax.sampling import collate_prompts
 
     t0 = time.perf_counter()
-    batch = collate_prompts([it.encoded for it in items], model_config, pad_id=pad_id)
+    batch = collate_prompts([it.encoded for it in items], model_config,
+                            pad_id=model_config.pad_token_id if pad_id is None else pad_id)
     out = sampler.generate(batch, seed=seed, num_samples=group_size, prompt_offset=prompt_offset)
     t1 = time.perf_counter()
     texts = decode_completions(tokenizer, out.tokens, out.mask)
@@ -158,7 +159,7 @@ _DUMMY_GRID = np.array([[1, 2, 2]])  # a layout for a group without any visual i
 
 
 def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: int, T: int, P: int | None,
-                 model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID) -> dict[str, Any]:
+                 model_config: ModelConfig, pad_id: int | None = None) -> dict[str, Any]:
     """Training arrays of one group: prompts ``items`` (b) and their completions ``ro[rows]`` (b * G).
 
     prompt_ids/prompt_mask [b, L] (left padded), prompt_pos [3, b, L], next_pos [b],
@@ -166,7 +167,7 @@ def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: in
     ``vision`` (a VisionLayout) of every visual item in placeholder order.
     """
     b = len(items)
-    ids = np.full((b, L), pad_id, np.int32)
+    ids = np.full((b, L), model_config.pad_token_id if pad_id is None else pad_id, np.int32)
     am = np.zeros((b, L), np.int32)
     pos = np.zeros((3, b, L), np.int32)
     nxt = np.zeros((b,), np.int32)
@@ -194,7 +195,7 @@ def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: in
 
 
 def step_arrays(ro: Rollout, *, grad_accum: int, groups: int, max_new_tokens: int,
-                model_config: ModelConfig, pad_id: int = ENDOFTEXT_ID,
+                model_config: ModelConfig, pad_id: int | None = None,
                 agree=lambda v: tuple(v)) -> tuple[dict[str, Any], dict[str, Any]]:
     """This host's rollout -> (numpy tree [k, g, ...], info). The k * g groups share one prompt
     length, completion length and patch count (the largest any needs; ``agree`` takes the max

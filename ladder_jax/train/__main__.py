@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
+from data_gen.cli import reports_errors
 
+
+@reports_errors
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -18,11 +21,7 @@ def main(argv=None) -> int:
         return 0
     from ladder_jax.train import config_cli
 
-    try:
-        cfg = config_cli.parse_args(argv)
-    except config_cli.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = config_cli.parse_args(argv)
     # jax.distributed must start before anything touches a device.
     from ladder_jax.train import distributed
 

@@ -24,8 +24,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.preset = "tiny"  # a preset name of ladder_jax.model.config ("3b", "7b", "tiny")
-    c.model.compute_dtype = "bfloat16"  # activations / matmul inputs
-    c.model.param_dtype = "float32"  # master weights and AdamW state
+    # activations / matmul inputs; the master weights and AdamW state are always float32
+    c.model.compute_dtype = "bfloat16"
     c.model.remat = "nothing_saveable"  # a jax.checkpoint_policies name, or "none"
     c.model.freeze_vision = False
     c.model.tokenizer = ""  # '' = the exact Qwen2.5 tokenizer built offline

@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterator, Protocol
 import jax
 import ml_collections
 
-from ladder_jax.checkpoint import store as store_lib
+from ladder_jax.checkpoint import init_from as init_from_lib, store as store_lib
 from ladder_jax.model import config as model_config_lib
-from ladder_jax.train import global_batch, metrics as metrics_lib, weights
+from ladder_jax.train import final_model, global_batch, metrics as metrics_lib
 from ladder_jax.train import sources as sources_lib
 from ladder_jax.train.trainer import model_config
 
@@ -40,7 +40,7 @@ class Trainer(Protocol):
     layout: global_batch.StepLayout
     num_compiled_shapes: int
 
-    def load_params(self, params) -> None: ...
+    def load_init_from(self, init_from: str) -> None: ...
     def restore(self, ckpt: store_lib.Store, step: int) -> dict: ...
     def ready(self) -> None: ...
     def step(self, examples: list, step: int) -> dict[str, float]: ...
@@ -219,7 +219,7 @@ def _run(cfg, stage: Stage, source, hooks, architecture, pre: Preemption) -> dic
         meta, _ = store_lib.read_meta(ckpt.directory, resume_step)
         base = model_config_lib.ModelConfig.from_dict(meta["model_config"])
     else:
-        base = weights.base_model_config_for(cfg.init_from) or architecture
+        base = init_from_lib.model_config_for(cfg.init_from) or architecture
     start = resume_step or 0
     summary = {"name": cfg.name, "workdir": workdir, "step": start, "preempted": False, "last": {}, "history": []}
     if source is None:
@@ -235,7 +235,7 @@ def _run(cfg, stage: Stage, source, hooks, architecture, pre: Preemption) -> dic
     trainer = stage.make_trainer(cfg, num_steps, base, starting_weights and not load_init)
     meta = {"model_config": trainer.mcfg.to_dict(), "name": cfg.name, "config": cfg.to_json(), "trainer": stage.kind}
     if load_init:
-        weights.load_init_params(trainer, cfg.init_from)
+        trainer.load_init_from(cfg.init_from)
     trainer.ready()
     if resume_step is not None:
         restore_position(source, trainer.restore(ckpt, resume_step), f"{ckpt.directory} step {resume_step}")
@@ -285,7 +285,7 @@ def _run(cfg, stage: Stage, source, hooks, architecture, pre: Preemption) -> dic
         pre.phase = "writing the final model"
         if jax.process_index() == 0 and cfg.metrics.plot and cfg.metrics.jsonl and os.path.exists(log.path):
             summary.update(stage.plot(log.path, workdir, cfg.name))
-        summary.update(weights.write_final_model(trainer, cfg, workdir, False))
+        summary.update(final_model.write_final_model(trainer, cfg, workdir, False))
     else:
         summary["preempted"] = True
     summary["trainer"] = trainer

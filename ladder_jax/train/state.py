@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ladder_jax.train import mesh as mesh_lib
+from ladder_jax.model import sharding as model_sharding
 
 
 @flax.struct.dataclass
@@ -111,7 +111,7 @@ def plan(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, m
          seed: int, param_dtype=jnp.float32) -> StatePlan:
     """Shardings and shapes of the train state of ``model_fn``'s model and ``tx`` on ``mesh``."""
     graphdef, abs_params, abs_rest = abstract_split(model_fn)
-    p_sh = mesh_lib.state_shardings(abs_params, mesh, rules).to_pure_dict()
+    p_sh = model_sharding.state_shardings(abs_params, mesh, rules).to_pure_dict()
     abs_params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, param_dtype)
                               if jnp.issubdtype(a.dtype, jnp.floating) else a,
                               abs_params.to_pure_dict())

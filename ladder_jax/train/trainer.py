@@ -17,14 +17,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from ladder_jax.checkpoint import store as store_lib
+from ladder_jax.checkpoint import init_from as init_from_lib, store as store_lib
 from ladder_jax.model import config as model_config_lib
 from ladder_jax.model import sharding as model_sharding
 from ladder_jax.train import global_batch, mesh as mesh_lib, optim
 from ladder_jax.train import state as state_lib
 from ladder_jax.train.step import FAST_COMPILE
-
-PAD_ID = 151643  # <|endoftext|>, Qwen2.5's pad token
 
 # config remat names -> the model's names (jax.checkpoint_policies names accepted too)
 _REMAT_ALIASES = {
@@ -49,17 +47,6 @@ def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelCon
         base = model_config_lib.PRESETS[name]()
     # Parameters are built in float32 (master weights); the step casts them to compute_dtype.
     return base.replace(dtype=m.compute_dtype, param_dtype="float32", remat=remat)
-
-
-def activation_rules() -> dict[str, Any]:
-    """Rules for the model's activation constraints inside the step: the example axis is
-    already split over (data, fsdp) by the group vmap, so 'batch' and 'embed' stay unsplit."""
-    return {"batch": None, "length": None, "embed": None, "heads": "tensor", "kv_heads": "tensor",
-            "mlp": "tensor", "vocab": "tensor"}
-
-
-def param_rules(cfg) -> tuple:
-    return (("layers", None),) + mesh_lib.rules_from_config(cfg.mesh)
 
 
 def vision_layout_fn(cfg, mcfg: model_config_lib.ModelConfig) -> Callable[[np.ndarray, int], Any]:
@@ -102,7 +89,7 @@ class StageTrainer:
         self.cfg = cfg
         self.num_steps = num_steps
         self.mesh = mesh if mesh is not None else mesh_lib.mesh_from_config(cfg.mesh)
-        self.rules = param_rules(cfg)
+        self.rules = mesh_lib.rules_from_config(cfg.mesh)
         self.mcfg = model_config(cfg, base_model_config)
         self.groups = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, self.groups)
@@ -115,8 +102,7 @@ class StageTrainer:
                 cache_key=self.settings_key())
         else:
             self.state, self.parts = None, self.plan.parts(self.plan.rest(self.mesh))
-        # padding is masked out; it only has to be a valid row of the embedding table
-        self.pad_id = PAD_ID if PAD_ID < self.mcfg.text.vocab_size else 0
+        self.pad_id = self.mcfg.pad_id
         self._shapes_seen: set = set()
 
     def settings_key(self) -> str:
@@ -140,10 +126,10 @@ class StageTrainer:
         return _COMPILED[key]
 
     def mesh_context(self) -> contextlib.ExitStack:
-        """The mesh and the activation rules the jitted functions run under."""
+        """The mesh and the axis rules (parameters and activations) the jitted functions run under."""
         stack = contextlib.ExitStack()
         stack.enter_context(jax.set_mesh(self.mesh))
-        stack.enter_context(model_sharding.axis_rules(self.mesh, activation_rules()))
+        stack.enter_context(model_sharding.axis_rules(self.mesh, self.rules))
         return stack
 
     def note_shape(self, shape) -> bool:
@@ -160,6 +146,11 @@ class StageTrainer:
     def load_params(self, params) -> None:
         self.state = None
         self.state = state_lib.from_params(params, self.shardings, self.tx, self.cfg.seed)
+
+    def load_init_from(self, init_from: str) -> None:
+        """Parameters of init_from (an HF or model directory, a run's checkpoints), in the shardings."""
+        self.load_params(init_from_lib.read_params(init_from, self.mcfg, self.parts.abstract_params,
+                                                   self.parts.param_shardings))
 
     def restore(self, ckpt: store_lib.Store, step: int) -> dict:
         """The state of checkpoint ``step``, read straight into its shardings; returns the data state."""

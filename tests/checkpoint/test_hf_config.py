@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ladder_jax.model.config import ModelConfig, from_hf_config, qwen25_vl_3b, tiny, to_hf_config
+from ladder_jax.checkpoint.hf_config import from_hf_config, to_hf_config
+from ladder_jax.model.config import ModelConfig, qwen25_vl_3b, tiny
 from ladder_jax.testing import TRANSFORMERS_TESTER_CONFIG
 
 # config.json of Qwen/Qwen2.5-VL-3B-Instruct as published on the hub (flat layout).
@@ -197,3 +198,28 @@ def test_ignored_keys_warn_not_fail(tied_dir):
         warnings.simplefilter("error")
         for name in ("hub_3b", "nested", "4.52"):  # what real checkpoints hold warns about nothing
             from_hf_config(variants[name])
+
+
+def test_stop_and_pad_ids_come_from_the_checkpoint(tmp_path):
+    """eos / pad ids are read from generation_config.json beside config.json (as transformers'
+    generate reads them); without one they default to Qwen2.5's (the tokenizer table); they
+    survive the ladder_config.json round trip and are written back by an export."""
+    from ladder_jax.checkpoint.hub import generation_config
+    from ladder_jax.processing import tokenizer as tok
+
+    (tmp_path / "config.json").write_text(json.dumps(HUB_3B))
+    base = from_hf_config(tmp_path)
+    assert base.eos_token_ids == (tok.IM_END_ID, tok.ENDOFTEXT_ID) == (151645, 151643)
+    assert base.pad_token_id == tok.ENDOFTEXT_ID == 151643
+    assert base.image_token_id == 151655 and base.video_token_id == 151656
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": 7, "pad_token_id": 9}))
+    cfg = from_hf_config(tmp_path)
+    assert (cfg.eos_token_ids, cfg.pad_token_id) == ((7,), 9)
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert generation_config(cfg)["eos_token_id"] == [7] and generation_config(cfg)["pad_token_id"] == 9
+    assert to_hf_config(cfg)["eos_token_id"] == 7
+    small = tiny(vocab_size=1000, image_token_id=10, video_token_id=11, eos_token_ids=(5, 151645))
+    assert small.stop_ids == (5,) and small.pad_id == 0  # a test-sized vocabulary keeps what fits
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": ["x"]}))
+    with pytest.raises(ValueError, match=r"generation_config.json: field eos_token_id must be a token id"):
+        from_hf_config(tmp_path)

@@ -11,8 +11,11 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from ladder_jax.checkpoint import CheckpointError, load_checkpoint, load_hf, load_model, save_checkpoint, save_hf
-from ladder_jax.checkpoint.hf import INDEX_FILE, hub_entries, model_params
+from ladder_jax.checkpoint.errors import CheckpointError
+from ladder_jax.checkpoint.hub import load_hf, save_hf
+from ladder_jax.checkpoint.keys import hub_entries, model_params
+from ladder_jax.checkpoint.model_dir import load_checkpoint, load_model, save_checkpoint
+from ladder_jax.checkpoint.safetensors_io import INDEX_FILE
 from ladder_jax.model import tiny
 
 
@@ -122,7 +125,7 @@ def test_misshapen_tensor(broken_copy):
 
 
 def test_key_patterns_invert_the_table():
-    from ladder_jax.checkpoint.hf import match_hub_key
+    from ladder_jax.checkpoint.keys import match_hub_key
 
     assert match_hub_key("model.layers.17.self_attn.o_proj.weight")[:2] == ("decoder/o_kernel", 17)
     assert match_hub_key("visual.blocks.3.attn.qkv.bias")[:2] == ("vision/qkv_bias", 3)
@@ -241,7 +244,7 @@ def test_export_without_source_files_is_complete(untied_published_dir, tmp_path)
 
 
 def test_export_of_a_small_vocabulary_writes_no_tokenizer_and_warns(tmp_path):
-    from ladder_jax.checkpoint.hf import write_missing_aux_files
+    from ladder_jax.checkpoint.hub import write_missing_aux_files
 
     with pytest.warns(UserWarning, match="vocabulary \\(99\\) is smaller than Qwen2.5's"):
         written = write_missing_aux_files(str(tmp_path), tiny(vocab_size=99, image_token_id=4, video_token_id=5))

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from ladder_jax.checkpoint import CheckpointError, load_hf
-from ladder_jax.checkpoint.hf import to_hub_key
+from ladder_jax.checkpoint.errors import CheckpointError
+from ladder_jax.checkpoint.hub import load_hf
+from ladder_jax.checkpoint.keys import to_hub_key
 from ladder_jax.model import Qwen25VL
 from ladder_jax.model.config import PRESETS
 from ladder_jax.testing import TRANSFORMERS_TESTER_CONFIG, logits_pair, save_random_model, write_tiny_checkpoint

@@ -110,7 +110,7 @@ def test_cli_heldout_one_name_and_dataset_from_source(scenes, tmp_path):
   r = subprocess.run([sys.executable, "-m", "data_gen", "build", "--scenes", str(src), "--out",
                       str(tmp_path / "o3")], cwd=REPO, env=env, capture_output=True, text=True,
                      timeout=120)
-  assert r.returncode == 2 and "scannetv2-labels.combined.tsv" in r.stderr
+  assert r.returncode == 1 and "scannetv2-labels.combined.tsv" in r.stderr
   assert not (tmp_path / "o3").exists()
 
 

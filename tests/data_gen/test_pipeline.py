@@ -249,7 +249,7 @@ def test_cli(tmp_path):
   assert r.returncode == 0, r.stderr
   assert "Single-Image" in r.stdout and os.path.isfile(tmp_path / "o" / "spld_spatial_data.jsonl")
   r = run("build", "--scenes", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2"))
-  assert r.returncode == 2 and "nowhere: scenes folder does not exist" in r.stderr
+  assert r.returncode == 1 and "nowhere: scenes folder does not exist" in r.stderr
 
 
 def test_tfds_random_access_and_grain(data, tmp_path):

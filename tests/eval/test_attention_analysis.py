@@ -105,7 +105,7 @@ def _rgb(seed, h, w):
 def test_probe_matches_model_and_transformers(ckpt, hf_eager):
     import jax.numpy as jnp
 
-    from ladder_jax.checkpoint.hf import load_model
+    from ladder_jax.checkpoint.model_dir import load_model
     from ladder_jax.eval.attention_probe import AttentionProbe
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.prompts import encode_prompt
@@ -235,5 +235,5 @@ def test_attention_missing_image_names_file_line_field(grounding, tmp_path, caps
         list(read_grounding(bad, grounding, check_exists=True))
     rc = main(["attention", "--model", str(tmp_path), "--data", str(bad), "--image-root",
                str(grounding), "--out", str(tmp_path / "o")])
-    assert rc == 2
+    assert rc == 1
     assert "line 2, field 'image[0]'" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def test_score_cli_unknown_id(bench, capsys):
     rc = main(["score", "--benchmark", str(bench / "SPBench-MV.parquet"),
                "--predictions", str(bench / "preds.jsonl"), "--out", str(bench / "o.json")])
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 1
     assert f"{bench / 'preds.jsonl'}, line 6, field 'id': unknown id 77" in err
     assert not (bench / "o.json").exists()
 
@@ -93,7 +93,7 @@ def test_score_cli_markdown_and_first_tag(bench, capsys):
 def test_score_cli_missing_file(tmp_path, capsys):
     rc = main(["score", "--benchmark", str(tmp_path / "nope.parquet"), "--predictions",
                str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o.json")])
-    assert rc == 2 and "benchmark file not found" in capsys.readouterr().err
+    assert rc == 1 and "benchmark file not found" in capsys.readouterr().err
 
 
 def test_score_other_benchmark_by_content_and_format(tmp_path, files, capsys):
@@ -114,5 +114,5 @@ def test_score_other_benchmark_by_content_and_format(tmp_path, files, capsys):
     assert main(["score", "--benchmark", str(bench), "--predictions", str(preds),
                  "--out", str(out), "--format", "mindcube"]) == 0
     assert main(["score", "--benchmark", str(bench), "--predictions", str(preds),
-                 "--out", str(out), "--format", "viewspatial"]) == 2
+                 "--out", str(out), "--format", "viewspatial"]) == 1
     assert "MindCube.jsonl, line 1, field 'image_path': missing" in capsys.readouterr().err

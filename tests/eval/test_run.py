@@ -256,10 +256,10 @@ def test_missing_image_names_file_row_field(data, tmp_path, capsys):
         load_eval_items(bad, data)
     assert e.value.line == 3 and e.value.field == "images[1]" and "nope.jpg" in str(e.value)
     assert str(bad) in str(e.value)
-    # Through the CLI: exit status 2 and the same message, before any model is loaded.
+    # Through the CLI: exit status 1 and the same message, before any model is loaded.
     rc = main(["run", "--model", str(tmp_path), "--benchmark", str(bad), "--image-root", str(data),
                "--out", str(tmp_path / "o")])
-    assert rc == 2
+    assert rc == 1
     assert "row 3, field 'images[1]'" in capsys.readouterr().err
 
 

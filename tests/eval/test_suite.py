@@ -153,6 +153,6 @@ def test_bad_benchmark_file_stops_with_file_row_field(ckpt, tmp_path, files, cap
         {"id": "among_1", "question": "Which? A. a B. b", "images": ["missing.png"],
          "gt_answer": "A"}])
     rc = main(["suite", "--model", str(ckpt), "--root", str(root), "--out", str(tmp_path / "o")])
-    assert rc == 2
+    assert rc == 1
     err = capsys.readouterr().err
     assert "MindCube.jsonl, line 1, field 'images[0]': image file not found" in err

@@ -55,7 +55,7 @@ def hf_model(hf_dir):
 
 @pytest.fixture(scope="session")
 def jx_model(hf_dir):
-    from ladder_jax.checkpoint import load_hf
+    from ladder_jax.checkpoint.hub import load_hf
 
     return load_hf(hf_dir, dtype="float32")
 

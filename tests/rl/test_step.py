@@ -9,7 +9,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from ladder_jax.checkpoint.hf import load_model
+from ladder_jax.checkpoint.model_dir import load_model
 from ladder_jax.processing.image import VisionPreprocessConfig
 from ladder_jax.processing.prompts import encode_prompt
 from ladder_jax.processing.tokenizer import load_tokenizer

@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 from ladder_jax import generate
-from ladder_jax.checkpoint.hf import load_hf, save_checkpoint
+from ladder_jax.checkpoint.hf_config import generation_token_ids
+from ladder_jax.checkpoint.hub import load_hf
+from ladder_jax.checkpoint.model_dir import save_checkpoint
 from ladder_jax.processing.tokenizer import load_tokenizer
 from ladder_jax.testing import write_tiny_checkpoint
 
@@ -103,7 +105,7 @@ def test_generation_config_is_honoured(tmp_path, gen, flags, want):
     if gen:
         (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [5, 6], "pad_token_id": 7, **gen}))
     assert generate.sampling_settings(str(tmp_path), **flags) == want
-    assert generate.stop_and_pad_ids(str(tmp_path)) == (((5, 6), 7) if gen else ((151645, 151643), 151643))
+    assert generation_token_ids(str(tmp_path)) == ({"eos_token_ids": (5, 6), "pad_token_id": 7} if gen else {})
 
 
 def test_bad_generation_config_names_file_and_field(tmp_path):

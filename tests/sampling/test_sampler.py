@@ -11,7 +11,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from ladder_jax.checkpoint.hf import load_model
+from ladder_jax.checkpoint.model_dir import load_model
 from ladder_jax.processing.image import VisionPreprocessConfig
 from ladder_jax.processing.positions import mm_token_type_ids
 from ladder_jax.processing.prompts import encode_prompt

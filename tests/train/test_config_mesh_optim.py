@@ -8,9 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import PartitionSpec as P
 
-from ladder_jax.model import config as mc
+from ladder_jax.model import config as mc, sharding as model_sharding
 from ladder_jax.train import config_cli, defaults, flops, loop, mesh as mesh_lib, optim
 from ladder_jax.train import trainer as trainer_lib
 
@@ -28,6 +27,9 @@ def test_overrides_are_typed_and_unknown_keys_rejected():
     assert cfg.train.num_steps == 7 and cfg.model.freeze_vision is True
     assert cfg.stage2.train.num_steps == 3
     assert dict(mesh_lib.rules_from_config(cfg.mesh))["mlp"] is None
+    bad = config_cli.parse_args(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.mesh.rules=(('batch', None),)"])
+    with pytest.raises(ValueError, match=r"mesh.rules: unknown logical axis name\(s\) \['batch'\]"):
+        mesh_lib.rules_from_config(bad.mesh)
     with pytest.raises(config_cli.ConfigError, match=r"unknown config key --config\.optim\.lrr; did you mean "
                                                      r"--config\.optim\.lr"):
         config_cli.parse_args(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.optim.lrr=1"])
@@ -42,7 +44,7 @@ def test_overrides_are_typed_and_unknown_keys_rejected():
 def test_cli_reports_config_errors_without_a_traceback(capsys):
     from ladder_jax.train.__main__ import main
 
-    assert main(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.train.global_batch=4"]) == 2
+    assert main(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.train.global_batch=4"]) == 1
     err = capsys.readouterr().err
     assert "unknown config key --config.train.global_batch" in err and "global_batch_size" in err
 
@@ -53,7 +55,7 @@ def test_3b_stage_configs_follow_the_reference_recipe():
     for name, c in stages.items():
         assert c.optim.lr == 1e-5 and c.optim.schedule == "cosine" and c.optim.warmup_ratio == 0.1
         assert c.train.global_batch_size == 16 and c.data.num_epochs == 1 and c.train.num_steps == -1
-        assert c.model.compute_dtype == "bfloat16" and c.model.param_dtype == "float32"
+        assert c.model.compute_dtype == "bfloat16" and "param_dtype" not in c.model
         assert c.model.remat != "none" and not c.model.freeze_vision
         assert (c.data.min_pixels, c.data.max_pixels) == (16 * 28 * 28, 128 * 28 * 28)
         assert trainer_lib.model_config(c).text.num_layers == 36  # the 3B preset when nothing is loaded
@@ -94,26 +96,10 @@ def test_stages_run_in_order_each_from_the_previous_one(tmp_path):
 
 # ----------------------------------------------------------------------------- mesh
 
-def test_logical_rules_map_names_to_mesh_axes():
-    mesh = mesh_lib.make_mesh(1, 1, 1)
-    rules = mesh_lib.DEFAULT_RULES
-    assert mesh_lib.logical_to_spec(("embed", "mlp"), rules) == P("fsdp", "tensor")
-    # a mesh axis is used at most once per array (heads and mlp both want 'tensor')
-    assert mesh_lib.logical_to_spec(("heads", "mlp"), rules) == P("tensor", None)
-    assert mesh_lib.logical_to_spec(("batch", "length"), rules) == P(("data", "fsdp"), None)
-    with pytest.raises(KeyError, match="no rule"):
-        mesh_lib.logical_to_spec(("nonsense",), rules)
+def test_mesh_sizes_must_match_the_devices():
+    assert dict(mesh_lib.make_mesh(1, 1, 1).shape) == {"data": 1, "fsdp": 1, "tensor": 1}
     with pytest.raises(ValueError, match="devices"):
         mesh_lib.make_mesh(2, 1, 1)
-
-
-def test_axis_that_does_not_divide_is_replicated():
-    class FakeMesh:
-        shape = {"data": 2, "fsdp": 4, "tensor": 2}
-
-    spec = mesh_lib.logical_to_spec(("kv_heads", "embed"), mesh_lib.DEFAULT_RULES, shape=(3, 8),
-                                    mesh=FakeMesh())
-    assert spec == P(None, "fsdp")
 
 
 def test_every_model_parameter_has_rules():
@@ -126,7 +112,7 @@ def test_every_model_parameter_has_rules():
     cfg = defaults.base_config()
     _, abs_params, _ = state_lib.abstract_split(lambda: Qwen25VL(mc.qwen25_vl_3b(), rngs=nnx.Rngs(0)))
     mesh = mesh_lib.make_mesh(1, 1, 1)
-    shardings = mesh_lib.state_shardings(abs_params, mesh, trainer_lib.param_rules(cfg))
+    shardings = model_sharding.state_shardings(abs_params, mesh, mesh_lib.rules_from_config(cfg.mesh))
     n = sum(int(np.prod(v.value.shape)) for v in jax.tree.leaves(abs_params, is_leaf=lambda x: hasattr(x, "value")))
     assert n == 3_754_622_976
     assert len(jax.tree.leaves(shardings)) == len(jax.tree.leaves(abs_params))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ladder_jax.model import config as mc
-from ladder_jax.train import defaults, global_batch, sft, sources, trainer as trainer_lib, weights
+from ladder_jax.train import defaults, global_batch, sft, sources, trainer as trainer_lib
 
 
 def small_arch():
@@ -140,16 +140,16 @@ def test_resume_after_sigterm_continues_the_same_trajectory(tmp_path, arch):
 
 
 def test_init_from_previous_stage_hf_export_and_model_dir(tmp_path, overfit_run, arch, examples):
-    from ladder_jax.checkpoint import hf as hf_lib
+    from ladder_jax.checkpoint import hub as hub_lib, init_from as init_from_lib
 
     root, s1, _ = overfit_run
     p1 = flat(s1["trainer"].state.params)
     cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=1)
     # a stage starting from the previous stage's workdir gets exactly its parameters
     for init_from in (root / "s1", root / "s1" / "model"):
-        assert weights.base_model_config_for(str(init_from)) == trainer_lib.model_config(cfg, arch)
-        tr = sft.Trainer(cfg, 1, weights.base_model_config_for(str(init_from)))
-        weights.load_init_params(tr, str(init_from))
+        assert init_from_lib.model_config_for(str(init_from)) == trainer_lib.model_config(cfg, arch)
+        tr = sft.Trainer(cfg, 1, init_from_lib.model_config_for(str(init_from)))
+        tr.load_init_from(str(init_from))
         assert int(tr.state.step) == 0
         got = flat(tr.state.params)
         for k in p1:
@@ -160,17 +160,16 @@ def test_init_from_previous_stage_hf_export_and_model_dir(tmp_path, overfit_run,
     tr.train_step(examples[:2])
     assert tr._step._cache_size() == before + 1
     # the HF export (bf16 weights) loads back, and a stage can start from it
-    hf_params = hf_lib.load_hf_params(str(root / "hf"), arch)
-    trained = jax.device_get(s1["trainer"].state.params)
-    for k, v in {"/".join(p.key for p in path): a for path, a in jax.tree_util.tree_leaves_with_path(trained)}.items():
+    hf_params = hub_lib.load_hf_params(str(root / "hf"), arch)
+    for k, v in init_from_lib.flattened(jax.device_get(s1["trainer"].state.params)).items():
         np.testing.assert_array_equal(hf_params[k], np.asarray(v).astype(jnp.bfloat16).astype(np.float32),
                                       err_msg=k)
     for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
         assert (root / "hf" / name).is_file()
-    base = weights.base_model_config_for(str(root / "hf"))
+    base = init_from_lib.model_config_for(str(root / "hf"))
     assert base.text.vocab_size == 512 and base.image_token_id == 500
     with pytest.raises(FileNotFoundError, match="neither an HF checkpoint"):
-        weights.base_model_config_for(str(tmp_path))
+        init_from_lib.model_config_for(str(tmp_path))
 
 
 def test_frozen_vision_tower_stays_put(tmp_path, arch, examples):
