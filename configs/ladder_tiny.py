@@ -23,8 +23,8 @@ Everything is resumable: rerun the command and finished parts are skipped.
 
 import ml_collections
 
-from ladder_jax.train.grpo import grpo_config
-from ladder_jax.train.ladder import ladder_defaults
+from ladder_jax.rl.grpo import grpo_config
+from ladder_jax.ladder.driver import ladder_defaults
 
 DATA_ROOT = "data/ladder_tiny"
 WORKDIR = "runs/ladder_tiny"

@@ -21,7 +21,7 @@ decay without warmup here (ladder_jax.train.optim offers cosine or constant).
 
 import os
 
-from ladder_jax.train.grpo import grpo_config
+from ladder_jax.rl.grpo import grpo_config
 
 DATA_ROOT = "data/SpatialLadder-26k"
 

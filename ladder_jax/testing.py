@@ -4,8 +4,8 @@
 model.safetensors with hub keys `model.layers.N...` / `visual.blocks.N...`, generation_config.json,
 tokenizer files with the exact Qwen2.5 vocabulary, chat template, preprocessor_config.json),
 but with a model small enough for CPU parity tests (about 10M parameters, almost all of them the
-151936 x 64 embedding). Deterministic from the seed; about 2.5 s the first time in a process
-(importing transformers, building the BPE merges), then a few tenths of a second.
+151936 x 64 embedding). Deterministic from the seed; the first call in a process also imports
+transformers and builds the BPE merges, later ones reuse them.
 
 `write_random_hub_checkpoint(dir, cfg)` writes a random checkpoint of any size (the 3B, say) in
 the published layout, for full-size loading and benchmarks without downloading weights.

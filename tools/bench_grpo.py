@@ -37,7 +37,7 @@ QUESTIONS = [
 
 def make_items(tok, vis, n, rng, tokens_per_second=2):
     from ladder_jax.processing.prompts import encode_prompt, stage3_example
-    from ladder_jax.train.rollout import Stage3Item
+    from ladder_jax.rl.rollout import Stage3Item
 
     items = []
     for i in range(n):
@@ -167,7 +167,7 @@ def main() -> None:
     from ladder_jax.processing.image import VisionPreprocessConfig
     from ladder_jax.processing.tokenizer import load_tokenizer
     from ladder_jax.testing import write_tiny_checkpoint
-    from ladder_jax.train import grpo
+    from ladder_jax.rl import grpo
 
     head_dim = args.hidden // args.heads
     q = head_dim // 2
@@ -195,11 +195,11 @@ def main() -> None:
     cfg.optim.schedule = "constant"
     cfg.optim.warmup_ratio = 0.0
     from ladder_jax.checkpoint import hf_config
-    from ladder_jax.train import sft
 
-    trainer = grpo.GRPOTrainer(cfg, args.steps + 1, hf_config.from_hf_config(str(ckpt)))
+    trainer = grpo.GRPOTrainer(cfg, args.steps + 1, hf_config.from_hf_config(str(ckpt)), random_init=False,
+                               tokenizer=tok.tokenizer)
     trainer.load_init_from(str(ckpt))
-    trainer.set_reference()
+    trainer.ready()
     ours = []
     for i, items in enumerate(steps):
         t0 = time.perf_counter()

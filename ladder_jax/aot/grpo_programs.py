@@ -1,7 +1,7 @@
 """Stage 3 (GRPO) programs for the AOT tool, at the config's largest prompt and the full
 completion length: the rollout's prefill and decode loop (the trainer's Sampler on each host's
 own devices with a replicated policy copy), the frozen reference's log-prob pass and the update
-step (``grpo.step_functions``). The train state and the reference stay alive on the devices
+step (``rl.step.step_functions``). The train state and the reference stay alive on the devices
 during the rollout: they count as resident there.
 """
 
@@ -16,7 +16,8 @@ from ladder_jax.data import batching
 from ladder_jax.processing.prompts import EncodedPrompt
 from ladder_jax.rewards.batched import parse_batch
 from ladder_jax.sampling.batch import length_bucket
-from ladder_jax.train import flops as flops_lib, global_batch, grpo, mesh as mesh_lib, rollout as rollout_lib, sft
+from ladder_jax.rl import grpo, rollout as rollout_lib, step as grpo_step
+from ladder_jax.train import flops as flops_lib, global_batch, mesh as mesh_lib, trainer as trainer_lib
 
 PROMPT_TEXT_TOKENS = 256  # system prompt, question, options and chat markup beside the visual tokens
 
@@ -45,8 +46,8 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     mesh = programs_lib.target_mesh(cfg, devices)
     mcfg = programs_lib.architecture(cfg)
     rules = mesh_lib.rules_from_config(cfg.mesh)
-    plan, tx, schedule = sft.state_plan(cfg, programs_lib.SCHEDULE_STEPS, mcfg, mesh, rules)
-    step, logp, _, _ = grpo.step_functions(cfg, plan.parts(plan.rest()), tx, schedule,
+    plan, tx, schedule = trainer_lib.state_plan(cfg, programs_lib.SCHEDULE_STEPS, mcfg, mesh, rules)
+    step, logp, _, _ = grpo_step.step_functions(cfg, plan.parts(plan.rest()), tx, schedule,
                                            plan.shardings, mesh)
     groups = mesh.shape["data"] * mesh.shape["fsdp"]
     accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, groups)

@@ -1,7 +1,7 @@
 """What a training config executes, as jitted functions plus abstract inputs on a target's mesh.
 
 Every function here comes from the trainers' own builders (``sft.step_functions``,
-``grpo.step_functions``, the sampler's prefill / decode), so the AOT tool compiles exactly what a
+``rl.step.step_functions``, the sampler's prefill / decode), so the AOT tool compiles exactly what a
 run executes; only the inputs are abstract (``jax.ShapeDtypeStruct`` with their shardings).
 
 Input shapes are the largest the config allows: the largest sequence bucket, the largest patch
@@ -23,7 +23,7 @@ from ladder_jax.checkpoint import init_from as init_from_lib
 from ladder_jax.data import batching
 from ladder_jax.model import sharding as model_sharding
 from ladder_jax.train import flops as flops_lib
-from ladder_jax.train import global_batch, mesh as mesh_lib, sft, state as state_lib
+from ladder_jax.train import global_batch, mesh as mesh_lib, sft, state as state_lib, trainer as trainer_lib
 
 DEFAULT_TARGET_TOKENS = 1024  # SFT loss tokens per example (answers, cold-start chains of thought)
 SCHEDULE_STEPS = 1000  # the LR schedule's length only changes constants of the step
@@ -84,7 +84,7 @@ def architecture(cfg):
     """The model the run trains: init_from's config when that directory is here, else the preset."""
     init_from = cfg.get("init_from", "")
     base = init_from_lib.model_config_for(init_from) if init_from and os.path.isdir(init_from) else None
-    return sft.model_config(cfg, base)
+    return trainer_lib.model_config(cfg, base)
 
 
 def abstract(tree: Any, shardings: Any) -> Any:
@@ -130,8 +130,8 @@ def sft_programs(cfg, devices: list, target_tokens: int = DEFAULT_TARGET_TOKENS)
     mcfg = architecture(cfg)
     rules = mesh_lib.rules_from_config(cfg.mesh)
     steps = int(cfg.train.num_steps) if cfg.train.num_steps > 0 else SCHEDULE_STEPS
-    plan, tx, schedule = sft.state_plan(cfg, steps, mcfg, mesh, rules)
-    step, _, _ = sft.step_functions(cfg, plan.parts(plan.rest()), tx, schedule, plan.shardings, mesh)
+    plan, tx, schedule = trainer_lib.state_plan(cfg, steps, mcfg, mesh, rules)
+    step, _ = sft.step_functions(cfg, plan.parts(plan.rest()), tx, schedule, plan.shardings, mesh)
 
     groups = mesh.shape["data"] * mesh.shape["fsdp"]
     accum = global_batch.resolve_grad_accum(cfg.train.grad_accum, cfg.train.global_batch_size, groups)
@@ -146,7 +146,7 @@ def sft_programs(cfg, devices: list, target_tokens: int = DEFAULT_TARGET_TOKENS)
                          f"{int(np.prod(grid))} patches; raise it or lower the pixel limits")
     examples = [synthetic_example(L, grid, min(target_tokens, L - 1), f"aot:{i}") for i in range(layout.local_examples)]
     host, info = global_batch.assemble(examples, layout, seq_buckets=seq, patch_buckets=patch, pad_id=0,
-                                       vision_layout=sft.vision_layout_fn(cfg, mcfg), agree=tuple)
+                                       vision_layout=trainer_lib.vision_layout_fn(cfg, mcfg), agree=tuple)
     flops = flops_lib.train_step_flops(mcfg, info["seq_lens"], info["grid_thw"], cfg.model.freeze_vision,
                                        info["target_tokens"])["total"]
     args = (plan.abstract_state(), abstract_step_batch(host, mesh))

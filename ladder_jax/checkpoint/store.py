@@ -4,7 +4,8 @@ Each step directory holds four items:
 
 - ``params``: the float32 master parameters (pure dict tree), restorable alone (``init_from``);
 - ``train``: step, optimizer state and RNG key data;
-- ``data``: JSON position of the data iterator (so a resumed run sees the same batches);
+- ``data``: JSON positions of the data iterators, one per process (so a resumed run sees the
+  same batches on every host);
 - ``meta``: JSON (model config dict, run name, stage) for loading without the train config.
 """
 
@@ -38,8 +39,12 @@ class Store:
     def __init__(self, directory: str, max_to_keep: int = 2, async_save: bool = True,
                  read_only: bool = False):
         self.directory = os.path.abspath(directory)
+        # cleanup_tmp_directories: a save cut short (kill -9, preemption) left a step folder
+        # with orbax's tmp suffix; it is removed when the next run opens the store (in the
+        # background, awaited before that run's first save).
         opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                            enable_async_checkpointing=async_save, read_only=read_only)
+                                            enable_async_checkpointing=async_save, read_only=read_only,
+                                            cleanup_tmp_directories=not read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=opts, item_names=ITEMS)
 
     def latest_step(self) -> int | None:

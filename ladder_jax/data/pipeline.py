@@ -143,8 +143,8 @@ def default_tokenizer_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_tokenizer(path: str) -> tok_lib.LoadedTokenizer:
-    # loading takes about a second; stages and tests build several pipelines over one folder
+def cached_tokenizer(path: str) -> tok_lib.LoadedTokenizer:
+    # loading builds the whole vocabulary; stages and tests build several pipelines over one folder
     return tok_lib.load_tokenizer(path)
 
 
@@ -174,7 +174,7 @@ class Featurizer:
         if cfg.kind not in sft_examples.KINDS:
             raise ValueError(f"data.kind {cfg.kind!r} unknown; one of {sft_examples.KINDS}")
         self.cfg = cfg
-        self.tokenizer, self.chat_template = _load_tokenizer(str(Path(tokenizer_dir).resolve()))
+        self.tokenizer, self.chat_template = cached_tokenizer(str(Path(tokenizer_dir).resolve()))
         self.image_cfg = VisionPreprocessConfig(min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
                                                 merge_size=cfg.spatial_merge_size)
         self.video_cfg = self.image_cfg.replace(min_pixels=cfg.video_min_pixels,
@@ -365,7 +365,7 @@ class SFTPipeline:
         return self.example_dataset().batch(batch_size, drop_remainder=True, batch_fn=fn)
 
 
-class ExampleSource:
+class GrainSource:
     """What the trainer consumes: an iterator of Features with ``get_state``/``set_state`` (a
     JSON dict) and ``len()`` = examples of this process per epoch."""
 
@@ -374,7 +374,7 @@ class ExampleSource:
         self._ds = pipeline.example_dataset()
         self._it = iter(self._ds)
 
-    def __iter__(self) -> "ExampleSource":
+    def __iter__(self) -> "GrainSource":
         return self
 
     def __next__(self) -> Features:
@@ -472,12 +472,12 @@ def build_pipeline(data: Any, *, seed: int = 0, tokenizer_dir: str | os.PathLike
 
 def example_source(cfg: Any, *, shard_index: int | None = None, shard_count: int | None = None,
                    shard_block: int = 1, spatial_merge_size: int = 2,
-                   tokens_per_second: float = 2.0) -> ExampleSource:
+                   tokens_per_second: float = 2.0) -> GrainSource:
     """The trainer's entry point: a full config (``cfg.data``, ``cfg.seed``, ``cfg.model.tokenizer``
-    ['' = the exact Qwen2.5 tokenizer built offline]) -> this process's ExampleSource."""
+    ['' = the exact Qwen2.5 tokenizer built offline]) -> this process's GrainSource."""
     model = _get(cfg, "model", {})
     tok = str(_get(model, "tokenizer", "")) or None
     pipe = build_pipeline(cfg.data, seed=int(_get(cfg, "seed", 0)), tokenizer_dir=tok,
                           shard_index=shard_index, shard_count=shard_count, shard_block=shard_block,
                           spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second)
-    return ExampleSource(pipe)
+    return GrainSource(pipe)

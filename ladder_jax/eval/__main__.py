@@ -1,7 +1,7 @@
 """python -m ladder_jax.eval SUBCOMMAND ...
 
   run    --model DIR --benchmark FILE --out DIR [...]   (ladder_jax/eval/run.py)
-  attention --model DIR --data FILE --out DIR [...]   (ladder_jax/eval/attention.py)
+  attention --model DIR --data FILE --out DIR [...]   (ladder_jax/eval/attention_analysis.py)
   suite  --model DIR --root BENCH_ROOT --out DIR [...]   (ladder_jax/eval/suite.py)
   score  --benchmark FILE --predictions FILE --out FILE [--format NAME] [--answer-tag last|first]
          [--name NAME] [--table text|markdown]
@@ -97,13 +97,13 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
 
 def _register_model_subcommands() -> None:
     # run / suite / attention live in their own modules (they load a model).
-    from ladder_jax.eval import attention, run, suite
+    from ladder_jax.eval import attention_analysis, run, suite
 
     SUBCOMMANDS["run"] = (run.add_run_args, run.run_cli,
                           "run a model over a benchmark (resumable), then score it")
     SUBCOMMANDS["suite"] = (suite.add_suite_args, suite.suite_cli,
                             "every benchmark under a folder; the paper's Tables 1, 2, 4 + a chart")
-    SUBCOMMANDS["attention"] = (attention.add_attention_args, attention.attention_cli,
+    SUBCOMMANDS["attention"] = (attention_analysis.add_attention_args, attention_analysis.attention_cli,
                                 "visual attention IoU / entropy over object boxes (App. C.7)")
 
 

@@ -19,7 +19,7 @@ import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
 
-from ladder_jax.model.attention import attention, dot, rms_norm
+from ladder_jax.model.layers import attention, dot, rms_norm
 from ladder_jax.model.qwen25_vl import Qwen25VL
 from ladder_jax.model.rope import apply_rope, mrope_cos_sin
 from ladder_jax.model.vision import VisionLayout

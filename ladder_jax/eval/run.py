@@ -98,7 +98,7 @@ def prompt_text(item: EvalItem, style: str) -> str:
     return make(item.question, "", options=item.options, question_type=item.question_type)[0]
 
 
-class PromptEncoder:
+class EvalPromptEncoder:
     """EvalItem -> EncodedPrompt with a checkpoint's tokenizer, template and pixel limits."""
 
     def __init__(self, engine: "EvalModel", cfg: RunConfig):
@@ -295,7 +295,7 @@ def _generate_all(cfg: RunConfig, pending: list[EvalItem], pred_path: Path, engi
         engine = EvalModel(cfg.model, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens)
         log(f"loaded {cfg.model} in {time.time() - t0:.1f}s")
     engine.check(cfg)
-    return generate_into(engine, pending, PromptEncoder(engine, cfg), pred_path, cfg.batch_size, log)
+    return generate_into(engine, pending, EvalPromptEncoder(engine, cfg), pred_path, cfg.batch_size, log)
 
 
 def generate_into(engine: EvalModel, pending: Sequence, encode: Callable, pred_path: Path,

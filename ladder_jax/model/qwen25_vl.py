@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from ladder_jax.model import sharding
-from ladder_jax.model.attention import param
+from ladder_jax.model.layers import param
 from ladder_jax.model.config import ModelConfig
 from ladder_jax.model.text import KVCache, TextDecoder
 from ladder_jax.model.vision import VisionLayout, VisionTower

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from ladder_jax.model import sharding
-from ladder_jax.model.attention import QUERY_CHUNK, attention, chunked_attention, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.layers import QUERY_CHUNK, attention, chunked_attention, dot, maybe_remat, param, rms_norm
 from ladder_jax.model.config import ModelConfig, TextConfig
 from ladder_jax.model.rope import apply_rope, mrope_cos_sin
 

@@ -159,7 +159,7 @@ def _merge_pair(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[bytes
 
 @functools.lru_cache(maxsize=1)
 def qwen25_vocab_and_merges() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
-    """Byte-level vocabulary (151,643 entries) and merges (151,387, in rank order). ~1 s, cached."""
+    """Byte-level vocabulary (151,643 entries) and merges (151,387, in rank order), cached."""
     ranks = _read_ranks(_tiktoken_path())
     if len(ranks) != NUM_BASE_TOKENS:
         raise ValueError(f"qwen.tiktoken has {len(ranks)} ranks, expected {NUM_BASE_TOKENS}")

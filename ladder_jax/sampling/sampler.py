@@ -116,8 +116,7 @@ def nucleus_mask(probs: jax.Array, top_p: float) -> jax.Array:
     the values. A bisection over those integers finds the threshold t: the smallest value whose
     strictly-larger mass is below top_p. Everything above t is kept; tokens equal to t are kept
     while the mass before them (larger mass plus t per earlier tie) stays below top_p. Thirty
-    masked sums over the vocabulary instead of a sort: on CPU, `sample_tokens` with top-p on
-    [8, 151936] logits takes 10.6 ms, 279 ms with the sort.
+    masked sums over the vocabulary instead of a sort (timings: docs/PERFORMANCE.md, Sampler).
     """
     bits = jax.lax.bitcast_convert_type(probs, jnp.int32)  # [N, V]
     mass_above = lambda b: jnp.sum(jnp.where(bits > b[:, None], probs, 0.0), axis=-1)  # [N]
@@ -178,7 +177,7 @@ def categorical(keys: jax.Array, logits: jax.Array, chunk: int = 128) -> jax.Arr
 
     Inverse CDF in two levels: a chunk of `chunk` logits with probability its mass, then a logit
     within it, from two uniforms per row. jax.random.categorical draws Gumbel noise for every
-    logit instead: at [8, 151936] on CPU that alone took 10.5 ms per decode step.
+    logit instead, which dominates a small model's decode step (docs/PERFORMANCE.md, Sampler).
     """
     x = _chunked(logits, chunk)  # [N, K, chunk]
     p = jnp.exp(x - jnp.max(x, axis=(1, 2), keepdims=True))

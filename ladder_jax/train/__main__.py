@@ -1,6 +1,8 @@
 """python -m ladder_jax.train --config configs/NAME.py [--config.key=value ...]
 
-Runs the stage (or the stages, in order) of the config; see docs/training.md.
+Runs the stage (or the stages, in order) of the config; see docs/training.md. This entry point
+stands above every trainer: cfg.trainer picks SFT (ladder_jax.train.sft), GRPO
+(ladder_jax.rl.grpo) or the whole ladder (ladder_jax.ladder.driver).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def main(argv=None) -> int:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     trainer = cfg.get("trainer", "sft")
     if trainer == "grpo":  # stage 3 (configs/stage3_3b.py)
-        from ladder_jax.train import grpo as runner
+        from ladder_jax.rl import grpo as runner
     elif trainer == "ladder":  # every stage, evaluation and report (configs/ladder_tiny.py)
-        from ladder_jax.train import ladder as runner
+        from ladder_jax.ladder import driver as runner
     else:
         from ladder_jax.train import sft as runner
 

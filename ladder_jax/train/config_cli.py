@@ -138,8 +138,3 @@ def parse_args(argv: Sequence[str]) -> ml_collections.ConfigDict:
     for k, v in overrides:
         apply_override(cfg, k, v)
     return cfg
-
-
-def main_error(e: Exception) -> None:  # pragma: no cover - CLI glue
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)

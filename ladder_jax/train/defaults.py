@@ -76,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.grad_dtype = "float32"
     c.train.num_steps = -1  # -1: num_epochs over the data
     c.train.log_every = 1
+    # after SIGTERM: the step in flight finishes, the state is saved and the process exits 0;
+    # still running this long after the signal, it exits 1 (docs/training.md: SLURM, TPU notices)
+    c.train.preemption_deadline_s = 25.0
     # XLA CPU: cheaper compilation, slower code (tiny models where compiling dominates)
     c.train.xla_fast_compile = False
     c.train.compilation_cache_dir = ""  # persistent XLA cache ('' = off), reused across runs

@@ -6,7 +6,8 @@ accumulation) of ``G`` groups (one per (data, fsdp) shard) of ``b`` examples. Ea
 (ladder_jax.data.batching.collate). Within one step every group uses the same sequence-length
 and patch-count buckets (the largest any group needs, agreed across hosts), so the step's shape
 is one of ``len(seq_buckets) * len(patch_buckets)`` (times a few target-count buckets) and
-compilations stay bounded.
+compilations stay bounded. ``max_across_hosts`` and ``all_hosts_json`` are the small
+host-to-host exchanges (bucket agreement, step counts, data positions).
 
 Besides collate's arrays each group carries the positions that have a loss (``target_index``
 [K] flat into ``b*L``, ``target_tokens`` [K] their next tokens, ``target_valid`` [K] 1/0), ``K``
@@ -16,6 +17,7 @@ a power of two >= the largest group's target count: the step computes logits onl
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable, Sequence
 
 import jax
@@ -90,6 +92,21 @@ def max_across_hosts(values: Sequence[int]) -> tuple[int, ...]:
 
     got = multihost_utils.process_allgather(np.asarray(values, np.int32))
     return tuple(int(v) for v in np.max(np.asarray(got).reshape(-1, len(values)), axis=0))
+
+
+def all_hosts_json(obj: Any) -> list[Any]:
+    """A JSON-serialisable value of every process, in process order (``[obj]`` on one process).
+    Collective: every process must call it."""
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    raw = json.dumps(obj).encode()
+    n = max_across_hosts([len(raw)])[0]
+    buf = np.full(n, ord(" "), np.uint8)  # trailing spaces are valid JSON whitespace
+    buf[:len(raw)] = np.frombuffer(raw, np.uint8)
+    got = np.asarray(multihost_utils.process_allgather(buf)).reshape(jax.process_count(), n)
+    return [json.loads(bytes(row).decode()) for row in got]
 
 
 def assemble(features: Sequence[batching.Features], layout: StepLayout, *, seq_buckets: Sequence[int],

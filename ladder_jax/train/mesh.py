@@ -47,12 +47,5 @@ def rules_from_config(mcfg) -> tuple[tuple[str, Any], ...]:
     return model_sharding.with_overrides(mcfg.rules or ())
 
 
-def batch_sharding(mesh: Mesh, ndim: int, batch_axis: int = 0) -> NamedSharding:
-    """Examples split over (data, fsdp) along ``batch_axis``; the other axes replicated."""
-    spec = [None] * ndim
-    spec[batch_axis] = BATCH
-    return NamedSharding(mesh, P(*spec))
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())

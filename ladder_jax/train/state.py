@@ -40,7 +40,7 @@ class ModelParts:
         return nnx.merge(self.graphdef, params, self.rest)
 
 
-def _abstract_split(model_fn: Callable[[], nnx.Module]):
+def abstract_split(model_fn: Callable[[], nnx.Module]):
     with nnx.use_eager_sharding(False):
         abs_model = nnx.eval_shape(model_fn)
     return nnx.split(abs_model, nnx.Param, ...)
@@ -110,7 +110,7 @@ class StatePlan:
 def plan(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh, rules,
          seed: int, param_dtype=jnp.float32) -> StatePlan:
     """Shardings and shapes of the train state of ``model_fn``'s model and ``tx`` on ``mesh``."""
-    graphdef, abs_params, abs_rest = _abstract_split(model_fn)
+    graphdef, abs_params, abs_rest = abstract_split(model_fn)
     p_sh = model_sharding.state_shardings(abs_params, mesh, rules).to_pure_dict()
     abs_params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, param_dtype)
                               if jnp.issubdtype(a.dtype, jnp.floating) else a,

@@ -129,25 +129,6 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
     return step
 
 
-def make_eval_fn(loss_fn: Callable) -> Callable:
-    """(params, batch [k, G, ...]) -> summed stats (no update)."""
-
-    def evaluate(params, batch):
-        def body(_, micro):
-            return None, loss_fn(params, micro)[1]
-
-        _, stats = jax.lax.scan(body, None, batch)
-        return jax.tree.map(jnp.sum, stats)
-
-    return evaluate
-
-
-def batch_shardings(batch: Mapping[str, Any], mesh) -> Any:
-    """[k, G, ...] leaves: G split over (data, fsdp)."""
-    return jax.tree.map(lambda a: jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec(None, mesh_lib.BATCH)), batch)
-
-
 # XLA CPU options trading generated-code speed for compile time (tiny models, tests).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 

@@ -46,7 +46,7 @@ def spatial(dataset, tokenizer_dir):
 
 @pytest.fixture(scope="module")
 def spatial_features(spatial):
-    return list(pipeline.ExampleSource(spatial))
+    return list(pipeline.GrainSource(spatial))
 
 
 # ----------------------------------------------------------------------------- tokenization
@@ -152,9 +152,9 @@ def _order(src, n):
 
 def test_shuffle_is_deterministic_by_seed_and_reshuffles_each_epoch(dataset, tokenizer_dir):
     kw = dict(kind="coldstart", num_epochs=3)
-    a = _order(pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, seed=7, **kw)), 12)
-    b = _order(pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, seed=7, **kw)), 12)
-    c = _order(pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, seed=8, **kw)), 12)
+    a = _order(pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, seed=7, **kw)), 12)
+    b = _order(pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, seed=7, **kw)), 12)
+    c = _order(pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, seed=8, **kw)), 12)
     assert a == b and a != c
     epochs = [a[i:i + 4] for i in range(0, 12, 4)]
     assert all(sorted(e) == sorted(epochs[0]) for e in epochs)  # each epoch is a permutation
@@ -163,8 +163,8 @@ def test_shuffle_is_deterministic_by_seed_and_reshuffles_each_epoch(dataset, tok
 
 def test_process_shards_together_equal_one_process(dataset, tokenizer_dir):
     """2 processes with 3 examples each per step see exactly the 6 examples one process takes."""
-    one = _order(pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=3)), 12)
-    shards = [pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=3,
+    one = _order(pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=3)), 12)
+    shards = [pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=3,
                                                shard_index=i, shard_count=2, shard_block=3))
               for i in range(2)]
     assert len(shards[0]) == len(shards[1]) == 12
@@ -173,11 +173,11 @@ def test_process_shards_together_equal_one_process(dataset, tokenizer_dir):
 
 
 def test_iterator_state_resumes_at_the_next_example(dataset, tokenizer_dir):
-    src = pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=1, num_epochs=0))
+    src = pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=1, num_epochs=0))
     _order(src, 5)
     state = json.loads(json.dumps(src.get_state()))  # saved as JSON by the trainer
     want = [next(src) for _ in range(30)]  # crosses into the second epoch
-    fresh = pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=1, num_epochs=0))
+    fresh = pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=1, num_epochs=0))
     fresh.set_state(state)
     got = [next(fresh) for _ in range(30)]
     assert [f.source for f in got] == [f.source for f in want]
@@ -265,11 +265,11 @@ def test_unreadable_image_fails_at_featurize_time_or_is_skipped(dataset, tokeniz
     (bad_dir / "images" / "broken.jpg").write_bytes(b"not an image")
     rows.insert(1, {**rows[0], "image": ["images/broken.jpg"]})
     path = write_jsonl(bad_dir / "bad.jsonl", rows)
-    src = pipeline.ExampleSource(make_pipe(bad_dir, tokenizer_dir, "spatial", jsonl=path, shuffle=False))
+    src = pipeline.GrainSource(make_pipe(bad_dir, tokenizer_dir, "spatial", jsonl=path, shuffle=False))
     next(src)
     with pytest.raises(sft_examples.ExampleError, match=r"bad\.jsonl, line 2, field 'image\[0\]'"):
         next(src)
-    src = pipeline.ExampleSource(make_pipe(bad_dir, tokenizer_dir, "spatial", jsonl=path,
+    src = pipeline.GrainSource(make_pipe(bad_dir, tokenizer_dir, "spatial", jsonl=path,
                                            shuffle=False, on_bad_row="skip"))
     assert [f.source[-6:] for f in src] == ["line 1", "line 3"]
     assert src.stats.featurize == 1 and src.stats.total == 1
@@ -279,7 +279,7 @@ def test_example_longer_than_the_largest_bucket(dataset, tokenizer_dir):
     pipe = make_pipe(dataset, tokenizer_dir, "grounding", seq_buckets=(64,), shuffle=False)
     with pytest.raises(batching.BucketOverflowError,
                        match=r"spld_grounding_data\.jsonl, line 1: \d+ tokens exceed the largest sequence bucket 64"):
-        next(pipeline.ExampleSource(pipe))
+        next(pipeline.GrainSource(pipe))
 
 
 def test_trainer_config_section(dataset, tokenizer_dir):
@@ -296,12 +296,12 @@ def test_trainer_config_section(dataset, tokenizer_dir):
     assert len(src) == 24
     f = next(src)
     assert isinstance(f, batching.Features) and f.target_mask.any()
-    assert f.source.endswith(_order(pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, "grounding", seed=5)), 1)[0][-8:])
+    assert f.source.endswith(_order(pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "grounding", seed=5)), 1)[0][-8:])
 
 
 def test_read_threads_keep_the_order_and_the_state(dataset, tokenizer_dir):
-    serial = pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=2))
-    threaded = pipeline.ExampleSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=2,
+    serial = pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=2))
+    threaded = pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=2,
                                                 worker_count=2))
     assert _order(threaded, 7) == _order(serial, 7)
     state = threaded.get_state()

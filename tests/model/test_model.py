@@ -9,7 +9,7 @@ import pytest
 from ladder_jax.model import (KVCache, Qwen25VL, merge_features, prepare_vision, qwen25_vl_3b, qwen25_vl_7b, tiny,
                               vision_layout)
 from ladder_jax.model import sharding
-from ladder_jax.model.attention import attention
+from ladder_jax.model.layers import attention
 from ladder_jax.model.vision import segment_attention
 
 IMG_A, IMG_B, VID = (1, 16, 20), (1, 24, 16), (3, 8, 12)

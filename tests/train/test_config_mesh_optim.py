@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from ladder_jax.model import config as mc, sharding as model_sharding
-from ladder_jax.train import config_cli, defaults, flops, mesh as mesh_lib, optim, sft
+from ladder_jax.train import config_cli, defaults, flops, loop, mesh as mesh_lib, optim
+from ladder_jax.train import trainer as trainer_lib
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -57,7 +58,7 @@ def test_3b_stage_configs_follow_the_reference_recipe():
         assert c.model.compute_dtype == "bfloat16" and "param_dtype" not in c.model
         assert c.model.remat != "none" and not c.model.freeze_vision
         assert (c.data.min_pixels, c.data.max_pixels) == (16 * 28 * 28, 128 * 28 * 28)
-        assert sft.model_config(c).text.num_layers == 36  # the 3B preset when nothing is loaded
+        assert trainer_lib.model_config(c).text.num_layers == 36  # the 3B preset when nothing is loaded
     assert stages["stage1_3b"].data.kind == "grounding"
     assert stages["stage2_3b"].data.kind == "spatial" and stages["stage2_3b"].init_from == "runs/stage1_3b"
     assert stages["coldstart_3b"].data.kind == "coldstart"
@@ -83,14 +84,14 @@ def test_stages_run_in_order_each_from_the_previous_one(tmp_path):
     path = tmp_path / "two.py"
     path.write_text(STAGED)
     cfg = config_cli.parse_args(["--config", str(path), "--config.second.optim.lr=4e-6"])
-    s1, s2 = sft.stage_configs(cfg)
+    s1, s2 = loop.stage_configs(cfg)
     assert (s1.name, s1.data.kind, s1.init_from, s1.train.num_steps) == ("first", "grounding", "", 5)
     assert (s2.name, s2.data.kind, s2.optim.lr, s2.train.num_steps) == ("second", "spatial", 4e-6, -1)
     assert s2.init_from == s1.workdir == "runs/two/first"
-    assert sft.model_config(s1) == mc.tiny(remat="none", dtype="bfloat16")  # the defaults
+    assert trainer_lib.model_config(s1) == mc.tiny(remat="none", dtype="bfloat16")  # the defaults
     cfg.second.bogus = 1
     with pytest.raises(ValueError, match="stage second: unknown config key 'bogus'"):
-        sft.stage_configs(cfg)
+        loop.stage_configs(cfg)
 
 
 # ----------------------------------------------------------------------------- mesh
@@ -109,7 +110,7 @@ def test_every_model_parameter_has_rules():
     from ladder_jax.train import state as state_lib
 
     cfg = defaults.base_config()
-    _, abs_params, _ = state_lib._abstract_split(lambda: Qwen25VL(mc.qwen25_vl_3b(), rngs=nnx.Rngs(0)))
+    _, abs_params, _ = state_lib.abstract_split(lambda: Qwen25VL(mc.qwen25_vl_3b(), rngs=nnx.Rngs(0)))
     mesh = mesh_lib.make_mesh(1, 1, 1)
     shardings = model_sharding.state_shardings(abs_params, mesh, mesh_lib.rules_from_config(cfg.mesh))
     n = sum(int(np.prod(v.value.shape)) for v in jax.tree.leaves(abs_params, is_leaf=lambda x: hasattr(x, "value")))
@@ -161,7 +162,7 @@ def test_text_flops_equal_6_x_matmul_params_x_tokens_plus_attention():
     from ladder_jax.train import state as state_lib
 
     cfg = mc.tiny()
-    _, p, _ = state_lib._abstract_split(lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0)))
+    _, p, _ = state_lib.abstract_split(lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0)))
     p = p.to_pure_dict()
     kernels = sum(int(np.prod(a.shape)) for k, a in p["decoder"].items() if k.endswith("kernel"))
     head = int(np.prod(p["embedding"].shape))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ladder_jax.model import config as mc
-from ladder_jax.train import defaults, global_batch, sft, sources
+from ladder_jax.train import defaults, global_batch, sft, sources, trainer as trainer_lib
 
 
 def small_arch():
@@ -147,7 +147,7 @@ def test_init_from_previous_stage_hf_export_and_model_dir(tmp_path, overfit_run,
     cfg = base_cfg(tmp_path, global_batch_size=2, num_steps=1)
     # a stage starting from the previous stage's workdir gets exactly its parameters
     for init_from in (root / "s1", root / "s1" / "model"):
-        assert init_from_lib.model_config_for(str(init_from)) == sft.model_config(cfg, arch)
+        assert init_from_lib.model_config_for(str(init_from)) == trainer_lib.model_config(cfg, arch)
         tr = sft.Trainer(cfg, 1, init_from_lib.model_config_for(str(init_from)))
         tr.load_init_from(str(init_from))
         assert int(tr.state.step) == 0
@@ -181,7 +181,7 @@ def test_frozen_vision_tower_stays_put(tmp_path, arch, examples):
     cfg.model.freeze_vision = True
     cfg.checkpoint.every_steps = 0
     # the trainer initialises like the model itself (same seed)
-    before = flat(nnx.state(Qwen25VL(sft.model_config(cfg, arch), rngs=nnx.Rngs(cfg.seed)), nnx.Param)
+    before = flat(nnx.state(Qwen25VL(trainer_lib.model_config(cfg, arch), rngs=nnx.Rngs(cfg.seed)), nnx.Param)
                   .to_pure_dict())
     s = sft.train_stage(cfg, sources.ListSource(examples, seed=0), None, arch)
     after = flat(s["trainer"].state.params)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ladder_jax.checkpoint import init_from as init_from_lib, model_dir as model_dir_lib, store as store_lib
 from ladder_jax.model.qwen25_vl import Qwen25VL
-from ladder_jax.train import sft
+from ladder_jax.train import sft, trainer as trainer_lib
 
 from tests.train.test_sft_step import base_cfg, small_arch
 
@@ -53,7 +53,7 @@ def test_init_from_builds_one_state(tmp_path):
     arch = small_arch()
     cfg = base_cfg(tmp_path / "run", global_batch_size=2, num_steps=1)
     model_dir = tmp_path / "model"
-    model_dir_lib.save_checkpoint(Qwen25VL(sft.model_config(cfg, arch), rngs=nnx.Rngs(7)), str(model_dir))
+    model_dir_lib.save_checkpoint(Qwen25VL(trainer_lib.model_config(cfg, arch), rngs=nnx.Rngs(7)), str(model_dir))
     with LivePeak() as lp:
         tr = sft.Trainer(cfg, 1, init_from_lib.model_config_for(str(model_dir)), random_init=False)
         assert tr.state is None

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ladder_jax import coldstart as cs
+from ladder_jax.rl import coldstart as cs
 from ladder_jax.data import formats, sft_examples
 from ladder_jax.processing import prompts
-from ladder_jax.train import rollout as rl
+from ladder_jax.rl import rollout as rl
 
 GOOD = "<think>the chair is nearer</think><answer>{}</answer>"
 

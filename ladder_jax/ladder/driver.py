@@ -28,9 +28,11 @@ import sys
 import time
 import ml_collections
 
-from ladder_jax.train import grpo as grpo_lib
-from ladder_jax.train import ladder_data, ladder_report, sft
+from ladder_jax.ladder import data as ladder_data, report as ladder_report
+from ladder_jax.rl import grpo as grpo_lib
+from ladder_jax.train import final_model, loop, sft
 from ladder_jax.train.compilations import counter as compile_counter
+from ladder_jax.train.trainer import model_config
 
 SUMMARY = "summary.json"
 COLDSTART_FILE = "coldstart_data.jsonl"
@@ -60,7 +62,7 @@ def stage_config(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> m
         c.workdir = os.path.join(cfg.workdir, name)
         c.init_from = init_from
         c.trainer = "sft"
-    sft._apply_nested(c, cfg[name], name)
+    loop.apply_overrides(c, cfg[name], name)
     data = ladder_data.data_dir(cfg)
     with c.unlocked():
         c.data.image_root = c.data.image_root or data
@@ -99,9 +101,9 @@ def write_untrained(cfg: ml_collections.ConfigDict, out_dir: str) -> str:
     from ladder_jax.checkpoint import model_dir as model_dir_lib
     from ladder_jax.model.qwen25_vl import Qwen25VL
 
-    mcfg = sft.model_config(cfg)
+    mcfg = model_config(cfg)
     model_dir_lib.save_checkpoint(Qwen25VL(mcfg, rngs=nnx.Rngs(cfg.seed)), out_dir)
-    sft._ensure_tokenizer(out_dir, cfg)
+    final_model.ensure_tokenizer(out_dir, cfg)
     return out_dir
 
 
@@ -130,7 +132,7 @@ def evaluate(cfg: ml_collections.ConfigDict, model_dir: str, out_dir: str, promp
 
 def coldstart_data(cfg: ml_collections.ConfigDict, model_dir: str, out: str) -> dict:
     """Rejection sampling with the previous model, topped up with template rows."""
-    from ladder_jax import coldstart
+    from ladder_jax.rl import coldstart
 
     lc = cfg.ladder
     spatial = os.path.join(ladder_data.data_dir(cfg), ladder_data.TRAIN_SPATIAL)
@@ -157,14 +159,19 @@ def run_stage(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> dict
             del c["grpo"]
         summary = sft.train_stage(c)
     summary["seq_buckets"], summary["patch_buckets"] = c.data.seq_buckets, c.data.patch_buckets
-    if summary["preempted"]:
-        raise KeyboardInterrupt(f"stage {name} preempted: state saved; rerun the same command to resume")
     return summary
 
 
 # ----------------------------------------------------------------------------- driver
 
 def run(cfg: ml_collections.ConfigDict) -> list[dict]:
+    """Every step of the ladder; SIGTERM anywhere (data, a stage, an evaluation) ends the run
+    after the current step's state is saved (rerun the same command to resume)."""
+    with loop.preemption(cfg.train.preemption_deadline_s) as pre:
+        return _run(cfg, pre)
+
+
+def _run(cfg: ml_collections.ConfigDict, pre: loop.Preemption) -> list[dict]:
     lc = cfg.ladder
     check_steps(lc)
     workdir = os.path.abspath(cfg.workdir)
@@ -183,6 +190,8 @@ def run(cfg: ml_collections.ConfigDict) -> list[dict]:
         evals["untrained"], _ = _evaluate_once(cfg, model_dir, os.path.join(workdir, "untrained"), "direct")
     prompt = "direct"
     for name in lc.steps:
+        if pre.agreed()[0]:
+            break
         stage_dir = os.path.join(workdir, name)
         with parts(name):
             summary = _done(stage_dir)
@@ -191,6 +200,8 @@ def run(cfg: ml_collections.ConfigDict) -> list[dict]:
                 if name in lc.coldstart_steps:
                     cs = coldstart_data(cfg, model_dir, os.path.join(stage_dir, COLDSTART_FILE))
                 summary = run_stage(cfg, name, model_dir)
+                if summary["preempted"]:
+                    break
                 if name in lc.coldstart_steps:
                     summary["coldstart"] = cs
                 summary["first_loss"] = _first_loss(summary["workdir"])
@@ -203,6 +214,9 @@ def run(cfg: ml_collections.ConfigDict) -> list[dict]:
             evals[name], engine = _evaluate_once(cfg, model_dir, stage_dir, prompt)
             blanks[name], _ = _evaluate_once(cfg, model_dir, stage_dir, prompt, blank=True, engine=engine)
         stages.append(summary)
+    if pre.agreed()[0]:
+        _log("SIGTERM: stopped; the finished parts are kept, rerun the same command to resume")
+        return [{"name": "ladder", "preempted": True}]
     report = ladder_report.build_report(cfg, data, stages, evals, blanks, parts)
     report["seconds"]["this_run"] = round(time.time() - t_start, 1)
     paths = ladder_report.write_report(workdir, report)

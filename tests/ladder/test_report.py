@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ladder_jax.train import ladder_report
+from ladder_jax.ladder import report as ladder_report
 from ladder_jax.train.compilations import CompileCounter
 
 

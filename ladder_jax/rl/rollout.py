@@ -1,7 +1,7 @@
 """GRPO rollouts, host side: spatial rows -> stage-3 prompts -> sampler -> texts -> parsed rewards,
 and the [k, groups, ...] device layout of one GRPO step.
 
-    enc = PromptEncoder.from_data_config(cfg.data, tokenizer_dir)
+    enc = RolloutPromptEncoder.from_data_config(cfg.data, tokenizer_dir)
     items = [enc(row) for row in rows]                  # Stage3Item: prompt + ground truth
     ro = rollout(sampler, enc.tokenizer, items, group_size=G, seed=s, model_config=mcfg)
     local = step_arrays(ro, grad_accum=k, groups=g, ...)  # numpy [k, g, ...] for the train step
@@ -41,7 +41,7 @@ class Stage3Item:
     data_type: str
 
 
-class PromptEncoder:
+class RolloutPromptEncoder:
     """SpatialRecord rows -> Stage3Item with the think/answer prompt (paper Appendix B.2)."""
 
     def __init__(self, tokenizer, chat_template: str, image_cfg: VisionPreprocessConfig,
@@ -53,10 +53,10 @@ class PromptEncoder:
         self.tokens_per_second = tokens_per_second
 
     @classmethod
-    def from_data_config(cls, data, tokenizer_dir) -> "PromptEncoder":
-        from ladder_jax.data.pipeline import _load_tokenizer  # cached per folder
+    def from_data_config(cls, data, tokenizer_dir) -> "RolloutPromptEncoder":
+        from ladder_jax.data.pipeline import cached_tokenizer  # cached per folder
 
-        tok, template = _load_tokenizer(str(tokenizer_dir))
+        tok, template = cached_tokenizer(str(tokenizer_dir))
         image_cfg = VisionPreprocessConfig(min_pixels=int(data.min_pixels), max_pixels=int(data.max_pixels))
         video_cfg = image_cfg.replace(min_pixels=int(data.video_min_pixels), max_pixels=int(data.video_max_pixels))
         return cls(tok, template, image_cfg, video_cfg, max_frames=int(data.max_frames) or None,

@@ -16,6 +16,8 @@ import numpy as np
 
 from ladder_jax.testing import free_port
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 MESHES = [(8, 1, 1), (2, 2, 2)]  # data parallel; data x fsdp x tensor
 
 
@@ -24,7 +26,7 @@ def worker() -> None:
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import jax
-    import test_grpo_train as T
+    import test_grpo as T
 
     assert jax.device_count() == 8, jax.device_count()
     out = {}
@@ -40,7 +42,8 @@ def worker() -> None:
 
 
 def test_same_results_on_every_mesh():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -69,7 +72,7 @@ def host_worker(workdir: str, out: str, pid: int = 0, n: int = 1, port: int = 0)
     if n > 1:
         join_localhost(pid, n, port)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import test_grpo_train as T
+    import test_grpo as T
 
     if n > 1:
         src = T.ListSource([T.toy_item(i) for i in range(8)], shuffle=False, shard_index=pid, shard_count=n)
@@ -91,7 +94,7 @@ def host_worker(workdir: str, out: str, pid: int = 0, n: int = 1, port: int = 0)
 
 
 def test_two_processes_train_like_one(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("XLA_FLAGS", None)
     me = os.path.abspath(__file__)
     port = free_port()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ladder_jax.rewards.advantages import group_advantages
-from ladder_jax.train import grpo_loss as gl
+from ladder_jax.rl import loss as gl
 
 # ----------------------------------------------------------------------------- numpy reference
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ladder_jax.model.attention import attention, chunked_attention
+from ladder_jax.model.layers import attention, chunked_attention
 
 TOL = 2e-6  # float32, relative to the largest |value| (same arithmetic per row; only the order of ops differs)
 

@@ -103,7 +103,7 @@ def prior_results(data: str, benches) -> dict:
     from ladder_jax.data.formats import read_spatial
     from ladder_jax.eval.baselines import fit_prior, prior_predictions
     from ladder_jax.eval.inputs import load_eval_items
-    from ladder_jax.train import ladder_data
+    from ladder_jax.ladder import data as ladder_data
 
     prior = fit_prior(read_spatial(os.path.join(data, ladder_data.TRAIN_SPATIAL)))
     out = {}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ladder_jax.coldstart import template_coldstart, template_solution
+from ladder_jax.rl.coldstart import template_coldstart, template_solution
 from ladder_jax.rewards import total_reward
-from ladder_jax.train import ladder
+from ladder_jax.ladder import driver as ladder
 from ladder_jax.train.config_cli import load_config_file
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ladder_tiny.py"

@@ -14,7 +14,7 @@ from PIL import Image
 from ladder_jax.model import config as mc
 from ladder_jax.processing.prompts import EncodedPrompt
 from ladder_jax.rewards.batched import RewardArrays
-from ladder_jax.train import grpo, rollout as rl
+from ladder_jax.rl import grpo, rollout as rl
 from ladder_jax.train.sources import ListSource
 
 # A 16-token vocabulary: a random tiny model emits the target token with probability ~1/16 per
@@ -165,7 +165,7 @@ def write_spatial_data(root):
 
 
 CLI_CONFIG = """
-from ladder_jax.train.grpo import grpo_config
+from ladder_jax.rl.grpo import grpo_config
 
 def get_config():
     c = grpo_config()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ladder_jax.train import ladder_data
+from ladder_jax.ladder import data as ladder_data
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ladder_tiny.py"
 
