@@ -4,7 +4,7 @@
         [--config.ladder.steps=stage2,coldstart,stage3]   (an ablation: no stage 1)
 
 1. Data (once per seed, data/ladder_tiny/seed<N>): 16 procedural scenes at 320x240, 4 of them
-   held out as SPBench-SI (229 questions for seed 0) and SPBench-MV (159); 100 questions of
+   held out as SPBench-SI (207 questions for seed 0) and SPBench-MV (155); 100 questions of
    the training scenes kept out of training as the in_distribution split; no video questions.
 2. Model: the `tiny` preset (2 text layers of width 64, 4 vision blocks of width 32, the exact
    Qwen2.5 vocabulary and tokenizer), randomly initialised; images at most 16*28*28 pixels
