@@ -14,9 +14,10 @@ atomically. Then the rows of all scenes are merged in scene order, numbered, and
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
-import multiprocessing
 import dataclasses
+import multiprocessing
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from data_gen import geometry, masks, scannet, sources, stats, tasks
+from data_gen import balance, geometry, masks, scannet, sources, stats, tasks
 from data_gen.tasks import common, single_image
 from data_gen.tasks.options import Options
 
@@ -48,7 +49,7 @@ VSI_NAMES = {
     "appearance order": "obj_appearance_order",
 }
 WORK = ".work"
-_FORMAT_VERSION = 2  # 2: pixel masks, surface distances, balance and no-repeat rules
+_FORMAT_VERSION = 3  # 2: pixel masks, surface distances, balance rules; 3: unlettered questions
 
 
 def observe_scene(scene: scannet.Scene, opts: Options) -> common.Observation:
@@ -161,30 +162,23 @@ def process_scene(job: _Job) -> dict:
     _write_json_atomic(work, result)
     return result
   obs = observe_scene(scene, job.opts)
-  modalities = ("single_image", "multi_view") if job.heldout else ("single_image", "multi_view", "video")
-  qas, sel = tasks.generate(obs, job.opts, job.seed, modalities, job.heldout)
+  modalities = tasks.MODALITIES[:2] if job.heldout else tasks.MODALITIES
+  qas, sel = tasks.generate(obs, job.opts, job.seed, modalities, job.heldout, lettered=False)
   img_dir = "spbench_images" if job.heldout else "images"
   used = sorted({obs.frame_ids[f] for qa in qas for f in qa.frames})
   _copy_frames(scene, used, os.path.join(job.out, img_dir, job.name))
-  spatial, grounding, bench = [], [], []
+  # Unlettered: the merge lets the dataset-wide balance drop rows first, then letters what
+  # is kept (tasks.letter), so that letters cycle within each scene.
+  questions = []
   for qa in qas:
-    ids = [obs.frame_ids[f] for f in qa.frames]
-    if job.heldout:
-      bench.append({
-          "dataset": scene.source,
-          "scene_name": job.name, "question": qa.question, "options": qa.options,
-          "ground_truth": qa.final_answer, "question_type": VSI_NAMES[qa.question_type],
-          "images": [f"{i}.jpg" for i in ids], "data_type": qa.data_type})
-      continue
-    paths = [f"{img_dir}/{job.name}/{i}.jpg" for i in ids]
-    spatial.append({"question": qa.question, "options": qa.options, "answer": qa.final_answer,
-                    "image": paths, "question_type": qa.question_type, "data_type": qa.data_type})
-    if qa.data_type == "single_image":
-      grounding.append({"question": qa.question, "answer": single_image.grounding(obs, qa),
-                        "image": paths, "data_type": "single_image"})
+    q = {"data_type": qa.data_type, "question_type": qa.question_type, "question": qa.question,
+         "answer": qa.answer, "choices": qa.choices, "frames": [obs.frame_ids[f] for f in qa.frames]}
+    if qa.data_type == "single_image" and not job.heldout:
+      q["grounding"] = single_image.grounding(obs, qa)
+    questions.append(q)
   result = {
       "scene": job.name, "fingerprint": job.fingerprint, "heldout": job.heldout,
-      "spatial": spatial, "grounding": grounding, "bench": bench,
+      "source": scene.source, "questions": questions,
       "rejected": [list(k) + [v] for k, v in sorted(sel.rejected.items())],
       "examined": [list(k) + [v] for k, v in sorted(sel.examined.items())],
       "skipped_items": scene.skipped, "n_frames": len(obs.frame_ids), "n_objects": len(obs.labels),
@@ -288,27 +282,62 @@ def build_dataset(scenes_dir: str, out: str, seed: int = 0, opts: Options | None
   finally:
     if pool:
       pool.shutdown()
-  return _merge(out, names, results, held, progress)
+  return _merge(out, names, results, held, seed, opts, progress)
 
 
-def _merge(out: str, names: list[str], results: dict[str, dict], held: set[str],
-           show: bool = True) -> dict:
-  spatial, grounding, si, mv = [], [], [], []
-  for n in names:
-    r = results[n]
-    if "skipped" in r:
+def _rows_of_scene(r: dict, questions: list[dict], seed: int) -> tuple[list, list, list]:
+  """Spatial, grounding and benchmark rows of one finished scene's kept questions, lettered."""
+  name = r["scene"]
+  qas = [common.QA(q["data_type"], q["question_type"], q["question"], q["answer"], q["frames"], [],
+                   choices=q["choices"]) for q in questions]
+  tasks.letter(qas, seed, name)
+  spatial, grounding, bench = [], [], []
+  for q, qa in zip(questions, qas):
+    if r["heldout"]:
+      bench.append({
+          "dataset": r["source"], "scene_name": name, "question": qa.question,
+          "options": qa.options, "ground_truth": qa.final_answer,
+          "question_type": VSI_NAMES[qa.question_type],
+          "images": [f"{i}.jpg" for i in q["frames"]], "data_type": qa.data_type})
       continue
-    spatial += r["spatial"]
-    grounding += r["grounding"]
-    for b in r["bench"]:
-      (si if b["data_type"] == "single_image" else mv).append(b)
+    paths = [f"images/{name}/{i}.jpg" for i in q["frames"]]
+    spatial.append({"question": qa.question, "options": qa.options, "answer": qa.final_answer,
+                    "image": paths, "question_type": qa.question_type, "data_type": qa.data_type})
+    if "grounding" in q:
+      grounding.append({"question": qa.question, "answer": q["grounding"], "image": paths,
+                        "data_type": "single_image"})
+  return spatial, grounding, bench
+
+
+def _merge(out: str, names: list[str], results: dict[str, dict], held: set[str], seed: int,
+           opts: Options, show: bool = True) -> dict:
+  done = [results[n] for n in names if "skipped" not in results[n]]
+  # Dataset-wide answer balance over the training rows in build order (data_gen.balance).
+  train = [(r["scene"], q) for r in done if not r["heldout"] for q in r["questions"]]
+  keep = balance.keep_mask([(q["data_type"], q["question_type"], q["answer"], q["choices"])
+                            for _, q in train], opts.answer_balance, opts.balance_min_count)
+  dropped = collections.Counter()
+  kept_of: dict[str, list[dict]] = collections.defaultdict(list)
+  for (name, q), k in zip(train, keep):
+    if k:
+      kept_of[name].append(q)
+    else:
+      dropped[f"{q['data_type']} / {q['question_type']} / {stats.DATASET_BALANCE}"] += 1
+  spatial, grounding, si, mv = [], [], [], []
+  for r in done:
+    s, g, b = _rows_of_scene(r, r["questions"] if r["heldout"] else kept_of[r["scene"]], seed)
+    spatial += s
+    grounding += g
+    for row in b:
+      (si if row["data_type"] == "single_image" else mv).append(row)
   spatial = [{"question_id": i, **row} for i, row in enumerate(spatial)]
   grounding = [{"question_id": i, **row} for i, row in enumerate(grounding)]
   _write_jsonl_atomic(os.path.join(out, "spld_spatial_data.jsonl"), spatial)
   _write_jsonl_atomic(os.path.join(out, "spld_grounding_data.jsonl"), grounding)
   for rows, name in ((si, "spbench_si.parquet"), (mv, "spbench_mv.parquet")):
     write_bench_parquet(os.path.join(out, name), rows)
-  st = stats.compute(spatial, grounding, si, mv, [results[n] for n in names], held)
+  st = stats.compute(spatial, grounding, si, mv, [results[n] for n in names], held, dropped,
+                     opts.balance_min_count)
   _write_json_atomic(os.path.join(out, "stats.json"), st)
   text = stats.render(st)
   with open(os.path.join(out, "stats.md.tmp"), "w") as f:

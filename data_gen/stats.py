@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 
+from data_gen import balance
 from data_gen.tasks.common import BALANCED_TYPES
 
 COLUMNS = ("object count", "absolute distance", "object size", "room size", "relative distance",
@@ -28,7 +29,8 @@ def _table(rows: list[dict], type_key: str, modality_key: str, to_type=lambda t:
 # answer balance and no-repeat rules, and everything else (visibility, uniqueness, ratios,
 # ambiguous directions, ...): the quality filters.
 CAP_REASONS = frozenset({"scene cap", "category cap", "image cap"})
-BALANCE_REASONS = frozenset({"answer balance", "repeated question"})
+DATASET_BALANCE = "dataset answer balance"  # rows the merge drops (data_gen.balance)
+BALANCE_REASONS = frozenset({"answer balance", "repeated question", DATASET_BALANCE})
 
 
 def answer_text(row: dict, answer_key: str = "answer") -> str:
@@ -37,18 +39,27 @@ def answer_text(row: dict, answer_key: str = "answer") -> str:
   return row["options"][ord(letter) - ord("A")].split(". ", 1)[1]
 
 
-def answer_spread(rows: list[dict], answer_key: str = "answer",
+def answer_spread(rows: list[dict], min_count: int, answer_key: str = "answer",
                   type_key: str = "question_type", to_type=lambda t: t) -> dict:
-  """Per "data_type / question_type" of BALANCED_TYPES: answer text -> rows, and the spread
-  max / min over the answer texts present."""
-  counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  """Per "data_type / question_type" of BALANCED_TYPES: answer text -> rows, the spread max /
+  min over the answer texts present, and `bounded`, the spread data_gen.balance bounds
+  (directions: over the answers kept >= min_count times; relative distance: of the answer
+  rate per offer over the categories offered >= min_count times, with `offers`: category ->
+  [answered, offered])."""
+  items: dict[str, list] = collections.defaultdict(list)
   for r in rows:
     qt = to_type(r[type_key])
     if qt in BALANCED_TYPES and r["options"]:
-      counts[f"{r['data_type']} / {qt}"][answer_text(r, answer_key)] += 1
-  return {k: {"answers": dict(c.most_common()),
-              "spread": round(max(c.values()) / min(c.values()), 2)}
-          for k, c in sorted(counts.items())}
+      choices = [o.split(". ", 1)[1] for o in r["options"]]
+      items[f"{r['data_type']} / {qt}"].append((r["data_type"], qt, answer_text(r, answer_key), choices))
+  out = {}
+  for k, its in sorted(items.items()):
+    c = collections.Counter(it[2] for it in its)
+    out[k] = {"answers": dict(c.most_common()), "spread": round(balance.spread(list(c.values())), 2),
+              "bounded": round(balance.bounded_spread(its, its[0][:2], min_count), 2)}
+    if its[0][1] in balance.RATE_TYPES:
+      out[k]["offers"] = dict(sorted(balance.offer_counts(its).items()))
+  return out
 
 
 def filtering(rejected: collections.Counter, n_examined: int) -> dict:
@@ -64,8 +75,11 @@ def filtering(rejected: collections.Counter, n_examined: int) -> dict:
           for k in ("quality", "caps", "balance")}
 
 
-def compute(spatial, grounding, si, mv, results, held) -> dict:
-  rejected, examined = collections.Counter(), collections.Counter()
+def compute(spatial, grounding, si, mv, results, held, dataset_dropped=None,
+            min_count: int = 10) -> dict:
+  """Statistics of a build; `dataset_dropped`: {"data_type / question_type / reason": rows}
+  dropped after the scenes (the dataset-wide balance)."""
+  rejected, examined = collections.Counter(dataset_dropped or {}), collections.Counter()
   skipped_scenes, skipped_items = [], 0
   for r in results:
     if "skipped" in r:
@@ -89,8 +103,9 @@ def compute(spatial, grounding, si, mv, results, held) -> dict:
       "kept_fraction": (len(spatial) + len(si) + len(mv)) / n_examined if n_examined else 0.0,
       "rejected": dict(sorted(rejected.items())),
       "filtering": filtering(rejected, n_examined),
-      "answer_spread": answer_spread(spatial),
-      "answer_spread_heldout": answer_spread(bench, "ground_truth", "question_type",
+      "balance_min_count": min_count,
+      "answer_spread": answer_spread(spatial, min_count),
+      "answer_spread_heldout": answer_spread(bench, min_count, "ground_truth", "question_type",
                                              lambda t: VSI_TO_TYPE[t]),
   }
 
@@ -127,10 +142,16 @@ def render(st: dict) -> str:
   for title, key in (("Answer texts (training rows)", "answer_spread"),
                      ("Answer texts (held-out rows)", "answer_spread_heldout")):
     if st[key]:
-      lines += [f"### {title}", "", "| task | spread (max/min) | answers |", "|---|---|---|"]
-      lines += [f"| {k} | {v['spread']:.2f} | " + ", ".join(f"{a} {n}" for a, n in v["answers"].items()) + " |"
-                for k, v in st[key].items()]
-      lines.append("")
+      lines += [f"### {title}", "", "| task | spread (max/min) | bounded spread | answers |",
+                "|---|---|---|---|"]
+      for k, v in st[key].items():
+        answers = ", ".join(f"{a} {n}" + (f"/{v['offers'][a][1]}" if "offers" in v else "")
+                            for a, n in v["answers"].items())
+        lines.append(f"| {k} | {v['spread']:.2f} | {v['bounded']:.2f} | {answers} |")
+      lines += ["", f"Bounded spread (data_gen.balance; the training rows are held to "
+                f"answer_balance): directions over the answers kept >= {st['balance_min_count']} "
+                "times; relative distance of the answer rate per offer (answered/offered, as "
+                f"listed) over the categories offered >= {st['balance_min_count']} times.", ""]
   for name, why in st["skipped_scenes"]:
     lines.append(f"- skipped {name}: {why}")
   return "\n".join(lines) + "\n"

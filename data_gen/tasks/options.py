@@ -67,8 +67,13 @@ class Options:
   # An object appears in a frame from this many visible pixels (colour-frame pixels) on.
   appear_min_pixels: float = 16.0
   # Relative direction/distance: within a scene and question type no answer text is kept
-  # more than this many times as often as another offered one (0: no balancing).
+  # more than this many times as often as another offered one, and dataset-wide no answer
+  # (direction) or answer rate per offer (relative distance) more than this many times
+  # another (data_gen.balance; 0: no balancing).
   answer_balance: float = 2.0
+  # Dataset-wide balance: compares the answers kept (directions) or offered (categories) at
+  # least this many times; rarer ones are too few to judge.
+  balance_min_count: int = 10
   allow_repeats: bool = False  # the same question twice in a scene (other views/modality)
   max_frames: int = 96  # frames used per scene, uniform along the trajectory (ScanNet has 1000s)
   mv_views: int = 8  # views per multi-view question (paper: 8)

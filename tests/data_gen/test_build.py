@@ -1,7 +1,8 @@
 """build on bad or changed input: truncated frames are skipped with their reason and never
 copied, a resumed build redoes a scene whose files changed, --heldout takes one scene name,
-and the parquet `dataset` comes from the scene's source."""
+the parquet `dataset` comes from the scene's source, and the dataset-wide answer balance."""
 
+import collections
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from data_gen import build, scannet
+from data_gen.tasks.options import Options
 from tests.data_gen import handmade
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -116,3 +118,45 @@ def test_cli_heldout_one_name_and_dataset_from_source(scenes, tmp_path):
 
 def test_source_of_scenes(scenes):
   assert scannet.read_scene(str(scenes), A).source == "synthetic"
+
+
+def test_dataset_wide_answer_balance(scenes, tmp_path):
+  """The merge drops training rows until the dataset-wide bound holds (data_gen.balance),
+  then letters what is kept. Against the same build with the dataset pass off (min count out
+  of reach): each direction keeps min(n, 2 x least n) of its n rows; relative distance,
+  where the box is always the answer (rate 1) and the other choices never (rate 0), keeps
+  none; grounding rows stay paired with their single-image rows; letters still cycle within
+  each scene; the stats count the dropped rows."""
+  def run(name, min_count):
+    opts = Options(allow_repeats=True, balance_min_count=min_count)
+    st = build.build_dataset(str(scenes), str(tmp_path / name), seed=0, heldout=0, progress=False,
+                             opts=opts)
+    return _rows(tmp_path / name / "spld_spatial_data.jsonl"), _rows(tmp_path / name / "spld_grounding_data.jsonl"), st
+
+  def answers(rows, dt, qt):
+    return collections.Counter(r["options"]["ABCD".index(r["answer"])][3:] for r in rows
+                               if (r["data_type"], r["question_type"]) == (dt, qt))
+
+  ref, _, _ = run("ref", 10 ** 6)
+  rows, ground, st = run("out", 1)
+  for dt in ("single_image", "multi_view", "video"):
+    n = answers(ref, dt, "relative direction")
+    if n:
+      cap = 2 * min(n.values())
+      assert answers(rows, dt, "relative direction") == {a: min(v, cap) for a, v in n.items()}
+  si_ref = answers(ref, "single_image", "relative direction")
+  assert max(si_ref.values()) > 2 * min(si_ref.values())  # the case thins something
+  distance = [r for r in ref if r["question_type"] == "relative distance"]
+  assert distance and {r["options"]["ABCD".index(r["answer"])][3:] for r in distance} == {"box"}
+  assert not [r for r in rows if r["question_type"] == "relative distance"]
+  si = [r for r in rows if r["data_type"] == "single_image"]
+  assert [(g["question"], g["image"]) for g in ground] == [(r["question"], r["image"]) for r in si]
+  per = collections.defaultdict(collections.Counter)
+  for r in rows:
+    if r["options"]:
+      per[(r["image"][0].split("/")[1], r["data_type"], r["question_type"], len(r["options"]))][r["answer"]] += 1
+  for key, c in per.items():
+    counts = [c[l] for l in "ABCD"[:key[3]]]
+    assert max(counts) - min(counts) <= 1, (key, c)
+  dropped = sum(v for k, v in st["rejected"].items() if k.endswith("dataset answer balance"))
+  assert dropped == len(ref) - len(rows) > 0

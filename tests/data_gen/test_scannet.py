@@ -153,6 +153,27 @@ def test_observation_of_hand_scene(tmp_path):
   assert obs.vis[0, obs.labels.index("chair")] == 0.0
 
 
+def test_instance_images_name_objects_by_aggregation_id_plus_one(tmp_path):
+  """ScanNet's instance-filt convention (docs/data_gen.md, "ScanNet instance images"): pixel
+  v > 0 shows the segGroup whose id (= objectId = its index) is v - 1; 0 shows nothing. Frame
+  0 gets an instance image whose regions differ from the mesh's silhouettes, so the boxes
+  come from it: floor (objectId 0) = 1, table (1) = 2, chair (2) = 3. Read as objectId
+  itself, the table's pixels would be the chair's. Frame 60 has none: the mesh is
+  rasterised (the table's box of test_observation_of_hand_scene)."""
+  d = _write_scene(str(tmp_path))
+  ids = np.zeros((60, 80), np.uint8)
+  ids[50:, :] = 1  # floor
+  ids[5:15, 10:20] = 2  # table: x 10..19, y 5..14 (100 px)
+  ids[50:52, 70:72] = 3  # chair: x 70..71, y 50..51 (4 px)
+  os.makedirs(os.path.join(d, "instance-filt"))
+  Image.fromarray(ids).save(os.path.join(d, "instance-filt", "0.png"))
+  obs = build.observe_scene(scannet.read_scene(str(tmp_path), NAME), Options())
+  assert obs.frame_ids == [0, 60] and obs.labels == ["table", "chair"]
+  assert obs.bbox[0].tolist() == [[10, 5, 19, 14], [70, 50, 71, 51]]
+  assert obs.pixels[0].tolist() == [100, 4]
+  assert obs.bbox[1, 0].tolist() == [28, 34, 51, 49]
+
+
 def test_missing_file_and_bad_json(tmp_path):
   d = _write_scene(str(tmp_path))
   os.remove(os.path.join(d, f"{NAME}_vh_clean_2.ply"))
