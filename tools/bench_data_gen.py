@@ -7,7 +7,9 @@
 2. synth: `--scenes` procedural scenes written in the ScanNet layout (render + encode + mesh);
 3. build: question generation from those scenes (read, visibility, questions, copies, writes).
 The last line is one JSON object with the figures (targets of issue 4: end to end <= 900 s,
-build <= 60 s on the 2-core machine). There is no reference implementation to compare with.
+build <= 60 s on the 2-core machine), with the CPU seconds (user + system) of this process
+and its worker processes, so that a run on a shared machine also says what it would take
+idle (CPU seconds / cores). There is no reference implementation to compare with.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -39,6 +42,57 @@ def render_fps(width: int, height: int, n_frames: int = 24) -> float:
   return len(scene.poses) / (time.perf_counter() - t0)
 
 
+class TreeCPU:
+  """CPU seconds of this process and all its descendants (the pools' fork server and
+  workers, which no wait() reports back), from /proc sampled every `every` s (Linux only);
+  a worker's last `every` s may be missed."""
+
+  def __init__(self, every: float = 0.5):
+    self.tick = os.sysconf("SC_CLK_TCK")
+    self.seen: dict[int, float] = {}
+    self.every = every
+    self.stop = threading.Event()
+    self.thread = threading.Thread(target=self._run, daemon=True)
+
+  def _sample(self) -> None:
+    stats = {}
+    for d in os.listdir("/proc"):
+      if d.isdigit():
+        try:
+          with open(f"/proc/{d}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+          continue
+        stats[int(d)] = (int(parts[1]), (int(parts[11]) + int(parts[12])) / self.tick)
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+      grew = False
+      for pid, (ppid, _) in stats.items():
+        if ppid in mine and pid not in mine:
+          mine.add(pid)
+          grew = True
+    for pid in mine - {os.getpid()}:
+      self.seen[pid] = max(self.seen.get(pid, 0.0), stats[pid][1])
+
+  def _run(self) -> None:
+    while not self.stop.wait(self.every):
+      self._sample()
+
+  def __enter__(self):
+    if os.path.isdir("/proc"):
+      self.thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self.stop.set()
+
+  def seconds(self) -> float:
+    if os.path.isdir("/proc"):
+      self._sample()
+    return time.process_time() + sum(self.seen.values())
+
+
 def main() -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--scenes", type=int, default=300)
@@ -55,11 +109,12 @@ def main() -> None:
   scenes, out = os.path.join(root, "scenes"), os.path.join(root, "out")
   for d in (scenes, out):
     shutil.rmtree(d, ignore_errors=True)
-  t0 = time.perf_counter()
-  synthetic.write_scenes(scenes, a.scenes, a.seed, a.frames, (640, 480), a.workers)
-  t1 = time.perf_counter()
-  st = build.build_dataset(scenes, out, a.seed, heldout=0, workers=a.workers)
-  t2 = time.perf_counter()
+  with TreeCPU() as cpu:
+    t0, c0 = time.perf_counter(), cpu.seconds()
+    synthetic.write_scenes(scenes, a.scenes, a.seed, a.frames, (640, 480), a.workers)
+    t1, c1 = time.perf_counter(), cpu.seconds()
+    st = build.build_dataset(scenes, out, a.seed, heldout=0, workers=a.workers)
+    t2, c2 = time.perf_counter(), cpu.seconds()
   load1 = os.getloadavg()
   n_frames = a.scenes * a.frames
   res = {
@@ -73,6 +128,9 @@ def main() -> None:
       "synth_frames_per_s": round(n_frames / (t1 - t0), 2),
       "build_s": round(t2 - t1, 1),
       "end_to_end_s": round(t2 - t0, 1),
+      "synth_cpu_s": round(c1 - c0, 1),
+      "build_cpu_s": round(c2 - c1, 1),
+      "end_to_end_cpu_s": round(c2 - c0, 1),
       "spatial_rows": st["spatial_rows"],
       "grounding_rows": st["grounding_rows"],
       "rows_total": st["spatial_rows"] + st["grounding_rows"],
