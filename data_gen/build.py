@@ -2,8 +2,9 @@
 
 Per scene (independent, so scenes can run in parallel and an interrupted build resumes):
 read it, measure every object's visibility and 2D box in every usable frame, generate the
-questions, copy the referenced frames, and write the finished rows to <out>/.work/<scene>.json
-atomically. Then the rows of all scenes are merged in scene order, numbered, and written:
+questions, copy the referenced frames, and write its questions (not yet lettered) to
+<out>/.work/<scene>.json atomically. Then the questions of all scenes are merged in scene
+order, balanced dataset-wide (data_gen.balance), lettered per scene, numbered, and written:
 
   <out>/spld_grounding_data.jsonl, <out>/spld_spatial_data.jsonl   (training scenes)
   <out>/images/<scene>/<N>.jpg                                      (frames they reference)
@@ -17,10 +18,10 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import multiprocessing
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import sys

@@ -148,10 +148,13 @@ def render(st: dict) -> str:
         answers = ", ".join(f"{a} {n}" + (f"/{v['offers'][a][1]}" if "offers" in v else "")
                             for a, n in v["answers"].items())
         lines.append(f"| {k} | {v['spread']:.2f} | {v['bounded']:.2f} | {answers} |")
-      lines += ["", f"Bounded spread (data_gen.balance; the training rows are held to "
-                f"answer_balance): directions over the answers kept >= {st['balance_min_count']} "
-                "times; relative distance of the answer rate per offer (answered/offered, as "
-                f"listed) over the categories offered >= {st['balance_min_count']} times.", ""]
+      lines.append("")
+  if st["answer_spread"]:
+    m = st["balance_min_count"]
+    lines += [f"Bounded spread: the figure data_gen.balance holds the training rows to (answer_balance): "
+              f"directions over the answers kept >= {m} times; relative distance of the answer "
+              f"rate per offer (answered/offered, as listed) over the categories offered >= {m} "
+              "times. Held-out rows are not thinned.", ""]
   for name, why in st["skipped_scenes"]:
     lines.append(f"- skipped {name}: {why}")
   return "\n".join(lines) + "\n"

@@ -364,6 +364,19 @@ def test_stats_answer_spread_and_filtering(data):
   assert {k: v["answers"] for k, v in st["answer_spread"].items()} == want
   for k, v in st["answer_spread"].items():
     assert v["spread"] == pytest.approx(max(want[k].values()) / min(want[k].values()), abs=0.005)
+  # The bounded spread, recomputed from the rows: directions over the answers kept >= 10
+  # times, relative distance of answered / offered over the categories offered >= 10 times.
+  for k, v in st["answer_spread"].items():
+    dt, qt = k.split(" / ")
+    of = [r for r in rows if (r["data_type"], r["question_type"]) == (dt, qt)]
+    if qt == "relative distance":
+      texts = [[o[3:] for o in r["options"]] for r in of]
+      rates = [want[k].get(c, 0) / n for c in {c for t in texts for c in t}
+               for n in [sum(c in t for t in texts)] if n >= 10]
+    else:
+      rates = [n for n in want[k].values() if n >= 10]
+    bound = max(rates) / min(rates) if len(rates) > 1 else 1.0
+    assert v["bounded"] == pytest.approx(bound, abs=0.005) and v["bounded"] <= 2.0
   dropped = sum(v["rejected"] for v in st["filtering"].values())
   kept = st["spatial_rows"] + st["spbench_si_rows"] + st["spbench_mv_rows"]
   assert dropped + kept == st["candidates_examined"]
