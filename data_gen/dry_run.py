@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 
-from data_gen import build, scannet, sources, tasks
+from data_gen import balance, build, scannet, sources, stats, tasks
 from data_gen.tasks.options import Options
 
 
@@ -20,6 +20,7 @@ def count(scenes_dir: str, opts: Options | None = None, seed: int = 0, source: s
   if not names:
     raise scannet.SceneError(f"{scenes_dir}: no {source} scenes")
   examined, kept, rejected = collections.Counter(), collections.Counter(), collections.Counter()
+  items = []  # (data_type, question_type, answer, choices) of every question, for the balance
   out = {"scenes": len(names), "skipped_scenes": [], "frames_used": 0, "skipped_items": 0,
          "objects": 0}
   for name in names:
@@ -36,6 +37,12 @@ def count(scenes_dir: str, opts: Options | None = None, seed: int = 0, source: s
     examined.update(sel.examined)
     rejected.update(sel.rejected)
     kept.update((qa.data_type, qa.question_type) for qa in qas)
+    items += [(qa.data_type, qa.question_type, qa.answer, qa.choices) for qa in qas]
+  # The dataset-wide answer balance a build (--heldout 0) applies when it merges the scenes.
+  for it, k in zip(items, balance.keep_mask(items, opts.answer_balance, opts.balance_min_count)):
+    if not k:
+      kept[it[:2]] -= 1
+      rejected[it[:2] + (stats.DATASET_BALANCE,)] += 1
   out["per_type"] = [[dt, qt, examined[(dt, qt)], kept[(dt, qt)]]
                      for dt, qt in sorted(set(examined) | set(kept))]
   out["rejected"] = [[dt, qt, why, n] for (dt, qt, why), n in sorted(rejected.items())]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from data_gen import build, dry_run
+from data_gen.tasks.options import Options
 from tests.data_gen import handmade
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,3 +48,19 @@ def test_counts_match_a_build_and_nothing_is_written(tmp_path):
   assert c["scenes"] == 3 and [n for n, _ in c["skipped_scenes"]] == ["scene0303_00"]
   assert {" / ".join(k): n for *k, n in c["rejected"]} == st["rejected"]
   assert st["candidates_examined"] == sum(e for _, _, e, _ in c["per_type"])
+
+
+def test_counts_include_the_dataset_wide_balance(tmp_path):
+  """With the balance comparing answers from 1 row on, the merge drops rows; the dry run
+  counts the same drops."""
+  scenes = tmp_path / "scans"
+  for n in ("scene0301_00", "scene0302_00"):
+    handmade.write(str(scenes), n)
+  opts = Options(allow_repeats=True, balance_min_count=1)
+  c = dry_run.count(str(scenes), opts, seed=4)
+  st = build.build_dataset(str(scenes), str(tmp_path / "out"), seed=4, opts=opts, heldout=0,
+                           progress=False)
+  assert any(k.endswith("dataset answer balance") for k in st["rejected"])
+  assert {" / ".join(k): n for *k, n in c["rejected"]} == st["rejected"]
+  assert {(dt, qt): k for dt, qt, _, k in c["per_type"] if k} == \
+      {(dt, qt): n for dt, row in st["table6"].items() for qt, n in row.items() if n}
