@@ -11,7 +11,9 @@ transformers and builds the BPE merges, later ones reuse them.
 the published layout, for full-size loading and benchmarks without downloading weights.
 
 `free_port()` and `join_localhost(pid, n, port)` let subprocess tests run several JAX processes
-on one machine.
+on one machine; `jax_subprocess_env(cpu_devices)` is the environment of such a process (this
+checkout importable, CPU only, and one persistent XLA cache per test session, so processes
+that compile the same program compile it once).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -402,3 +406,49 @@ def join_localhost(process_id: int, num_processes: int, port: int) -> None:
     d.coordinator_address = f"localhost:{port}"
     d.num_processes, d.process_id = num_processes, process_id
     distributed.initialize(d)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def _session_xla_cache() -> str:
+    import atexit
+    import shutil
+
+    path = tempfile.mkdtemp(prefix="ladder_jax_xla_cache_")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def jax_subprocess_env(cpu_devices: int | None = None, **extra: str) -> dict[str, str]:
+    """os.environ for a child JAX process: this checkout first on PYTHONPATH, JAX on CPU with
+    ``cpu_devices`` fake devices (None: one, whatever XLA_FLAGS the parent has), and the
+    persistent compilation cache of this process's session (every compile cached: tiny
+    programs compile in well under the default one-second threshold)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    env.pop("XLA_FLAGS", None)
+    if cpu_devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={cpu_devices}"
+    env["JAX_COMPILATION_CACHE_DIR"] = _session_xla_cache()
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env.update(extra)
+    return env
+
+
+def run_processes(argvs: list[list[str]], env: dict[str, str], timeout: float) -> list[tuple[int, str]]:
+    """Start every command at once (the hosts of one job, and independent runs beside them, so
+    one waits on its collectives while another computes) and wait for all: [(return code,
+    stdout and stderr)] in the order given."""
+    import subprocess
+
+    procs = [subprocess.Popen(a, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for a in argvs]
+    try:
+        return [(p.returncode, out) for p, out in ((p, p.communicate(timeout=timeout)[0]) for p in procs)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()

@@ -14,9 +14,7 @@ import sys
 
 import numpy as np
 
-from ladder_jax.testing import free_port
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ladder_jax.testing import free_port, jax_subprocess_env, run_processes
 
 MESHES = [(8, 1, 1), (2, 2, 2)]  # data parallel; data x fsdp x tensor
 
@@ -42,10 +40,8 @@ def worker() -> None:
 
 
 def test_same_results_on_every_mesh():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=jax_subprocess_env(cpu_devices=8),
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
     res = json.loads(line[len("RESULT "):])
@@ -94,21 +90,14 @@ def host_worker(workdir: str, out: str, pid: int = 0, n: int = 1, port: int = 0)
 
 
 def test_two_processes_train_like_one(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("XLA_FLAGS", None)
     me = os.path.abspath(__file__)
     port = free_port()
     outs = [str(tmp_path / f"host{i}.json") for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, me, "host", str(tmp_path / "multi"), outs[i], str(i), "2", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    logs = [p.communicate(timeout=600)[0] for p in procs]
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-5000:]
     single_out = str(tmp_path / "single.json")
-    proc = subprocess.run([sys.executable, me, "host", str(tmp_path / "single"), single_out], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    hosts = [[sys.executable, me, "host", str(tmp_path / "multi"), outs[i], str(i), "2", str(port)] for i in range(2)]
+    single = [sys.executable, me, "host", str(tmp_path / "single"), single_out]
+    for rc, log in run_processes(hosts + [single], jax_subprocess_env(), timeout=600):
+        assert rc == 0, log[-5000:]
     h0, h1, one = (json.load(open(f)) for f in (*outs, single_out))
     assert (h0["processes"], h0["devices"], one["processes"]) == (2, 2, 1)
     # each host sampled only its own prompts; together they are the single run's batches

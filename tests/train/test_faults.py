@@ -13,22 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ladder_jax.testing import free_port
+from ladder_jax.testing import free_port, jax_subprocess_env, run_processes
 
 WORKER = str(Path(__file__).with_name("fault_worker.py"))
-REPO = str(Path(__file__).resolve().parents[2])
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    env.pop("XLA_FLAGS", None)
-    return env
 
 
 def _worker(*args, timeout=240):
-    p = subprocess.run([sys.executable, WORKER, *map(str, args)], env=_env(), capture_output=True, text=True,
+    p = subprocess.run([sys.executable, WORKER, *map(str, args)], env=jax_subprocess_env(), capture_output=True, text=True,
                        timeout=timeout)
     return p.returncode, p.stdout[-3000:] + p.stderr[-5000:]
 
@@ -36,16 +27,10 @@ def _worker(*args, timeout=240):
 def test_hosts_with_uneven_data_stop_together_and_keep_their_own_position(tmp_path):
     port = free_port()
     out = str(tmp_path / "hosts.json")
-    procs = [subprocess.Popen([sys.executable, WORKER, "hosts", str(i), "2", str(port), str(tmp_path / "run"), out],
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=180)[0] for p in procs]
-    finally:  # a host left waiting in a collective is the failure this test exists for
-        for p in procs:
-            p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-5000:]
+    hosts = [[sys.executable, WORKER, "hosts", str(i), "2", str(port), str(tmp_path / "run"), out] for i in range(2)]
+    # run_processes kills a host left waiting in a collective: the failure this test exists for
+    for rc, log in run_processes(hosts, jax_subprocess_env(), timeout=180):
+        assert rc == 0, log[-5000:]
     got = [json.load(open(f"{out}.{i}")) for i in range(2)]
     for g in got:  # 3 steps agreed (host 1's 6 examples), host 1's data ends after 2
         assert g["first"] == {"step": 2, "num_steps": 3, "preempted": False}

@@ -13,19 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ladder_jax.testing import free_port
+from ladder_jax.testing import free_port, jax_subprocess_env, run_processes
 
 WORKER = str(Path(__file__).with_name("sharded_worker.py"))
-REPO = str(Path(__file__).resolve().parents[2])
-
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    env.pop("XLA_FLAGS", None)
-    env.update(extra)
-    return env
 
 
 def _run(args, env, timeout=300):
@@ -36,7 +26,7 @@ def _run(args, env, timeout=300):
 
 def test_sharded_step_on_8_devices_equals_single_device(tmp_path):
     out = str(tmp_path / "mesh.json")
-    _run(["mesh", out], _env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+    _run(["mesh", out], jax_subprocess_env(cpu_devices=8))
     res = json.load(open(out))
     single, sharded = res["single"], res["sharded"]
     assert single["groups"] == 1 and sharded["groups"] == 4
@@ -56,16 +46,12 @@ def test_sharded_step_on_8_devices_equals_single_device(tmp_path):
 
 def test_two_processes_reach_the_same_loss_as_one(tmp_path):
     port = free_port()
-    env = _env()
     outs = [str(tmp_path / f"host{i}.json") for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, WORKER, "host", str(i), "2", str(port), str(tmp_path / "multi"),
-                               outs[i]], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    logs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-5000:]
     single_out = str(tmp_path / "single.json")
-    _run(["single", str(tmp_path / "single"), single_out], env)
+    hosts = [[sys.executable, WORKER, "host", str(i), "2", str(port), str(tmp_path / "multi"), outs[i]] for i in range(2)]
+    single = [sys.executable, WORKER, "single", str(tmp_path / "single"), single_out]
+    for rc, log in run_processes(hosts + [single], jax_subprocess_env(), timeout=300):
+        assert rc == 0, log[-5000:]
     multi, single = json.load(open(outs[0])), json.load(open(single_out))
     assert multi["processes"] == 2 and multi["devices"] == 2 and multi["groups"] == 2
     assert single["processes"] == 1 and single["groups"] == 1
