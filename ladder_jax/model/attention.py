@@ -5,12 +5,11 @@
 Kernels (``config.ATTENTION_KERNELS``):
 - ``xla_chunked``: the query-chunked XLA attention (`layers.chunked_attention`: float32 scores
   for ``QUERY_CHUNK`` queries at a time, each block rematerialised); any backend.
-- ``cudnn``: cuDNN flash attention (`jax.nn.dot_product_attention(implementation="cudnn")`).
-  Causal attention over a contiguous run of real keys (left or right padding: the text
-  decoder's training and scoring batches) rolls each row so the run starts at slot 0 and passes
-  its length; segments (vision windows and frames) go in as a [B, 1, T, S] bias, which is small
-  for the vision tower's banded blocks. A key mask with holes cannot be expressed that way: those
-  rows come out NaN, never silently mis-masked.
+- ``cudnn``: cuDNN flash attention (`jax.nn.dot_product_attention(implementation="cudnn")`)
+  for the text decoder: causal attention over a contiguous run of real keys (left or right
+  padding: the training and scoring batches) rolls each row so the run starts at slot 0 and
+  passes its length. A key mask with holes cannot be expressed that way: those rows come out
+  NaN, never silently mis-masked.
 - ``pallas``: the Pallas splash attention (`jax.experimental.pallas.ops.tpu.splash_attention`),
   causal or full, with segment ids, per device inside a shard_map (Mosaic kernels cannot be
   partitioned by XLA); on a non-TPU backend it runs in Pallas' interpreter (tests).
@@ -19,8 +18,10 @@ Kernels (``config.ATTENTION_KERNELS``):
 
 A kernel falls back to ``xla_chunked`` where the call does not meet its requirements
 (`kernel_for` says which and why): cuDNN needs a bf16/f16 compute dtype, head_dim a multiple of
-8 and <= 128, even T and S for a segment bias, T == S for the roll, and the cuDNN library
-(``auto`` falls back without it; an explicit ``cudnn`` is an error); splash needs T and S
+8 and <= 128, T == S for the roll, no segments, and the cuDNN library (``auto`` falls back
+without it; an explicit ``cudnn`` is an error). Segments (the vision tower) stay on XLA on GPUs:
+cuDNN's public API takes them only as a dense bias, which under the trainers' vmap over groups
+must be materialised per head, as large as XLA's banded scores. Splash needs T and S
 multiples of 128 (one TPU tile), so the vision tower's 64-slot window blocks stay on XLA's
 banded form. The KV-cache decode path (one new token against the cache) keeps the dense
 `layers.attention`.
@@ -109,8 +110,8 @@ def kernel_for(name: str, q_shape, k_shape, dtype, mask: AttentionMask) -> tuple
             why = f"cuDNN attention needs bf16/f16, compute dtype is {jnp.dtype(dtype).name}"
         elif d % 8 or d > 128:
             why = f"cuDNN attention needs head_dim a multiple of 8 and <= 128, got {d}"
-        elif mask.q_segments is not None and (t % 2 or s % 2):
-            why = f"cuDNN attention with a segment bias needs even lengths, got T={t}, S={s}"
+        elif mask.q_segments is not None:
+            why = "segment masks stay on XLA on GPUs (cuDNN would take them as a per-head dense bias)"
         elif mask.key_mask is not None and t != s:
             why = f"cuDNN attention over a padded key run needs T == S, got T={t}, S={s}"
         elif not cudnn_available():
@@ -206,15 +207,10 @@ def _splash(q, k, v, q_seg, kv_seg, *, causal: bool, dtype, interpret: bool) -> 
 
 
 def _cudnn(q, k, v, mask: AttentionMask, dtype) -> jax.Array:
-    """cuDNN flash attention; see the module docstring for how each mask kind is passed."""
+    """cuDNN flash attention, causal or not, over each row's run of real keys (module docstring)."""
     b, t, _, d = q.shape
     q, k, v = (x.astype(dtype) for x in (q, k, v))
     kw = dict(scale=d ** -0.5, implementation="cudnn", is_causal=mask.causal)
-    if mask.q_segments is not None:
-        seg = mask.q_segments[:, :, None] == mask.kv_segments[:, None, :]
-        if mask.key_mask is not None:
-            seg = seg & mask.key_mask[:, None, :]
-        return jax.nn.dot_product_attention(q, k, v, mask=seg[:, None], **kw).astype(dtype)
     if mask.key_mask is None:
         return jax.nn.dot_product_attention(q, k, v, **kw).astype(dtype)
     km = mask.key_mask.astype(bool)

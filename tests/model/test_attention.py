@@ -103,6 +103,9 @@ def test_dispatch_picks_by_platform_and_falls_back_explicitly():
     assert used == "xla_chunked" and "bf16" in why
     used, why = kernel_for("cudnn", (1, 256, 4, 160), (1, 256, 4, 160), jnp.bfloat16, mask)
     assert used == "xla_chunked" and "head_dim" in why
+    seg = jnp.zeros((1, 256), jnp.int32)
+    used, why = kernel_for("cudnn", (1, 256, 4, 16), (1, 256, 4, 16), jnp.bfloat16, AttentionMask(q_segments=seg, kv_segments=seg))
+    assert used == "xla_chunked" and "segment" in why
 
 
 def _mesh(target: str):
@@ -157,14 +160,14 @@ def _model_forward_jaxpr(mesh) -> str:
 @pytest.mark.skipif(not cudnn_available(), reason="tracing cuDNN attention needs the cuDNN library "
                     "(nvidia-cudnn-cu12); without it 'auto' falls back (test below)")
 def test_gpu_target_compiles_cudnn_flash_attention():
-    """For 2 H100s: the model's text and vision attention trace to cuDNN's fused attention, and
+    """For 2 H100s: the model's text attention traces to cuDNN's fused attention, and
     the compiled gradient of the causal padded kernel, vmapped over groups split across the GPUs,
     holds cuDNN's forward and backward calls and no gather."""
     mesh = _mesh("h100x2")
     with sharding.axis_rules(mesh, sharding.RULES):
         assert resolve_kernel("auto") == "cudnn"
-    # the text layers' scan, the window blocks' and the full blocks' (each kind traced once)
-    assert _model_forward_jaxpr(mesh).count("dot_product_attention_fwd_wrapper[") == 3
+    # the text layers' scan (traced once); vision segments stay on XLA on GPUs
+    assert _model_forward_jaxpr(mesh).count("dot_product_attention_fwd_wrapper[") == 1
     hlo = _compiled_group_gradient(mesh, head_dim=16)
     targets = set(re.findall(r'custom_call_target="([^"]+)"', hlo))
     assert {"__cudnn$fmhaSoftmax", "__cudnn$fmhaSoftmaxBackward"} <= targets, targets
