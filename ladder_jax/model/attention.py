@@ -3,7 +3,7 @@
     out = attend(q, k, v, AttentionMask(...), dtype, kernel)
 
 Kernels (``config.ATTENTION_KERNELS``):
-- ``xla_chunked``: the query-chunked XLA attention (`layers.chunked_attention`: float32 scores
+- ``xla_chunked``: the query-chunked XLA attention (`chunked_attention`: float32 scores
   for ``QUERY_CHUNK`` queries at a time, each block rematerialised); any backend.
 - ``cudnn``: cuDNN flash attention (`jax.nn.dot_product_attention(implementation="cudnn")`)
   for the text decoder: causal attention over a contiguous run of real keys (left or right
@@ -32,17 +32,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from ladder_jax.model import sharding
 from ladder_jax.model.config import ATTENTION_KERNELS
-from ladder_jax.model.layers import QUERY_CHUNK, attention, chunked_attention
+from ladder_jax.model.layers import attention
 
 log = logging.getLogger(__name__)
 
 AUTO_BY_PLATFORM = {"gpu": "cudnn", "cuda": "cudnn", "rocm": "xla_chunked", "tpu": "pallas"}
+# Queries per block of `chunked_attention`: at 3B and 8k tokens a block's float32 scores take
+# 16 heads x 1024 x 8192 x 4 B = 512 MiB instead of 4 GiB for the whole [16, T, T].
+QUERY_CHUNK = 1024
 SPLASH_TILE = 128  # splash block sizes are multiples of this (TPU lanes)
 SPLASH_MAX_BLOCK = 512  # largest splash block tried (MaxText's default)
 
@@ -148,6 +152,28 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask, dtype,
     if t > chunk and t % chunk == 0:
         return chunked_attention(q, k, v, lambda r: mask.rows(r, s), dtype, chunk)
     return attention(q, k, v, mask.rows(jnp.arange(t, dtype=jnp.int32), s), dtype)
+
+
+def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_rows: Callable[[jax.Array], jax.Array],
+                      dtype, chunk: int) -> jax.Array:
+    """``attention`` over ``chunk`` queries at a time: memory [B, H, chunk, S], not [B, H, T, S].
+
+    q: [B, T, H, D] with T % chunk == 0; k, v: [B, S, K, D]; mask_rows(rows int32 [chunk]) ->
+    bool [B, chunk, S], the mask of those query rows (built per chunk, so no [T, S] mask need
+    exist either). Each chunk is rematerialised in the backward pass, which therefore keeps only
+    the inputs, not the float32 probabilities. Row by row the same arithmetic as ``attention``.
+    """
+    b, t, h, d = q.shape
+    n = t // chunk
+    qs = q.reshape(b, n, chunk, h, d).swapaxes(0, 1)  # [n, B, chunk, H, D]
+    rows = jnp.arange(t, dtype=jnp.int32).reshape(n, chunk)
+
+    @jax.checkpoint
+    def one(args):
+        qc, r = args
+        return attention(qc, k, v, mask_rows(r), dtype)
+
+    return jax.lax.map(one, (qs, rows)).swapaxes(0, 1).reshape(b, t, h, d)
 
 
 def _segments(mask: AttentionMask, qbt, kbs) -> tuple[jax.Array, jax.Array]:

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ladder_jax.model.attention import AttentionMask, attend
-from ladder_jax.model.layers import QUERY_CHUNK, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.attention import QUERY_CHUNK, AttentionMask, attend
+from ladder_jax.model.layers import dot, maybe_remat, param, rms_norm
 from ladder_jax.model.config import ModelConfig, VisionConfig
 from ladder_jax.model.rope import apply_rope, vision_cos_sin
 

@@ -1,4 +1,4 @@
-"""The attention dispatch (ladder_jax.model.attention): each kernel against the dense attention.
+"""The attention kernels and their dispatch (ladder_jax.model.attention) against the dense attention.
 
 On CPU the Pallas splash kernel runs in Pallas' interpreter (float32, same masks); the cuDNN
 kernel cannot run here, so the tests check that it is what a GPU target's compiled HLO calls
@@ -18,17 +18,27 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ladder_jax.model import sharding  # noqa: E402
-from ladder_jax.model.attention import AttentionMask, attend, cudnn_available, kernel_for, resolve_kernel  # noqa: E402
+from ladder_jax.model.attention import (AttentionMask, attend, chunked_attention, cudnn_available,  # noqa: E402
+                                       kernel_for, resolve_kernel)
 from ladder_jax.model.layers import attention  # noqa: E402
 
 # float32, relative to the largest |value|: the kernel sums the softmax blockwise (online
 # rescaling), the dense path in one pass; both accumulate in float32.
 TOL = 2e-5
+CHUNKED_TOL = 2e-6  # the XLA blocks: the same arithmetic per row; only the order of ops differs
 
-needs_cuda = pytest.mark.skipif(importlib.util.find_spec("jax_plugins.xla_cuda12") is None,
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
+needs_cuda = pytest.mark.skipif(not installed("jax_plugins.xla_cuda12"),
                                 reason="the compile-only CUDA backend needs jax-cuda12-plugin (the aot extra)")
-needs_tpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
-                               reason="the compile-only TPU backend needs libtpu (the aot extra)")
+needs_tpu = pytest.mark.skipif(not installed("libtpu"), reason="the compile-only TPU backend needs libtpu (the aot extra)")
 
 
 def qkv(b, t, s, h, kv, d, seed=0):
@@ -37,10 +47,45 @@ def qkv(b, t, s, h, kv, d, seed=0):
             jax.random.normal(ks[2], (b, s, kv, d)))
 
 
-def close(a, b):
+def close(a, b, tol=TOL):
     a, b = np.asarray(a), np.asarray(b)
     scale = max(float(np.abs(b).max()), 1.0)
-    assert float(np.abs(a - b).max()) <= TOL * scale, float(np.abs(a - b).max()) / scale
+    assert float(np.abs(a - b).max()) <= tol * scale, float(np.abs(a - b).max()) / scale
+
+
+@pytest.mark.parametrize("kind", ["causal_padded", "segments", "windows"])
+def test_chunked_equals_dense_values_and_gradients(kind):
+    b, t, h, kv, d, chunk = 2, 32, 4, 2, 8, 8
+    q, k, v = qkv(b, t, t, h, kv, d)
+    if kind == "causal_padded":  # decoder: causal, the second row right-padded after 19 tokens
+        am = jnp.asarray(np.arange(t)[None] < np.array([[t], [19]]))
+        full = (jnp.arange(t)[:, None] >= jnp.arange(t)[None])[None] & am[:, None, :]
+        rows = lambda r: (r[:, None] >= jnp.arange(t)[None])[None] & am[:, None, :]
+    else:  # vision: full-attention frames of uneven length, or windows of 4 slots
+        seg = jnp.asarray(np.repeat([0, 1, 2], [11, 13, 8]) if kind == "segments" else np.arange(t) // 4)
+        full = jnp.broadcast_to(seg[:, None] == seg[None], (b, t, t))
+        rows = lambda r: jnp.broadcast_to(seg[r][:, None] == seg[None], (b, len(r), t))
+    dense = lambda q, k, v: attention(q, k, v, full, jnp.float32)
+    blocked = lambda q, k, v: chunked_attention(q, k, v, rows, jnp.float32, chunk)
+    close(blocked(q, k, v), dense(q, k, v), CHUNKED_TOL)
+    w = jax.random.normal(jax.random.key(1), (b, t, h, d))
+    loss = lambda f: lambda *a: jnp.sum(f(*a) * w)
+    for gb, gd in zip(jax.grad(loss(blocked), (0, 1, 2))(q, k, v), jax.grad(loss(dense), (0, 1, 2))(q, k, v)):
+        close(gb, gd, CHUNKED_TOL)
+
+
+def test_chunked_keeps_no_full_score_matrix():
+    """The compiled backward of the blocked form needs far less temporary memory than dense."""
+    b, t, h, kv, d, chunk = 1, 1024, 4, 2, 16, 128
+    q, k, v = qkv(b, t, t, h, kv, d)
+    am = jnp.ones((b, t), bool)
+    full = (jnp.arange(t)[:, None] >= jnp.arange(t)[None])[None] & am[:, None, :]
+    rows = lambda r: (r[:, None] >= jnp.arange(t)[None])[None] & am[:, None, :]
+    temp = lambda f: jax.jit(jax.grad(lambda q: jnp.sum(f(q)))).lower(q).compile().memory_analysis().temp_size_in_bytes
+    dense = temp(lambda q: attention(q, k, v, full, jnp.float32))
+    blocked = temp(lambda q: chunked_attention(q, k, v, rows, jnp.float32, chunk))
+    scores = b * h * t * t * 4  # one float32 [B, H, T, T]
+    assert dense >= scores and blocked < scores / 2
 
 
 def same_values_and_gradients(fused, dense, args, w, rows=True):
@@ -89,6 +134,21 @@ def test_pallas_splash_equals_dense_vision_segments():
     same_values_and_gradients(fused, dense, (q, k, v), jnp.asarray(rng.standard_normal(q.shape).astype(np.float32)))
 
 
+@pytest.mark.parametrize("kind", ["causal_padded", "segments"])
+def test_xla_chunked_masks_equal_dense(kind):
+    """The fallback's per-block masks (AttentionMask.rows) give the dense result on every row."""
+    b, t, h, kv, d = 2, 32, 4, 2, 8
+    q, k, v = qkv(b, t, t, h, kv, d)
+    pos = np.arange(t)[None]
+    if kind == "causal_padded":
+        am = np.concatenate([pos < 19, pos >= 5])
+        mask, dense_mask = AttentionMask(causal=True, key_mask=jnp.asarray(am)), (pos.T >= pos)[None] & am[:, None, :]
+    else:
+        seg = np.stack([np.repeat([0, 1, 2], [11, 13, 8]), np.arange(t) // 4])
+        mask, dense_mask = AttentionMask(q_segments=jnp.asarray(seg), kv_segments=jnp.asarray(seg)), seg[:, :, None] == seg[:, None, :]
+    close(attend(q, k, v, mask, jnp.float32, "xla_chunked", chunk=8), attention(q, k, v, jnp.asarray(dense_mask), jnp.float32))
+
+
 def test_dispatch_picks_by_platform_and_falls_back_explicitly():
     cpu = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
     with sharding.axis_rules(cpu, sharding.RULES):
@@ -96,6 +156,10 @@ def test_dispatch_picks_by_platform_and_falls_back_explicitly():
     assert resolve_kernel("cudnn") == "cudnn" and resolve_kernel("pallas") == "pallas"
     with pytest.raises(ValueError, match="unknown"):
         resolve_kernel("flash")
+    from ladder_jax.model.config import tiny
+
+    with pytest.raises(ValueError, match="attention must be one of"):
+        tiny(attention="flash")
     mask = AttentionMask(causal=True, key_mask=jnp.ones((1, 200), bool))
     shape = (1, 200, 4, 16)
     assert kernel_for("pallas", shape, shape, jnp.float32, mask)[0] == "xla_chunked"  # 200 % 128
