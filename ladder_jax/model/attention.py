@@ -47,6 +47,7 @@ AUTO_BY_PLATFORM = {"gpu": "cudnn", "cuda": "cudnn", "rocm": "xla_chunked", "tpu
 # Queries per block of `chunked_attention`: at 3B and 8k tokens a block's float32 scores take
 # 16 heads x 1024 x 8192 x 4 B = 512 MiB instead of 4 GiB for the whole [16, T, T].
 QUERY_CHUNK = 1024
+CUDNN_WHEEL = "nvidia-cudnn-cu12>=9.8,<10"  # the cuDNN library jax[cuda12] installs (pip requirement)
 SPLASH_TILE = 128  # splash block sizes are multiples of this (TPU lanes)
 SPLASH_MAX_BLOCK = 512  # largest splash block tried (MaxText's default)
 
@@ -120,9 +121,9 @@ def kernel_for(name: str, q_shape, k_shape, dtype, mask: AttentionMask) -> tuple
             why = f"cuDNN attention over a padded key run needs T == S, got T={t}, S={s}"
         elif not cudnn_available():
             if name == "cudnn":
-                raise RuntimeError("model.attention='cudnn' but jax finds no cuDNN library: pip install "
-                                   "'nvidia-cudnn-cu12>=9.8,<10' (jax[cuda12] brings it), or use 'auto' / 'xla_chunked'")
-            why = "no cuDNN library found (pip install 'nvidia-cudnn-cu12>=9.8,<10')"
+                raise RuntimeError(f"model.attention='cudnn' but jax finds no cuDNN library: pip install "
+                                   f"'{CUDNN_WHEEL}' (jax[cuda12] brings it), or use 'auto' / 'xla_chunked'")
+            why = f"no cuDNN library found (pip install '{CUDNN_WHEEL}')"
         return ("xla_chunked", why) if why else ("cudnn", "")
     if kernel == "pallas":
         if t % SPLASH_TILE or s % SPLASH_TILE:
