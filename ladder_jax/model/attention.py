@@ -144,7 +144,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask, dtype,
     if why:
         log.debug("attention %s -> xla_chunked: %s", kernel, why)
     if used == "cudnn":
-        return _cudnn(q, k, v, mask, dtype)
+        return run_flash_attention(q, k, v, mask, dtype)
     if used == "pallas":
         return _per_device(functools.partial(_splash, causal=mask.causal, dtype=dtype,
                                              interpret=_platform() != "tpu"),
@@ -233,11 +233,13 @@ def _splash(q, k, v, q_seg, kv_seg, *, causal: bool, dtype, interpret: bool) -> 
     return out.transpose(0, 2, 1, 3).astype(dtype)
 
 
-def _cudnn(q, k, v, mask: AttentionMask, dtype) -> jax.Array:
-    """cuDNN flash attention, causal or not, over each row's run of real keys (module docstring)."""
-    b, t, _, d = q.shape
+def run_flash_attention(q, k, v, mask: AttentionMask, dtype, implementation: str = "cudnn") -> jax.Array:
+    """jax.nn.dot_product_attention (cuDNN; "xla" runs the same masking on any backend, for
+    tests) over each row's run of real keys, causal or not: the run is rolled to slot 0 and
+    passed as a length. q [B, T, H, D], k, v [B, T, K, D]; a key mask with holes gives NaN rows."""
+    _, t, _, d = q.shape
     q, k, v = (x.astype(dtype) for x in (q, k, v))
-    kw = dict(scale=d ** -0.5, implementation="cudnn", is_causal=mask.causal)
+    kw = dict(scale=d ** -0.5, implementation=implementation, is_causal=mask.causal)
     if mask.key_mask is None:
         return jax.nn.dot_product_attention(q, k, v, **kw).astype(dtype)
     km = mask.key_mask.astype(bool)

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 from ladder_jax.model import sharding  # noqa: E402
 from ladder_jax.model.attention import (AttentionMask, attend, chunked_attention, cudnn_available,  # noqa: E402
-                                       kernel_for, resolve_kernel)
+                                       kernel_for, resolve_kernel, run_flash_attention)
 from ladder_jax.model.layers import attention  # noqa: E402
 
 # float32, relative to the largest |value|: the kernel sums the softmax blockwise (online
@@ -132,6 +132,25 @@ def test_pallas_splash_equals_dense_vision_segments():
     dense = lambda q, k, v: attention(q[None], k[None], v[None], (seg[:, None] == seg[None])[None], jnp.float32)[0]
     fused = lambda q, k, v: segment_attention(q, k, v, seg, jnp.float32, max_segment=128, kernel="pallas")
     same_values_and_gradients(fused, dense, (q, k, v), jnp.asarray(rng.standard_normal(q.shape).astype(np.float32)))
+
+
+def test_rolled_padding_for_cudnn_equals_dense():
+    """cuDNN's masking of the decoder (each row's run of real keys rolled to slot 0 and passed
+    as a length), run through jax's XLA implementation of the same call: left- and right-padded
+    rows equal the dense attention on their real rows; a key mask with holes gives NaN rows."""
+    b, t, h, kv, d = 3, 24, 4, 2, 8
+    q, k, v = qkv(b, t, t, h, kv, d)
+    pos = np.arange(t)[None]
+    am = np.concatenate([pos < 17, pos >= 6, (pos >= 3) & (pos < 20)])  # right, left, both sides
+    dense = attention(q, k, v, jnp.asarray((pos.T >= pos)[None] & am[:, None, :]), jnp.float32)
+    mask = AttentionMask(causal=True, key_mask=jnp.asarray(am))
+    got = run_flash_attention(q, k, v, mask, jnp.float32, implementation="xla")
+    real = am[:, :, None, None]
+    close(np.where(real, got, 0), np.where(real, dense, 0))
+    assert np.isfinite(np.asarray(got)).all()  # padding rows too: a masked loss stays finite
+    holes = AttentionMask(causal=True, key_mask=jnp.asarray(np.concatenate([am[:2], pos % 5 != 0])))
+    got = np.asarray(run_flash_attention(q, k, v, holes, jnp.float32, implementation="xla"))
+    assert np.isnan(got[2]).all() and np.isfinite(got[:2]).all()
 
 
 @pytest.mark.parametrize("kind", ["causal_padded", "segments"])
