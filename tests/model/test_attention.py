@@ -142,14 +142,16 @@ def test_rolled_padding_for_cudnn_equals_dense():
     q, k, v = qkv(b, t, t, h, kv, d)
     pos = np.arange(t)[None]
     am = np.concatenate([pos < 17, pos >= 6, (pos >= 3) & (pos < 20)])  # right, left, both sides
-    dense = attention(q, k, v, jnp.asarray((pos.T >= pos)[None] & am[:, None, :]), jnp.float32)
-    mask = AttentionMask(causal=True, key_mask=jnp.asarray(am))
-    got = run_flash_attention(q, k, v, mask, jnp.float32, implementation="xla")
+    dense = jax.jit(attention, static_argnums=4)(q, k, v, jnp.asarray((pos.T >= pos)[None] & am[:, None, :]),
+                                                 jnp.float32)
+    # one compiled call per key mask (eagerly, each small op would compile on its own)
+    flash = jax.jit(lambda km: run_flash_attention(q, k, v, AttentionMask(causal=True, key_mask=km), jnp.float32,
+                                                   implementation="xla"))
+    got = flash(jnp.asarray(am))
     real = am[:, :, None, None]
     close(np.where(real, got, 0), np.where(real, dense, 0))
     assert np.isfinite(np.asarray(got)).all()  # padding rows too: a masked loss stays finite
-    holes = AttentionMask(causal=True, key_mask=jnp.asarray(np.concatenate([am[:2], pos % 5 != 0])))
-    got = np.asarray(run_flash_attention(q, k, v, holes, jnp.float32, implementation="xla"))
+    got = np.asarray(flash(jnp.asarray(np.concatenate([am[:2], pos % 5 != 0]))))  # row 2 has holes
     assert np.isnan(got[2]).all() and np.isfinite(got[:2]).all()
 
 
