@@ -37,6 +37,12 @@ def check(cfg, target, min_headroom: float = 0.10, **kw) -> tuple[int, list[str]
 
     devices = target.devices()
     mesh = dict(programs_lib.target_mesh(cfg, devices).shape)
+    if target.platform == "cuda" and cfg.model.attention == "auto":
+        from ladder_jax.model.attention import CUDNN_WHEEL, cudnn_available
+
+        if not cudnn_available():
+            print(f"warning: no cuDNN library here, so attention compiles with the XLA fallback, not the cuDNN "
+                  f"flash attention a GPU run uses: pip install '{CUDNN_WHEEL}'", file=sys.stderr)
     programs = stage_programs.programs_for(cfg, devices, **kw)
     results = []
     for p in programs:

@@ -11,6 +11,8 @@ from typing import Any, Mapping
 from ladder_jax.processing import tokenizer as tok
 
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# attention kernels of ladder_jax.model.attention ("auto": by the platform the model runs on)
+ATTENTION_KERNELS = ("auto", "xla_chunked", "cudnn", "pallas")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -109,6 +111,7 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"  # storage dtype of the parameters
     remat: str = "none"  # one of REMAT_POLICIES
+    attention: str = "auto"  # one of ATTENTION_KERNELS (training / scoring attention, not decoding)
 
     def __post_init__(self):
         self.validate()
@@ -132,6 +135,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(self, name)!r}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+        if self.attention not in ATTENTION_KERNELS:
+            raise ValueError(f"attention must be one of {ATTENTION_KERNELS}, got {self.attention!r}")
 
     @property
     def stop_ids(self) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""Shared building blocks: annotated params, f32-accumulating einsum, RMSNorm, masked attention.
+"""Shared building blocks: annotated params, f32-accumulating einsum, RMSNorm, dense masked attention.
 
 Numerics: matmuls take compute-dtype operands and accumulate in float32
 (`preferred_element_type`); softmax and norms run in float32.
@@ -6,7 +6,7 @@ Numerics: matmuls take compute-dtype operands and accumulate in float32
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import flax.nnx as nnx
 import jax
@@ -15,9 +15,6 @@ import jax.numpy as jnp
 # Large finite negative instead of -inf: a fully masked row (a padding query) then gives a
 # uniform softmax instead of NaN; such rows are dropped by the caller.
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
-# Queries per block of `chunked_attention`: at 3B and 8k tokens a block's float32 scores take
-# 16 heads x 1024 x 8192 x 4 B = 512 MiB instead of 4 GiB for the whole [16, T, T].
-QUERY_CHUNK = 1024
 
 
 def param(rngs: nnx.Rngs, init: str, shape: Sequence[int], names: Sequence[str | None],
@@ -79,28 +76,6 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, dtype, 
                      preferred_element_type=jnp.float32)
     out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d).astype(dtype)
     return (out, probs) if return_probs else out
-
-
-def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_rows: Callable[[jax.Array], jax.Array],
-                      dtype, chunk: int) -> jax.Array:
-    """``attention`` over ``chunk`` queries at a time: memory [B, H, chunk, S], not [B, H, T, S].
-
-    q: [B, T, H, D] with T % chunk == 0; k, v: [B, S, K, D]; mask_rows(rows int32 [chunk]) ->
-    bool [B, chunk, S], the mask of those query rows (built per chunk, so no [T, S] mask need
-    exist either). Each chunk is rematerialised in the backward pass, which therefore keeps only
-    the inputs, not the float32 probabilities. Row by row the same arithmetic as ``attention``.
-    """
-    b, t, h, d = q.shape
-    n = t // chunk
-    qs = q.reshape(b, n, chunk, h, d).swapaxes(0, 1)  # [n, B, chunk, H, D]
-    rows = jnp.arange(t, dtype=jnp.int32).reshape(n, chunk)
-
-    @jax.checkpoint
-    def one(args):
-        qc, r = args
-        return attention(qc, k, v, mask_rows(r), dtype)
-
-    return jax.lax.map(one, (qs, rows)).swapaxes(0, 1).reshape(b, t, h, d)
 
 
 def remat_policy(name: str):

@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from ladder_jax.model import sharding
-from ladder_jax.model.layers import QUERY_CHUNK, attention, chunked_attention, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.attention import AttentionMask, attend
+from ladder_jax.model.layers import attention, dot, maybe_remat, param, rms_norm
 from ladder_jax.model.config import ModelConfig, TextConfig
 from ladder_jax.model.rope import apply_rope, mrope_cos_sin
 
@@ -78,6 +79,7 @@ class TextDecoder(nnx.Module):
         self.cfg = t
         self.dtype = jnp.dtype(config.dtype)
         self.remat = config.remat
+        self.attention = config.attention
         pd = jnp.dtype(config.param_dtype)
         L, D, H, K, hd, F = t.num_layers, t.hidden_size, t.num_heads, t.num_kv_heads, t.head_dim, t.intermediate_size
         self.attn_norm = param(rngs, "ones", (L, D), ("layers", "embed"), pd)
@@ -119,9 +121,6 @@ class TextDecoder(nnx.Module):
         cos, sin = mrope_cos_sin(positions, t.head_dim, t.rope_theta, t.mrope_section)
         am = attention_mask.astype(bool)
         if cache is None:
-            causal = jnp.arange(n)[:, None] >= jnp.arange(n)[None, :]
-            mask = causal[None] & am[:, None, :]  # [B, T, T]
-            causal_rows = lambda r: (r[:, None] >= jnp.arange(n)[None, :])[None] & am[:, None, :]
             valid = index = None
         else:
             index = cache.index
@@ -153,10 +152,8 @@ class TextDecoder(nnx.Module):
                 o = attention(q, ks if i is None else ks[i], vs if i is None else vs[i], mask, dtype,
                               kv_heads_first=True)
                 kv = (ks, vs)
-            elif n > QUERY_CHUNK and n % QUERY_CHUNK == 0:  # training / scoring long sequences
-                o = chunked_attention(q, k, v, causal_rows, dtype, QUERY_CHUNK)
-            else:
-                o = attention(q, k, v, mask, dtype)
+            else:  # training / scoring: the configured memory-efficient kernel
+                o = attend(q, k, v, AttentionMask(causal=True, key_mask=am), dtype, self.attention)
             x = x + dot("bthk,hkd->btd", o, p["o_kernel"], dtype)
             x = sharding.constrain(x, sharding.HIDDEN)
             h = rms_norm(x, p["mlp_norm"], t.rms_norm_eps)

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ladder_jax.model.layers import QUERY_CHUNK, attention, chunked_attention, dot, maybe_remat, param, rms_norm
+from ladder_jax.model.attention import QUERY_CHUNK, AttentionMask, attend
+from ladder_jax.model.layers import dot, maybe_remat, param, rms_norm
 from ladder_jax.model.config import ModelConfig, VisionConfig
 from ladder_jax.model.rope import apply_rope, vision_cos_sin
 
@@ -168,7 +169,8 @@ def prepare_vision(pixel_values: np.ndarray, grid_thw, cfg: VisionConfig,
     return pad_patches(pixel_values, layout.perm.shape[0]), layout
 
 
-def _banded_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, width: int, dtype) -> jax.Array:
+def _banded_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, width: int, dtype,
+                      kernel: str) -> jax.Array:
     """Attention within contiguous segments no longer than `width` slots, in O(P * 3*width).
 
     q, k, v: [P, H, D]; seg: [P]; P % width == 0. Query block b (slots [b*w, (b+1)*w)) can only
@@ -181,32 +183,27 @@ def _banded_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, 
     kb = three(pad(k, 0).reshape(n + 2, width, H, D))
     vb = three(pad(v, 0).reshape(n + 2, width, H, D))
     sb = three(pad(seg, -1).reshape(n + 2, width))
-    mask = seg.reshape(n, width)[:, :, None] == sb[:, None, :]  # [n, w, 3w]
-    return attention(q.reshape(n, width, H, D), kb, vb, mask, dtype).reshape(P, H, D)
-
-
-def _chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, chunk: int, dtype) -> jax.Array:
-    """Segment-masked attention over all P keys, `chunk` queries at a time (memory chunk*P, not P*P)."""
-    seg = jnp.asarray(seg)  # the layout may hold host arrays; rows are traced inside the map
-    mask_rows = lambda rows: (seg[rows][:, None] == seg[None, :])[None]
-    return chunked_attention(q[None], k[None], v[None], mask_rows, dtype, chunk)[0]
+    mask = AttentionMask(q_segments=seg.reshape(n, width), kv_segments=sb)
+    return attend(q.reshape(n, width, H, D), kb, vb, mask, dtype, kernel).reshape(P, H, D)
 
 
 def segment_attention(q: jax.Array, k: jax.Array, v: jax.Array, seg: jax.Array, dtype, *,
-                      max_segment: int | None = None, chunk: int = QUERY_CHUNK) -> jax.Array:
+                      max_segment: int | None = None, chunk: int = QUERY_CHUNK,
+                      kernel: str = "xla_chunked") -> jax.Array:
     """Attention restricted to equal `seg` ids (segments are contiguous runs of slots).
 
     max_segment: a static bound on segment length (window attention: 4 * window_merged**2);
-    then a banded O(P * 3 * max_segment) computation is used. Otherwise queries are processed
-    `chunk` at a time against all keys. Small or oddly sized P falls back to one dense mask.
+    then a banded O(P * 3 * max_segment) computation is used. Otherwise all P keys are attended
+    (by ``kernel``; its XLA fallback takes `chunk` queries at a time when P > chunk and
+    P % chunk == 0, else one dense mask).
     """
     P = q.shape[0]
+    seg = jnp.asarray(seg)  # the layout may hold host arrays; rows are traced inside the kernels
     if max_segment is not None and P % max_segment == 0 and P >= 3 * max_segment:
-        return _banded_attention(q, k, v, seg, max_segment, dtype)
-    if P > chunk and P % chunk == 0:
-        return _chunked_attention(q, k, v, seg, chunk, dtype)
-    mask = (seg[:, None] == seg[None, :])[None]
-    return attention(q[None], k[None], v[None], mask, dtype)[0]
+        return _banded_attention(q, k, v, seg, max_segment, dtype, kernel)
+    seg = seg[None]
+    mask = AttentionMask(q_segments=seg, kv_segments=seg)
+    return attend(q[None], k[None], v[None], mask, dtype, kernel, chunk)[0]
 
 
 def block_period(depth: int, full_indexes: Sequence[int]) -> int | None:
@@ -256,6 +253,7 @@ class VisionTower(nnx.Module):
         self.cfg = v
         self.dtype = jnp.dtype(config.dtype)
         self.remat = config.remat
+        self.attention = config.attention
         pd = jnp.dtype(config.param_dtype)
         L, D, H, hd, F = v.depth, v.hidden_size, v.num_heads, v.head_dim, v.intermediate_size
         M = D * v.merge_unit
@@ -306,9 +304,10 @@ class VisionTower(nnx.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             if full:
                 o = segment_attention(q, k, val, layout.full_seg, dtype, max_segment=layout.frame_width or None,
-                                      chunk=chunk)
+                                      chunk=chunk, kernel=self.attention)
             else:
-                o = segment_attention(q, k, val, layout.window_seg, dtype, max_segment=window_patches, chunk=chunk)
+                o = segment_attention(q, k, val, layout.window_seg, dtype, max_segment=window_patches, chunk=chunk,
+                                      kernel=self.attention)
             x = x + dot("phk,hkd->pd", o, p["proj_kernel"], dtype) + p["proj_bias"].astype(dtype)
             h = rms_norm(x, p["norm2"], eps)
             g = dot("pd,df->pf", h, p["gate_kernel"], dtype) + p["gate_bias"].astype(dtype)

@@ -27,6 +27,9 @@ def base_config() -> ml_collections.ConfigDict:
     # activations / matmul inputs; the master weights and AdamW state are always float32
     c.model.compute_dtype = "bfloat16"
     c.model.remat = "nothing_saveable"  # a jax.checkpoint_policies name, or "none"
+    # training / scoring attention kernel: auto (cuDNN flash on GPUs, Pallas splash on TPUs, the
+    # query-chunked XLA attention elsewhere) | xla_chunked | cudnn | pallas (ladder_jax/model/attention.py)
+    c.model.attention = "auto"
     c.model.freeze_vision = False
     c.model.tokenizer = ""  # '' = the exact Qwen2.5 tokenizer built offline
 

@@ -46,7 +46,7 @@ def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelCon
             raise ValueError(f"model.preset {m.preset!r} unknown; one of {sorted(model_config_lib.PRESETS)}")
         base = model_config_lib.PRESETS[name]()
     # Parameters are built in float32 (master weights); the step casts them to compute_dtype.
-    return base.replace(dtype=m.compute_dtype, param_dtype="float32", remat=remat)
+    return base.replace(dtype=m.compute_dtype, param_dtype="float32", remat=remat, attention=m.attention)
 
 
 def vision_layout_fn(cfg, mcfg: model_config_lib.ModelConfig) -> Callable[[np.ndarray, int], Any]:
