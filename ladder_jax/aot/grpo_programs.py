@@ -1,6 +1,7 @@
 """Stage 3 (GRPO) programs for the AOT tool, at the config's largest prompt and the full
 completion length: the rollout's prefill and decode loop (the trainer's Sampler on each host's
-own devices with a replicated policy copy), the frozen reference's log-prob pass and the update
+own devices, with the bf16 policy split over them as the train state splits it), the frozen
+reference's log-prob pass and the update
 step (``rl.step.step_functions``). The train state and the reference stay alive on the devices
 during the rollout: they count as resident there.
 """
@@ -71,31 +72,33 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     fwd_vision = flops_lib.vision_forward_flops(mcfg, grids)
     shape = f"k={accum},b={info['prompts_per_group']},L={L},T={T},P={P}"
     if float(cfg.grpo.beta) == 0.0:  # no reference is kept or scored
-        return rollout_programs(cfg, mcfg, plan, devices, ro, resident=state) + [
+        return rollout_programs(cfg, mcfg, plan, mesh, rules, ro, resident=state) + [
             programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, None, None), 3 * (fwd_text + fwd_vision),
                                  mesh, rules=rules)]
     # GRPOTrainer.update releases the sampler's policy copy after the rollout: only the train
     # state (during the reference pass) or the reference (during the update) stays beside
-    return rollout_programs(cfg, mcfg, plan, devices, ro, resident=(state, ref_params)) + [
+    return rollout_programs(cfg, mcfg, plan, mesh, rules, ro, resident=(state, ref_params)) + [
         programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision, mesh,
                              resident=state, rules=rules),
         programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None), 3 * (fwd_text + fwd_vision),
                              mesh, resident=ref_params, rules=rules)]
 
 
-def rollout_programs(cfg, mcfg, plan, devices: list, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:
-    """Prefill + decode of host 0's prompts, as GRPOTrainer.rollout runs them."""
+def rollout_programs(cfg, mcfg, plan, mesh, rules, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:
+    """Prefill + decode of host 0's prompts, as GRPOTrainer.rollout runs them: on host 0's block
+    of the train mesh, with the bf16 policy split over it as the train state splits it."""
     from ladder_jax.sampling import Sampler, collate_prompts
 
-    host0 = [d for d in devices if d.process_index == devices[0].process_index]
-    rollout_mesh = jax.sharding.Mesh(np.asarray(host0), ("rows",))
+    rollout_mesh = rollout_lib.host_mesh(rollout_lib.host_blocks(mesh), mesh.devices.flat[0].process_index)
     compute = jnp.dtype(cfg.model.compute_dtype)
     rep = jax.sharding.NamedSharding(rollout_mesh, jax.sharding.PartitionSpec())
-    policy = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
-        a.shape, compute if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype, sharding=rep), plan.abstract_params)
-    sampler = Sampler(plan.parts(plan.rest()).merge(policy), grpo.sampling_config(cfg, mcfg, 0), mesh=rollout_mesh)
+    policy = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(
+        a.shape, compute if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype,
+        sharding=jax.sharding.NamedSharding(rollout_mesh, s.spec)), plan.abstract_params, plan.shardings.params)
+    sampler = Sampler(plan.parts(plan.rest()).merge(policy), grpo.sampling_config(cfg, mcfg, 0), mesh=rollout_mesh,
+                      row_axes=mesh_lib.BATCH, rules=rules)
     prefill, decode = sampler.jitted()
-    hosts = len({d.process_index for d in devices})
+    hosts = len({d.process_index for d in mesh.devices.flat})
     items = ro.items[:len(ro.items) // hosts]
     batch = collate_prompts([it.encoded for it in items], mcfg, pad_id=0)
     abstract_batch = programs_lib.abstract(batch, sampler.batch_shardings(batch))

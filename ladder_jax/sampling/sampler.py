@@ -10,6 +10,9 @@
 * Decode is a `lax.while_loop` over a preallocated KV cache (donated by prefill's output), one
   token per step for every row, stopping early once every row has emitted a stop id. Its body
   runs the layers unrolled on per-layer weights and cache (`SamplingConfig.unroll_layers`).
+* Weights may be sharded (GRPO samples from the train state's FSDP / tensor split, cast to the
+  compute dtype): rows are split over the mesh's batch axes and XLA gathers each layer's
+  weights inside the loop where that layer runs, so no device holds a full copy of the model.
 * Each sampled token's log-probability is taken under the model's own distribution (the raw
   logits, before temperature / top-k / top-p): what GRPO's importance ratio needs and what a
   teacher-forced forward of the returned sequence gives. Only the [N, vocab] logits of the
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import flax
 import flax.nnx as nnx
@@ -31,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ladder_jax.model import sharding as model_sharding
 from ladder_jax.model.qwen25_vl import Qwen25VL
 from ladder_jax.model.text import KVCache
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IM_END_ID
@@ -258,15 +262,36 @@ class Sampler:
     show that prompt lengths sharing a bucket share one compilation.
     """
 
-    def __init__(self, model: Qwen25VL, cfg: SamplingConfig, mesh: jax.sharding.Mesh | None = None):
-        """mesh: devices to sample on, rows split over its (single) axis when the batch divides
-        evenly (model weights are expected replicated on them); None: JAX's default placement."""
+    def __init__(self, model: Qwen25VL, cfg: SamplingConfig, mesh: jax.sharding.Mesh | None = None,
+                 row_axes: Sequence[str] | None = None, rules: model_sharding.Rules | None = None):
+        """mesh: devices to sample on, None: JAX's default placement. The model's weights may be
+        sharded over it in any way (e.g. a train state's FSDP / tensor sharding: XLA gathers each
+        layer's weights where the layer runs) or replicated. Prompt rows are split over
+        ``row_axes`` (default: every axis of the mesh) when the batch divides evenly; ``rules``
+        (default model.sharding.RULES) are installed while tracing, with the model's activation
+        rows ("activation_batch") on row_axes, so hidden states stay split by rows and the
+        weights, not the activations, move."""
         self.cfg = cfg
         self.mesh = mesh
+        self.row_axes = tuple(mesh.axis_names if row_axes is None else row_axes) if mesh is not None else ()
+        self.rules = {**dict(model_sharding.RULES if rules is None else rules), "activation_batch": self.row_axes}
         self.graphdef, self.state = nnx.split(model)
         self.trace_counts = {"prefill": 0, "decode": 0}
-        self._prefill = jax.jit(self._prefill_fn, static_argnames=("num_samples", "cache_len"))
-        self._decode = jax.jit(self._decode_fn, donate_argnames=("loop",))
+        self._prefill = jax.jit(self._under_rules(self._prefill_fn), static_argnames=("num_samples", "cache_len"))
+        self._decode = jax.jit(self._under_rules(self._decode_fn), donate_argnames=("loop",))
+
+    def _under_rules(self, fn):
+        """fn traced with the sampler's (mesh, rules) installed for the model's constrain() calls
+        (they override any a caller installed); as is without a mesh."""
+        if self.mesh is None:
+            return fn
+
+        @functools.wraps(fn)
+        def traced(*args, **kwargs):
+            with model_sharding.axis_rules(self.mesh, self.rules):
+                return fn(*args, **kwargs)
+
+        return traced
 
     def jitted(self):
         """The jitted (prefill, decode) exactly as ``generate`` calls them, for compiling ahead of
@@ -374,13 +399,13 @@ class Sampler:
                             mask.sum(-1).astype(np.int32))
 
     def batch_shardings(self, batch: PromptBatch) -> PromptBatch:
-        """Where ``generate`` puts each array of ``batch`` on self.mesh: prompt rows split over its
-        devices when they divide evenly, visual inputs replicated (None leaves stay None)."""
+        """Where ``generate`` puts each array of ``batch`` on self.mesh: prompt rows split over
+        self.row_axes when they divide evenly, visual inputs replicated (None leaves stay None)."""
         from jax.sharding import NamedSharding, PartitionSpec as P
 
-        axis = self.mesh.axis_names[0]
-        split = batch.batch_size % self.mesh.devices.size == 0
-        rows = lambda dim: NamedSharding(self.mesh, P(*[None] * dim, axis) if split else P())
+        ways = int(np.prod([self.mesh.shape[a] for a in self.row_axes]))
+        axes = self.row_axes if batch.batch_size % ways == 0 else None
+        rows = lambda dim: NamedSharding(self.mesh, P(*[None] * dim, axes))
         rep = NamedSharding(self.mesh, P())
         return batch.replace(
             input_ids=rows(0), attention_mask=rows(0), positions=rows(1), next_position=rows(0),
