@@ -100,7 +100,7 @@ def rollout_programs(cfg, mcfg, plan, mesh, rules, ro: rollout_lib.Rollout, resi
     prefill, decode = sampler.jitted()
     hosts = len({d.process_index for d in mesh.devices.flat})
     items = ro.items[:len(ro.items) // hosts]
-    batch = collate_prompts([it.encoded for it in items], mcfg, pad_id=0)
+    batch = collate_prompts([it.encoded for it in items], mcfg, pad_id=0, groups=sampler.row_groups(len(items)))
     abstract_batch = programs_lib.abstract(batch, sampler.batch_shardings(batch))
     scalar = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=rep)
     G, T = int(cfg.grpo.num_generations), int(cfg.grpo.max_completion_length)

@@ -26,6 +26,7 @@ from ladder_jax.model.vision import pad_patches, vision_layout
 from ladder_jax.processing import prompts as prompts_lib
 from ladder_jax.processing.image import VisionPreprocessConfig
 from ladder_jax.rewards.batched import RewardArrays, parse_batch
+from ladder_jax.sampling.batch import EMPTY_GRID
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +120,8 @@ def rollout(sampler, tokenizer, items: Sequence[Stage3Item], *, group_size: int,
 
     t0 = time.perf_counter()
     batch = collate_prompts([it.encoded for it in items], model_config,
-                            pad_id=model_config.pad_token_id if pad_id is None else pad_id)
+                            pad_id=model_config.pad_token_id if pad_id is None else pad_id,
+                            groups=sampler.row_groups(len(items)))
     out = sampler.generate(batch, seed=seed, num_samples=group_size, prompt_offset=prompt_offset)
     t1 = time.perf_counter()
     texts = decode_completions(tokenizer, out.tokens, out.mask)
@@ -208,9 +210,6 @@ def _visual_stream(encoded: Sequence[prompts_lib.EncodedPrompt]):
     return np.concatenate(pixels).astype(np.float32), np.concatenate(grids)
 
 
-_DUMMY_GRID = np.array([[1, 2, 2]])  # a layout for a group without any visual item (never merged)
-
-
 def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: int, T: int, P: int | None,
                  model_config: ModelConfig, pad_id: int | None = None) -> dict[str, Any]:
     """Training arrays of one group: prompts ``items`` (b) and their completions ``ro[rows]`` (b * G).
@@ -241,7 +240,7 @@ def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: in
     if P is not None:
         pv, grid = _visual_stream([it.encoded for it in items])
         if pv is None:
-            pv, grid = np.zeros((0, batching.PATCH_DIM), np.float32), _DUMMY_GRID
+            pv, grid = np.zeros((0, batching.PATCH_DIM), np.float32), EMPTY_GRID
         out["pixel_values"] = pad_patches(pv, P)
         out["vision"] = vision_layout(grid, model_config.vision, P)
     return out

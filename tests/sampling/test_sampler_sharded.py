@@ -1,6 +1,6 @@
 """Sampling from sharded weights on 8 CPU devices: the policy split over a (data, fsdp, tensor)
-mesh as a train state splits it gives the same tokens (greedy and sampled) and log-probs as the
-same weights on one device, and the compiled decode loop takes only each device's share of the
+mesh as a train state splits it, prompt rows and their images split over (data, fsdp), gives the
+same sampled tokens and log-probs as the same weights on one device, and the compiled decode loop takes only each device's share of the
 weights: its argument bytes equal the sharded state's and the loop's bytes computed here from
 shapes and shardings, and its temporaries hold no full copy of the decoder. Runs in a
 subprocess: the device count must be fixed before jax starts."""
@@ -78,14 +78,18 @@ def worker() -> None:
     scfg = SamplingConfig(max_new_tokens=NEW_TOKENS, temperature=1.0, top_k=20, stop_ids=())
     one = Sampler(model, scfg).generate(batch, seed=5, num_samples=2)
     s = Sampler(sharded, scfg, mesh=local, row_axes=mesh_lib.BATCH)
-    split = s.generate(batch, seed=5, num_samples=2)
+    # one prompt per (data, fsdp) device, each group's vision on its own device (three groups hold none)
+    grouped = collate_prompts(prompts(cfg), cfg, pad_id=0, groups=s.row_groups(len(batch.input_ids)))
+    split = s.generate(grouped, seed=5, num_samples=2)
     prefill, decode = s.jitted()
-    placed_batch = jax.tree.map(lambda a, sh: jax.device_put(np.asarray(a), sh), batch, s.batch_shardings(batch))
+    placed_batch = jax.tree.map(lambda a, sh: jax.device_put(np.asarray(a), sh), grouped, s.batch_shardings(grouped))
     loop = prefill(s.state, placed_batch, jnp.uint32(5), jnp.int32(0), num_samples=2,
                    cache_len=batch.prompt_length + NEW_TOKENS)
     mem = decode.lower(s.state, loop).compile().memory_analysis()
     out = {
         "tokens_one": one.tokens.tolist(), "tokens_split": split.tokens.tolist(),
+        "pixel_groups": list(grouped.pixel_values.shape[:1]),
+        "pixel_split": not placed_batch.pixel_values.sharding.is_fully_replicated,
         "logp_diff": float(np.abs(one.logprobs - split.logprobs).max()),
         "argument": mem.argument_size_in_bytes, "temp": mem.temp_size_in_bytes,
         # jit drops the arguments decode does not read: the vision tower's weights
@@ -111,6 +115,7 @@ def test_sampling_from_sharded_weights():
     # the same rows (per-row keys) from the same logits, to float32 rounding of the split matmuls
     assert res["tokens_split"] == res["tokens_one"]
     assert res["logp_diff"] < 1e-5, res["logp_diff"]
+    assert res["pixel_groups"] == [4] and res["pixel_split"]  # the image went to its own row's device
     assert res["split_leaves"] > 10  # the weights really are split over the devices
     # the decode loop's arguments are each device's share of the weights plus the loop state ...
     assert res["argument"] == res["want_argument"], res
