@@ -61,7 +61,11 @@ def grpo_config() -> ml_collections.ConfigDict:
     g.temperature = 1.0
     g.top_k = 50
     g.top_p = 1.0
-    g.unroll_decode_layers = True  # SamplingConfig.unroll_layers: faster decode, one more weight copy
+    # SamplingConfig.unroll_layers. The rollout samples from the split weights: a scan over the
+    # stacked layers gathers one layer's weights per step of the layer loop, where the unrolled
+    # loop lets XLA gather several layers at once (3B, 4x A6000 decode: 1.2 vs 7.2 GiB temp,
+    # docs/PERFORMANCE.md). True pays off on one device (reads weights and cache in place).
+    g.unroll_decode_layers = False
     g.beta = 0.01  # weight of the k3 KL to the frozen reference (0: no reference kept)
     g.epsilon = 0.2  # lower clip: ratio >= 1 - epsilon
     g.epsilon_high = 0.2  # upper clip: ratio <= 1 + epsilon_high
