@@ -1,9 +1,8 @@
 """Stage 3 (GRPO) programs for the AOT tool, at the config's largest prompt and the full
 completion length: the rollout's prefill and decode loop (the trainer's Sampler on each host's
 own devices, with the bf16 policy split over them as the train state splits it), the frozen
-reference's log-prob pass and the update
-step (``rl.step.step_functions``). The train state and the reference stay alive on the devices
-during the rollout: they count as resident there.
+reference's log-prob pass and the update step (``rl.step.step_functions``). The train state and
+the reference stay alive on the devices during the rollout: they count as resident there.
 """
 
 from __future__ import annotations

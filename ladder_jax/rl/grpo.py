@@ -36,7 +36,8 @@ import numpy as np
 
 from ladder_jax.model import config as model_config_lib
 from ladder_jax.rl import loss as loss_lib, rollout as rollout_lib, step as step_lib
-from ladder_jax.train import final_model, global_batch, loop, mesh as mesh_lib, metrics as metrics_lib, sources as sources_lib
+from ladder_jax.train import final_model, global_batch, loop, mesh as mesh_lib, metrics as metrics_lib
+from ladder_jax.train import sources as sources_lib
 from ladder_jax.train.defaults import base_config
 from ladder_jax.train.trainer import StageTrainer
 
@@ -139,8 +140,7 @@ class GRPOTrainer(StageTrainer):
         # state splits it (XLA gathers each layer's weights where it runs): no collective between
         # hosts inside the decode loop, every host samples its own prompts, and no device holds a
         # full copy of the weights (one process: the train mesh and its sharding themselves).
-        self.rollout_blocks = rollout_lib.host_blocks(self.mesh)
-        self.rollout_mesh = rollout_lib.host_mesh(self.rollout_blocks)
+        self.rollout_mesh = rollout_lib.host_mesh(rollout_lib.host_blocks(self.mesh))
         self.sampler = None
 
     def ready(self) -> None:

@@ -154,7 +154,8 @@ def host_blocks(mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
         blocks.append(block)
     if len({b.shape for b in blocks}) != 1:
         raise ValueError(f"processes hold blocks of different shapes of the mesh {dict(mesh.shape)}")
-    return jax.sharding.Mesh(np.stack(blocks), ("hosts",) + tuple(mesh.axis_names), axis_types=(jax.sharding.AxisType.Auto,) + tuple(mesh.axis_types))
+    return jax.sharding.Mesh(np.stack(blocks), ("hosts",) + tuple(mesh.axis_names),
+                             axis_types=(jax.sharding.AxisType.Auto,) + tuple(mesh.axis_types))
 
 
 def host_mesh(blocks: jax.sharding.Mesh, process: int | None = None) -> jax.sharding.Mesh:

@@ -47,13 +47,29 @@ def prompts(cfg):
     return out
 
 
+def random_model(cfg):
+    """A Qwen25VL with numpy random weights (normal(0, 0.1), norms 1): the model's own random
+    init dispatches op by op and takes ~10 s of CPU here."""
+    import flax.nnx as nnx
+    import jax
+    import jax.numpy as jnp
+
+    from ladder_jax.model.qwen25_vl import Qwen25VL
+
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0))))
+    rng = np.random.default_rng(0)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    values = [np.ones(a.shape, a.dtype) if "norm" in jax.tree_util.keystr(path)
+              else rng.normal(0, 0.1, a.shape).astype(a.dtype) for path, a in leaves]
+    return nnx.merge(graphdef, jax.tree.unflatten(treedef, [jnp.asarray(v) for v in values]))
+
+
 def worker() -> None:
     import flax.nnx as nnx
     import jax
     import jax.numpy as jnp
 
     from ladder_jax.model import config as mc, sharding as model_sharding
-    from ladder_jax.model.qwen25_vl import Qwen25VL
     from ladder_jax.rl import rollout as rollout_lib
     from ladder_jax.sampling import Sampler, SamplingConfig, collate_prompts
     from ladder_jax.train import mesh as mesh_lib
@@ -62,7 +78,7 @@ def worker() -> None:
     # a small vocabulary, so that the decoder layers (not the embedding) make up the weights
     cfg = mc.tiny(vocab_size=512, image_token_id=500, video_token_id=501, vision_start_token_id=502,
                   vision_end_token_id=503, num_layers=4, intermediate_size=256)
-    model = Qwen25VL(cfg, rngs=nnx.Rngs(0))
+    model = random_model(cfg)
     graphdef, state = nnx.split(model)
     batch = collate_prompts(prompts(cfg), cfg, pad_id=0)
 
@@ -81,20 +97,23 @@ def worker() -> None:
     s = Sampler(sharded, scfg, mesh=local, row_axes=mesh_lib.BATCH)
     # one prompt per (data, fsdp) device, each group's vision on its own device (three groups hold none)
     grouped = collate_prompts(prompts(cfg), cfg, pad_id=0, groups=s.row_groups(len(batch.input_ids)))
-    split = s.generate(grouped, seed=5, num_samples=2)
+    # generate's two calls, the decode compiled once here to read its memory analysis
     prefill, decode = s.jitted()
     placed_batch = jax.tree.map(lambda a, sh: jax.device_put(np.asarray(a), sh), grouped, s.batch_shardings(grouped))
     loop = prefill(s.state, placed_batch, jnp.uint32(5), jnp.int32(0), num_samples=2,
                    cache_len=batch.prompt_length + NEW_TOKENS)
-    mem = decode.lower(s.state, loop).compile().memory_analysis()
+    compiled = decode.lower(s.state, loop).compile()
+    mem = compiled.memory_analysis()
+    want_argument = per_device_bytes(({k: v for k, v in s.state.items() if k != "vision"}, loop))
+    split = compiled(s.state, loop)
     out = {
-        "tokens_one": one.tokens.tolist(), "tokens_split": split.tokens.tolist(),
+        "tokens_one": one.tokens.tolist(), "tokens_split": np.asarray(split.tokens).tolist(),
         "pixel_groups": list(grouped.pixel_values.shape[:1]),
         "pixel_split": not placed_batch.pixel_values.sharding.is_fully_replicated,
-        "logp_diff": float(np.abs(one.logprobs - split.logprobs).max()),
+        "logp_diff": float(np.abs(one.logprobs - np.asarray(split.logprobs)).max()),
         "argument": mem.argument_size_in_bytes, "temp": mem.temp_size_in_bytes,
         # jit drops the arguments decode does not read: the vision tower's weights
-        "want_argument": per_device_bytes(({k: v for k, v in s.state.items() if k != "vision"}, loop)),
+        "want_argument": want_argument,
         "state_share": per_device_bytes(s.state),
         "state_full": sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(state)),
         "decoder_full": sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(nnx.state(model.decoder))),
