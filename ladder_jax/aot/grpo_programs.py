@@ -94,8 +94,9 @@ def rollout_programs(cfg, mcfg, plan, mesh, rules, ro: rollout_lib.Rollout, resi
     policy = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(
         a.shape, compute if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype,
         sharding=jax.sharding.NamedSharding(rollout_mesh, s.spec)), plan.abstract_params, plan.shardings.params)
-    sampler = Sampler(plan.parts(plan.rest()).merge(policy), grpo.sampling_config(cfg, mcfg, 0), mesh=rollout_mesh,
-                      row_axes=mesh_lib.BATCH, rules=rules)
+    sampling = grpo.sampling_config(cfg, mcfg, 0, rollout_mesh.devices.size)
+    sampler = Sampler(plan.parts(plan.rest()).merge(policy), sampling, mesh=rollout_mesh, row_axes=mesh_lib.BATCH,
+                      rules=rules)
     prefill, decode = sampler.jitted()
     hosts = len({d.process_index for d in mesh.devices.flat})
     items = ro.items[:len(ro.items) // hosts]

@@ -62,11 +62,11 @@ def grpo_config() -> ml_collections.ConfigDict:
     g.temperature = 1.0
     g.top_k = 50
     g.top_p = 1.0
-    # SamplingConfig.unroll_layers. The rollout samples from the split weights: a scan over the
-    # stacked layers gathers one layer's weights per step of the layer loop, where the unrolled
-    # loop lets XLA gather several layers at once (3B, 4x A6000 decode: 1.2 vs 7.2 GiB temp,
-    # docs/PERFORMANCE.md). True pays off on one device (reads weights and cache in place).
-    g.unroll_decode_layers = False
+    # SamplingConfig.unroll_layers where a host has one device (weights and cache read in place,
+    # one more copy of the decoder weights). With several, the rollout samples from split weights
+    # and always scans the stacked layers: one layer gathered per step of the layer loop, where
+    # the unrolled loop lets XLA gather several at once (3B, 4x A6000 decode: 1.2 vs 7.2 GiB temp).
+    g.unroll_decode_layers = True
     g.beta = 0.01  # weight of the k3 KL to the frozen reference (0: no reference kept)
     g.epsilon = 0.2  # lower clip: ratio >= 1 - epsilon
     g.epsilon_high = 0.2  # upper clip: ratio <= 1 + epsilon_high
@@ -102,14 +102,15 @@ def check_config(cfg) -> None:
 _SAMPLERS: dict[str, Any] = {}
 
 
-def sampling_config(cfg, mcfg, pad_id: int):
-    """The rollout's SamplingConfig from cfg.grpo (stop at the model's eos ids)."""
+def sampling_config(cfg, mcfg, pad_id: int, rollout_devices: int = 1):
+    """The rollout's SamplingConfig from cfg.grpo (stop at the model's eos ids) for a host with
+    ``rollout_devices`` devices (several: the weights are split, the decode loop scans)."""
     from ladder_jax.sampling import SamplingConfig
 
     g = cfg.grpo
     return SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
                           top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=mcfg.stop_ids, pad_id=pad_id,
-                          unroll_layers=bool(g.unroll_decode_layers))
+                          unroll_layers=bool(g.unroll_decode_layers) and rollout_devices == 1)
 
 
 class GRPOTrainer(StageTrainer):
@@ -135,12 +136,12 @@ class GRPOTrainer(StageTrainer):
         self._step, self._logp, self._cast, self._policy = self.compiled(
             lambda: step_lib.step_functions(cfg, self.parts, self.tx, self.schedule, self.shardings, self.mesh))
         self.ref_params = None
-        self.sampling = sampling_config(cfg, self.mcfg, self.pad_id)
         # Rollouts run on each process's own devices, the policy split over them as the train
         # state splits it (XLA gathers each layer's weights where it runs): no collective between
         # hosts inside the decode loop, every host samples its own prompts, and no device holds a
         # full copy of the weights (one process: the train mesh and its sharding themselves).
         self.rollout_mesh = rollout_lib.host_mesh(rollout_lib.host_blocks(self.mesh))
+        self.sampling = sampling_config(cfg, self.mcfg, self.pad_id, self.rollout_mesh.devices.size)
         self.sampler = None
 
     def ready(self) -> None:

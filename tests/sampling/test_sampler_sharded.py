@@ -91,7 +91,7 @@ def worker() -> None:
     local = rollout_lib.host_mesh(blocks)
     sharded = nnx.merge(graphdef, jax.tree.unflatten(treedef, rollout_lib.host_local(placed, local)))
 
-    # the decode loop GRPO runs (grpo.unroll_decode_layers=False: a scan over the stacked layers)
+    # the decode loop GRPO runs on split weights (grpo.sampling_config: a scan over the stacked layers)
     scfg = SamplingConfig(max_new_tokens=NEW_TOKENS, temperature=1.0, top_k=20, stop_ids=(), unroll_layers=False)
     one = Sampler(model, scfg).generate(batch, seed=5, num_samples=2)
     s = Sampler(sharded, scfg, mesh=local, row_axes=mesh_lib.BATCH)
