@@ -19,6 +19,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -402,3 +405,16 @@ def join_localhost(process_id: int, num_processes: int, port: int) -> None:
     d.coordinator_address = f"localhost:{port}"
     d.num_processes, d.process_id = num_processes, process_id
     distributed.initialize(d)
+
+
+def run_on_cpu_devices(script: str | Path, devices: int = 8, timeout: int = 600) -> Any:
+    """Runs ``python script`` with ``devices`` fake CPU devices (the count must be fixed before
+    jax starts, hence a subprocess; the repository first on its path) and returns the JSON it
+    printed after "RESULT " on its last such line."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])

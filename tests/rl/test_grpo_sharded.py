@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from ladder_jax.testing import free_port
+from ladder_jax.testing import free_port, run_on_cpu_devices
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -42,13 +42,7 @@ def worker() -> None:
 
 
 def test_same_results_on_every_mesh():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT "):])
+    res = run_on_cpu_devices(os.path.abspath(__file__), 8)
     base = res["8x1x1"]
     assert len(base["reward_mean"]) == 3 and max(base["loss"][1:]) != 0.0
     for name, r in res.items():

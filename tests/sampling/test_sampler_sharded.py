@@ -1,20 +1,19 @@
 """Sampling from sharded weights on 8 CPU devices: the policy split over a (data, fsdp, tensor)
 mesh as a train state splits it, prompt rows and their images split over (data, fsdp), gives the
-same sampled tokens and log-probs as the same weights on one device, and the compiled decode loop takes only each device's share of the
-weights: its argument bytes equal the sharded state's and the loop's bytes computed here from
-shapes and shardings, and its temporaries hold no full copy of the decoder. Runs in a
-subprocess: the device count must be fixed before jax starts."""
+same sampled tokens and log-probs as the same weights on one device, and the compiled decode
+loop takes only each device's share of the weights: its argument bytes equal the sharded
+state's and the loop's bytes computed here from shapes and shardings, and its temporaries hold
+no full copy of the decoder. Runs in a subprocess (ladder_jax.testing.run_on_cpu_devices)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ladder_jax.testing import run_on_cpu_devices
+
 MESH = (2, 2, 2)  # data, fsdp, tensor
 NEW_TOKENS = 6
 
@@ -123,12 +122,7 @@ def worker() -> None:
 
 
 def test_sampling_from_sharded_weights():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads([l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1][len("RESULT "):])
+    res = run_on_cpu_devices(os.path.abspath(__file__), 8)
     tokens = np.asarray(res["tokens_one"])
     assert tokens.shape == (8, NEW_TOKENS)
     assert (tokens[0::2] != tokens[1::2]).any()  # a prompt's two rows differ: they really are sampled
