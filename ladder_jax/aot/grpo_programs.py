@@ -83,12 +83,27 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
                              mesh, resident=ref_params, rules=rules)]
 
 
+def compilable(host_mesh: jax.sharding.Mesh, mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+    """Host 0's rollout mesh as a compile-only client accepts it: a TPU topology's client rejects a
+    program on n of its chips whose device ids are not 0 .. n-1 (v5e 4x4: host 0 owns chips 0, 1,
+    4, 5; XLA's "device_id < kMaxDeviceCount"), so the block moves onto the chips with those ids,
+    in the same mesh shape (the same per-device buffers; only the chips' ICI neighbourhood
+    differs). Other meshes stay as they are."""
+    n = host_mesh.devices.size
+    if sorted(d.id for d in host_mesh.devices.flat) == list(range(n)):
+        return host_mesh
+    by_id = {d.id: d for d in mesh.devices.flat}
+    devices = np.asarray([by_id[i] for i in range(n)]).reshape(host_mesh.devices.shape)
+    return jax.sharding.Mesh(devices, host_mesh.axis_names, axis_types=host_mesh.axis_types)
+
+
 def rollout_programs(cfg, mcfg, plan, mesh, rules, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:
     """Prefill + decode of host 0's prompts, as GRPOTrainer.rollout runs them: on host 0's block
     of the train mesh, with the bf16 policy split over it as the train state splits it."""
     from ladder_jax.sampling import Sampler, collate_prompts
 
-    rollout_mesh = rollout_lib.host_mesh(rollout_lib.host_blocks(mesh), mesh.devices.flat[0].process_index)
+    rollout_mesh = compilable(rollout_lib.host_mesh(rollout_lib.host_blocks(mesh), mesh.devices.flat[0].process_index),
+                              mesh)
     compute = jnp.dtype(cfg.model.compute_dtype)
     rep = jax.sharding.NamedSharding(rollout_mesh, jax.sharding.PartitionSpec())
     policy = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(
