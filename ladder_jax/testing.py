@@ -22,6 +22,8 @@ import copy
 import functools
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -442,8 +444,6 @@ def run_processes(argvs: list[list[str]], env: dict[str, str], timeout: float) -
     """Start every command at once (the hosts of one job, and independent runs beside them, so
     one waits on its collectives while another computes) and wait for all: [(return code,
     stdout and stderr)] in the order given."""
-    import subprocess
-
     procs = [subprocess.Popen(a, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for a in argvs]
     try:
@@ -452,3 +452,14 @@ def run_processes(argvs: list[list[str]], env: dict[str, str], timeout: float) -
         for p in procs:
             if p.poll() is None:
                 p.kill()
+
+
+def run_on_cpu_devices(script: str | Path, devices: int = 8, timeout: int = 600) -> Any:
+    """Runs ``python script`` with ``devices`` fake CPU devices (the count must be fixed before
+    jax starts, hence a subprocess) and returns the JSON it printed after "RESULT " on its last
+    such line."""
+    proc = subprocess.run([sys.executable, str(script)], env=jax_subprocess_env(cpu_devices=devices),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])

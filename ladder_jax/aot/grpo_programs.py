@@ -1,8 +1,8 @@
 """Stage 3 (GRPO) programs for the AOT tool, at the config's largest prompt and the full
 completion length: the rollout's prefill and decode loop (the trainer's Sampler on each host's
-own devices with a replicated policy copy), the frozen reference's log-prob pass and the update
-step (``rl.step.step_functions``). The train state and the reference stay alive on the devices
-during the rollout: they count as resident there.
+own devices, with the bf16 policy split over them as the train state splits it), the frozen
+reference's log-prob pass and the update step (``rl.step.step_functions``). The train state and
+the reference stay alive on the devices during the rollout: they count as resident there.
 """
 
 from __future__ import annotations
@@ -71,33 +71,51 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     fwd_vision = flops_lib.vision_forward_flops(mcfg, grids)
     shape = f"k={accum},b={info['prompts_per_group']},L={L},T={T},P={P}"
     if float(cfg.grpo.beta) == 0.0:  # no reference is kept or scored
-        return rollout_programs(cfg, mcfg, plan, devices, ro, resident=state) + [
+        return rollout_programs(cfg, mcfg, plan, mesh, rules, ro, resident=state) + [
             programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, None, None), 3 * (fwd_text + fwd_vision),
                                  mesh, rules=rules)]
     # GRPOTrainer.update releases the sampler's policy copy after the rollout: only the train
     # state (during the reference pass) or the reference (during the update) stays beside
-    return rollout_programs(cfg, mcfg, plan, devices, ro, resident=(state, ref_params)) + [
+    return rollout_programs(cfg, mcfg, plan, mesh, rules, ro, resident=(state, ref_params)) + [
         programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision, mesh,
                              resident=state, rules=rules),
         programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None), 3 * (fwd_text + fwd_vision),
                              mesh, resident=ref_params, rules=rules)]
 
 
-def rollout_programs(cfg, mcfg, plan, devices: list, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:
-    """Prefill + decode of host 0's prompts, as GRPOTrainer.rollout runs them."""
+def compilable(host_mesh: jax.sharding.Mesh, mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+    """Host 0's rollout mesh as a compile-only client accepts it: a TPU topology's client rejects a
+    program on n of its chips whose device ids are not 0 .. n-1 (v5e 4x4: host 0 owns chips 0, 1,
+    4, 5; XLA's "device_id < kMaxDeviceCount"), so the block moves onto the chips with those ids,
+    in the same mesh shape (the same per-device buffers; only the chips' ICI neighbourhood
+    differs). Other meshes stay as they are."""
+    n = host_mesh.devices.size
+    if sorted(d.id for d in host_mesh.devices.flat) == list(range(n)):
+        return host_mesh
+    by_id = {d.id: d for d in mesh.devices.flat}
+    devices = np.asarray([by_id[i] for i in range(n)]).reshape(host_mesh.devices.shape)
+    return jax.sharding.Mesh(devices, host_mesh.axis_names, axis_types=host_mesh.axis_types)
+
+
+def rollout_programs(cfg, mcfg, plan, mesh, rules, ro: rollout_lib.Rollout, resident) -> list[programs_lib.Program]:
+    """Prefill + decode of host 0's prompts, as GRPOTrainer.rollout runs them: on host 0's block
+    of the train mesh, with the bf16 policy split over it as the train state splits it."""
     from ladder_jax.sampling import Sampler, collate_prompts
 
-    host0 = [d for d in devices if d.process_index == devices[0].process_index]
-    rollout_mesh = jax.sharding.Mesh(np.asarray(host0), ("rows",))
+    rollout_mesh = compilable(rollout_lib.host_mesh(rollout_lib.host_blocks(mesh), mesh.devices.flat[0].process_index),
+                              mesh)
     compute = jnp.dtype(cfg.model.compute_dtype)
     rep = jax.sharding.NamedSharding(rollout_mesh, jax.sharding.PartitionSpec())
-    policy = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
-        a.shape, compute if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype, sharding=rep), plan.abstract_params)
-    sampler = Sampler(plan.parts(plan.rest()).merge(policy), grpo.sampling_config(cfg, mcfg, 0), mesh=rollout_mesh)
+    policy = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(
+        a.shape, compute if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype,
+        sharding=jax.sharding.NamedSharding(rollout_mesh, s.spec)), plan.abstract_params, plan.shardings.params)
+    sampling = grpo.sampling_config(cfg, mcfg, 0, rollout_mesh.devices.size)
+    sampler = Sampler(plan.parts(plan.rest()).merge(policy), sampling, mesh=rollout_mesh, row_axes=mesh_lib.BATCH,
+                      rules=rules)
     prefill, decode = sampler.jitted()
-    hosts = len({d.process_index for d in devices})
+    hosts = len({d.process_index for d in mesh.devices.flat})
     items = ro.items[:len(ro.items) // hosts]
-    batch = collate_prompts([it.encoded for it in items], mcfg, pad_id=0)
+    batch = collate_prompts([it.encoded for it in items], mcfg, pad_id=0, groups=sampler.row_groups(len(items)))
     abstract_batch = programs_lib.abstract(batch, sampler.batch_shardings(batch))
     scalar = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=rep)
     G, T = int(cfg.grpo.num_generations), int(cfg.grpo.max_completion_length)

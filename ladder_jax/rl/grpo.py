@@ -36,7 +36,8 @@ import numpy as np
 
 from ladder_jax.model import config as model_config_lib
 from ladder_jax.rl import loss as loss_lib, rollout as rollout_lib, step as step_lib
-from ladder_jax.train import final_model, global_batch, loop, metrics as metrics_lib, sources as sources_lib
+from ladder_jax.train import final_model, global_batch, loop, mesh as mesh_lib, metrics as metrics_lib
+from ladder_jax.train import sources as sources_lib
 from ladder_jax.train.defaults import base_config
 from ladder_jax.train.trainer import StageTrainer
 
@@ -61,7 +62,11 @@ def grpo_config() -> ml_collections.ConfigDict:
     g.temperature = 1.0
     g.top_k = 50
     g.top_p = 1.0
-    g.unroll_decode_layers = True  # SamplingConfig.unroll_layers: faster decode, one more weight copy
+    # SamplingConfig.unroll_layers where a host has one device (weights and cache read in place,
+    # one more copy of the decoder weights). With several, the rollout samples from split weights
+    # and always scans the stacked layers: one layer gathered per step of the layer loop, where
+    # the unrolled loop lets XLA gather several at once (3B, 4x A6000 decode: 1.2 vs 7.2 GiB temp).
+    g.unroll_decode_layers = True
     g.beta = 0.01  # weight of the k3 KL to the frozen reference (0: no reference kept)
     g.epsilon = 0.2  # lower clip: ratio >= 1 - epsilon
     g.epsilon_high = 0.2  # upper clip: ratio <= 1 + epsilon_high
@@ -94,31 +99,18 @@ def check_config(cfg) -> None:
 # ----------------------------------------------------------------------------- trainer
 
 
-def local_replica(tree: Any, local_mesh: jax.sharding.Mesh) -> Any:
-    """Fully replicated global arrays -> the same values as arrays on this process's devices
-    only (no copy: each device's buffer is reused), usable by computations that involve no
-    other process."""
-    sharding = jax.sharding.NamedSharding(local_mesh, jax.sharding.PartitionSpec())
-
-    def one(a):
-        by_device = {s.device: s.data for s in a.addressable_shards}
-        return jax.make_array_from_single_device_arrays(a.shape, sharding,
-                                                        [by_device[d] for d in local_mesh.devices.flat])
-
-    return jax.tree.map(one, tree)
-
-
 _SAMPLERS: dict[str, Any] = {}
 
 
-def sampling_config(cfg, mcfg, pad_id: int):
-    """The rollout's SamplingConfig from cfg.grpo (stop at the model's eos ids)."""
+def sampling_config(cfg, mcfg, pad_id: int, rollout_devices: int = 1):
+    """The rollout's SamplingConfig from cfg.grpo (stop at the model's eos ids) for a host with
+    ``rollout_devices`` devices (several: the weights are split, the decode loop scans)."""
     from ladder_jax.sampling import SamplingConfig
 
     g = cfg.grpo
     return SamplingConfig(max_new_tokens=int(g.max_completion_length), temperature=float(g.temperature),
                           top_k=int(g.top_k), top_p=float(g.top_p), stop_ids=mcfg.stop_ids, pad_id=pad_id,
-                          unroll_layers=bool(g.unroll_decode_layers))
+                          unroll_layers=bool(g.unroll_decode_layers) and rollout_devices == 1)
 
 
 class GRPOTrainer(StageTrainer):
@@ -141,13 +133,15 @@ class GRPOTrainer(StageTrainer):
             tokenizer = self.encoder.tokenizer
         self.tokenizer = tokenizer
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)
-        self._step, self._logp, self._cast, self._replicate = self.compiled(
+        self._step, self._logp, self._cast, self._policy = self.compiled(
             lambda: step_lib.step_functions(cfg, self.parts, self.tx, self.schedule, self.shardings, self.mesh))
         self.ref_params = None
-        self.sampling = sampling_config(cfg, self.mcfg, self.pad_id)
-        # Rollouts run on each process's own devices with a full copy of the policy: no
-        # collective inside the decode loop, and every host samples its own prompts.
-        self.rollout_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("rows",))
+        # Rollouts run on each process's own devices, the policy split over them as the train
+        # state splits it (XLA gathers each layer's weights where it runs): no collective between
+        # hosts inside the decode loop, every host samples its own prompts, and no device holds a
+        # full copy of the weights (one process: the train mesh and its sharding themselves).
+        self.rollout_mesh = rollout_lib.host_mesh(rollout_lib.host_blocks(self.mesh))
+        self.sampling = sampling_config(cfg, self.mcfg, self.pad_id, self.rollout_mesh.devices.size)
         self.sampler = None
 
     def ready(self) -> None:
@@ -156,10 +150,12 @@ class GRPOTrainer(StageTrainer):
 
         self.set_reference()
         key = json.dumps([self.mcfg.to_dict(), str(self.sampling), self.cfg.model.compute_dtype,
-                          [d.id for d in jax.local_devices()]], sort_keys=True, default=str)
+                          str(self.rollout_mesh), [d.id for d in self.rollout_mesh.devices.flat],
+                          [list(map(str, r)) for r in self.rules]], sort_keys=True, default=str)
         if key not in _SAMPLERS:  # a sampler compiles per instance: share it between trainers
             _SAMPLERS.clear()
-            _SAMPLERS[key] = Sampler(self.sampler_model(), self.sampling, mesh=self.rollout_mesh)
+            _SAMPLERS[key] = Sampler(self.sampler_model(), self.sampling, mesh=self.rollout_mesh,
+                                     row_axes=mesh_lib.BATCH, rules=self.rules)
         self.sampler = _SAMPLERS[key]
         self.sampler.state = None  # each rollout sets the current policy (refresh_sampler)
 
@@ -173,8 +169,9 @@ class GRPOTrainer(StageTrainer):
         self.ref_params = self._cast(params, jnp.dtype(self.gcfg.ref_dtype))
 
     def sampler_model(self):
-        """The current policy in the compute dtype, replicated on this process's devices."""
-        return self.parts.merge(local_replica(self._replicate(self.state.params), self.rollout_mesh))
+        """The current policy in the compute dtype on this process's devices, split over them as
+        the train state splits it."""
+        return self.parts.merge(rollout_lib.host_local(self._policy(self.state.params), self.rollout_mesh))
 
     def refresh_sampler(self) -> None:
         self.sampler.update_params(self.sampler_model())
@@ -187,8 +184,8 @@ class GRPOTrainer(StageTrainer):
         ro = rollout_lib.rollout(self.sampler, tokenizer, items, group_size=self.G, seed=seed,
                                  model_config=self.mcfg, pad_id=self.pad_id,
                                  prompt_offset=jax.process_index() * len(items))
-        # the replicated policy copy is not needed until the next rollout: free it for the update
-        # (a full bf16 model per device, ~7 GiB at 3B, whatever the FSDP degree)
+        # the policy copy is not needed until the next rollout: free it for the update
+        # (the bf16 weights split over the host's devices: 7.0 GiB / devices per host at 3B)
         self.sampler.state = None
         if reward_fn is not None:  # tests / toy tasks replace the parsed rewards
             t0 = time.perf_counter()

@@ -17,6 +17,7 @@ import dataclasses
 import time
 from typing import Any, Sequence
 
+import jax
 import numpy as np
 
 from ladder_jax.data import batching
@@ -25,6 +26,7 @@ from ladder_jax.model.vision import pad_patches, vision_layout
 from ladder_jax.processing import prompts as prompts_lib
 from ladder_jax.processing.image import VisionPreprocessConfig
 from ladder_jax.rewards.batched import RewardArrays, parse_batch
+from ladder_jax.sampling.batch import EMPTY_GRID
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +120,8 @@ def rollout(sampler, tokenizer, items: Sequence[Stage3Item], *, group_size: int,
 
     t0 = time.perf_counter()
     batch = collate_prompts([it.encoded for it in items], model_config,
-                            pad_id=model_config.pad_token_id if pad_id is None else pad_id)
+                            pad_id=model_config.pad_token_id if pad_id is None else pad_id,
+                            groups=sampler.row_groups(len(items)))
     out = sampler.generate(batch, seed=seed, num_samples=group_size, prompt_offset=prompt_offset)
     t1 = time.perf_counter()
     texts = decode_completions(tokenizer, out.tokens, out.mask)
@@ -127,6 +130,59 @@ def rollout(sampler, tokenizer, items: Sequence[Stage3Item], *, group_size: int,
     t2 = time.perf_counter()
     return Rollout(list(items), group_size, out.tokens, out.mask, out.logprobs, texts, rewards,
                    {"rollout": t1 - t0, "reward": t2 - t1})
+
+
+# ----------------------------------------------------------------------------- where rollouts run
+
+
+def host_blocks(mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+    """The train mesh's devices regrouped as ("hosts", data, fsdp, tensor): each process's
+    devices form one block of the mesh (one index along "hosts"), in the mesh's own order. An
+    array sharded by a train-state spec over this mesh is replicated across hosts and split
+    within each host exactly as the spec splits it over the block (one process: the train
+    sharding itself)."""
+    devices = np.asarray(mesh.devices)
+    procs = np.vectorize(lambda d: d.process_index)(devices)
+    blocks = []
+    for p in sorted(set(procs.flat)):
+        at = np.nonzero(procs == p)
+        index = [np.unique(i) for i in at]
+        block = devices[np.ix_(*index)]
+        if block.size != len(at[0]):
+            raise ValueError(f"process {p}'s devices do not form a block of the mesh {dict(mesh.shape)}; the rollout "
+                             f"samples each host's prompts on that host's devices")
+        blocks.append(block)
+    if len({b.shape for b in blocks}) != 1:
+        raise ValueError(f"processes hold blocks of different shapes of the mesh {dict(mesh.shape)}")
+    return jax.sharding.Mesh(np.stack(blocks), ("hosts",) + tuple(mesh.axis_names),
+                             axis_types=(jax.sharding.AxisType.Auto,) + tuple(mesh.axis_types))
+
+
+def host_mesh(blocks: jax.sharding.Mesh, process: int | None = None) -> jax.sharding.Mesh:
+    """One process's block of ``host_blocks`` as a (data, fsdp, tensor) mesh of its own."""
+    p = jax.process_index() if process is None else process
+    index = [i for i, b in enumerate(blocks.devices) if b.flat[0].process_index == p][0]
+    return jax.sharding.Mesh(blocks.devices[index], blocks.axis_names[1:], axis_types=blocks.axis_types[1:])
+
+
+def host_local(tree: Any, local_mesh: jax.sharding.Mesh) -> Any:
+    """Arrays on ``host_blocks`` -> the same values as arrays on this process's ``host_mesh``
+    (no copy: each device's shard is reused), usable by computations that involve no other
+    process."""
+
+    def one(a):
+        sharding = jax.sharding.NamedSharding(local_mesh, a.sharding.spec)
+        by_device = {s.device: s.data for s in a.addressable_shards}
+        return jax.make_array_from_single_device_arrays(a.shape, sharding,
+                                                        [by_device[d] for d in local_mesh.devices.flat])
+
+    return jax.tree.map(one, tree)
+
+
+def policy_shardings(param_shardings: Any, blocks: jax.sharding.Mesh) -> Any:
+    """The train state's parameter shardings (NamedSharding on the train mesh) as the same specs
+    on ``host_blocks``: what a rollout's policy copy takes (split as in training within a host)."""
+    return jax.tree.map(lambda s: jax.sharding.NamedSharding(blocks, s.spec), param_shardings)
 
 
 # ----------------------------------------------------------------------------- step layout
@@ -153,9 +209,6 @@ def _visual_stream(encoded: Sequence[prompts_lib.EncodedPrompt]):
     if not pixels:
         return None, np.zeros((0, 3), np.int64)
     return np.concatenate(pixels).astype(np.float32), np.concatenate(grids)
-
-
-_DUMMY_GRID = np.array([[1, 2, 2]])  # a layout for a group without any visual item (never merged)
 
 
 def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: int, T: int, P: int | None,
@@ -188,7 +241,7 @@ def group_arrays(items: Sequence[Stage3Item], ro: Rollout, rows: slice, *, L: in
     if P is not None:
         pv, grid = _visual_stream([it.encoded for it in items])
         if pv is None:
-            pv, grid = np.zeros((0, batching.PATCH_DIM), np.float32), _DUMMY_GRID
+            pv, grid = np.zeros((0, batching.PATCH_DIM), np.float32), EMPTY_GRID
         out["pixel_values"] = pad_patches(pv, P)
         out["vision"] = vision_layout(grid, model_config.vision, P)
     return out
@@ -219,7 +272,5 @@ def step_arrays(ro: Rollout, *, grad_accum: int, groups: int, max_new_tokens: in
                                P=P if has_vision else None, model_config=model_config, pad_id=pad_id)
                   for i, c in enumerate(chunks)]
     k, g = grad_accum, groups
-    import jax
-
     stacked = jax.tree.map(lambda *xs: np.stack(xs).reshape((k, g) + np.shape(xs[0])), *groups_out)
     return stacked, {"shape": (L, T, P if has_vision else 0), "prompts_per_group": b}

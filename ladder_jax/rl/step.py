@@ -19,7 +19,7 @@ import optax
 
 from ladder_jax.rewards.advantages import group_advantages
 from ladder_jax.rewards.batched import rewards_from_arrays
-from ladder_jax.rl import loss as grpo_loss
+from ladder_jax.rl import loss as grpo_loss, rollout as rollout_lib
 from ladder_jax.train import mesh as mesh_lib, optim, state as state_lib
 from ladder_jax.train.step import FAST_COMPILE, cast_floats
 
@@ -185,15 +185,18 @@ def make_train_step(merge: Callable, compute_dtype, tx: optax.GradientTransforma
 
 
 def step_functions(cfg, parts: state_lib.ModelParts, tx, schedule, shardings, mesh) -> tuple:
-    """(train step, log-probs, cast, replicate in the compute dtype), jitted: what a GRPO stage
-    runs besides the sampler (and what the AOT tool compiles)."""
+    """(train step, log-probs, cast, rollout policy), jitted: what a GRPO stage runs besides the
+    sampler (and what the AOT tool compiles). The rollout policy is the parameters in the compute
+    dtype, split within each host as the train state splits them (rollout.policy_shardings): no
+    device holds more than its share of the weights."""
     opts = FAST_COMPILE if cfg.train.xla_fast_compile else None
     compute_dtype = jnp.dtype(cfg.model.compute_dtype)
     trainable = (optim.trainable_mask(parts.abstract_params, True) if cfg.model.freeze_vision else None)
     step = make_train_step(parts.merge, compute_dtype, tx, schedule, cfg.grpo, trainable)
     rep = mesh_lib.replicated(mesh)
+    policy = rollout_lib.policy_shardings(shardings.params, rollout_lib.host_blocks(mesh))
     return (jax.jit(step, donate_argnums=(0,), out_shardings=(shardings, rep), compiler_options=opts),
             jax.jit(make_logprob_fn(parts.merge, compute_dtype, int(cfg.grpo.num_generations),
                                     logprob_temperature(cfg.grpo)), compiler_options=opts),
             jax.jit(lambda p, dt: cast_floats(p, dt), static_argnums=1, out_shardings=shardings.params),
-            jax.jit(lambda p: cast_floats(p, compute_dtype), out_shardings=rep))
+            jax.jit(lambda p: cast_floats(p, compute_dtype), out_shardings=policy))

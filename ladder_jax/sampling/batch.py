@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from ladder_jax.model.config import ModelConfig
-from ladder_jax.model.vision import VisionLayout, prepare_vision
+from ladder_jax.model.vision import VisionLayout, num_patches, patch_bucket, prepare_vision, vision_layout
 from ladder_jax.processing.positions import check_vision_tokens
 from ladder_jax.processing.prompts import EncodedPrompt
 
@@ -40,6 +40,8 @@ class PromptBatch:
                                    decode step i uses next_position + i on all three axes
     pixel_values / image_layout:          images of all rows, in prompt order, or None
     pixel_values_videos / video_layout:   videos likewise, or None
+    Grouped (collate_prompts(groups=R)): pixel values [R, P, patch_dim] and layout leaves [R, ...],
+    group r holding the visual items of rows r * B/R .. (r + 1) * B/R - 1.
     """
 
     input_ids: jax.Array
@@ -60,21 +62,38 @@ class PromptBatch:
         return self.input_ids.shape[1]
 
 
-def _vision(pixels: list[np.ndarray], grids: list[np.ndarray], cfg: ModelConfig, frame_width: int):
-    if not pixels:
+EMPTY_GRID = np.array([[1, 2, 2]])  # the layout of a group without any visual item (its features are never merged)
+
+
+def _vision(pixels: list[list[np.ndarray]], grids: list[list[np.ndarray]], cfg: ModelConfig, frame_width: int):
+    """Each group's visual stream (lists of per-prompt arrays) -> (pixel_values, layout): flat
+    [P, patch_dim] for one group, [groups, P, patch_dim] (layout leaves likewise) for several,
+    every group padded to the largest group's patch bucket."""
+    if not any(pixels):
         return None, None
-    return prepare_vision(np.concatenate(pixels), np.concatenate(grids), cfg.vision, frame_width=frame_width)
+    if len(pixels) == 1:
+        return prepare_vision(np.concatenate(pixels[0]), np.concatenate(grids[0]), cfg.vision, frame_width=frame_width)
+    P = max(patch_bucket(sum(num_patches(g) for g in gs)) for gs in grids)
+    patch_dim = next(p for ps in pixels for p in ps).shape[1]
+    empty = (np.zeros((P, patch_dim), np.float32), vision_layout(EMPTY_GRID, cfg.vision, P, frame_width))
+    out = [prepare_vision(np.concatenate(ps), np.concatenate(gs), cfg.vision, padded_patches=P, frame_width=frame_width)
+           if ps else empty for ps, gs in zip(pixels, grids)]
+    return np.stack([pv for pv, _ in out]), jax.tree.map(lambda *xs: np.stack(xs), *[lay for _, lay in out])
 
 
 def collate_prompts(prompts: Sequence[EncodedPrompt], cfg: ModelConfig, *, pad_id: int,
-                    length: int | None = None, frame_width: int = 0) -> PromptBatch:
+                    length: int | None = None, frame_width: int = 0, groups: int = 1) -> PromptBatch:
     """Left-pads `prompts` to `length` (default: the bucket of the longest prompt).
 
     frame_width: a fixed bound on patches per frame (model.vision.frame_width_for(max_pixels)),
     which makes full-attention vision blocks cost O(P * frame) instead of O(P^2) for batches of
-    many images; 0 leaves it off."""
+    many images; 0 leaves it off. groups > 1: the prompts form that many consecutive groups of
+    equal size, each with its own visual stream (pixel values [groups, P, patch_dim]), so that a
+    sampler whose rows are split over as many devices runs each group's vision on its own device."""
     if not prompts:
         raise ValueError("collate_prompts needs at least one prompt")
+    if groups < 1 or len(prompts) % groups:
+        raise ValueError(f"{len(prompts)} prompts do not split into {groups} groups")
     longest = max(len(p.input_ids) for p in prompts)
     L = length_bucket(longest) if length is None else int(length)
     if L < longest:
@@ -84,7 +103,7 @@ def collate_prompts(prompts: Sequence[EncodedPrompt], cfg: ModelConfig, *, pad_i
     mask = np.zeros((B, L), np.int32)
     pos = np.zeros((3, B, L), np.int32)
     nxt = np.zeros((B,), np.int32)
-    img_px, img_grid, vid_px, vid_grid = [], [], [], []
+    img_px, img_grid, vid_px, vid_grid = ([[] for _ in range(groups)] for _ in range(4))
     for b, p in enumerate(prompts):
         for token, pixels, grid in ((cfg.image_token_id, p.pixel_values, p.image_grid_thw),
                                     (cfg.video_token_id, p.pixel_values_videos, p.video_grid_thw)):
@@ -95,12 +114,13 @@ def collate_prompts(prompts: Sequence[EncodedPrompt], cfg: ModelConfig, *, pad_i
         mask[b, L - n:] = 1
         pos[:, b, L - n:] = p.position_ids
         nxt[b] = int(p.position_ids.max()) + 1
+        g = b // (B // groups)
         if p.pixel_values is not None:
-            img_px.append(p.pixel_values)
-            img_grid.append(np.asarray(p.image_grid_thw).reshape(-1, 3))
+            img_px[g].append(p.pixel_values)
+            img_grid[g].append(np.asarray(p.image_grid_thw).reshape(-1, 3))
         if p.pixel_values_videos is not None:
-            vid_px.append(p.pixel_values_videos)
-            vid_grid.append(np.asarray(p.video_grid_thw).reshape(-1, 3))
+            vid_px[g].append(p.pixel_values_videos)
+            vid_grid[g].append(np.asarray(p.video_grid_thw).reshape(-1, 3))
     pv, il = _vision(img_px, img_grid, cfg, frame_width)
     pvv, vl = _vision(vid_px, vid_grid, cfg, frame_width)
     return PromptBatch(ids, mask, pos, nxt, pv, il, pvv, vl)

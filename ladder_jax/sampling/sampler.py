@@ -10,6 +10,9 @@
 * Decode is a `lax.while_loop` over a preallocated KV cache (donated by prefill's output), one
   token per step for every row, stopping early once every row has emitted a stop id. Its body
   runs the layers unrolled on per-layer weights and cache (`SamplingConfig.unroll_layers`).
+* Weights may be sharded (GRPO samples from the train state's FSDP / tensor split, cast to the
+  compute dtype): rows are split over the mesh's batch axes and XLA gathers each layer's
+  weights inside the loop where that layer runs, so no device holds a full copy of the model.
 * Each sampled token's log-probability is taken under the model's own distribution (the raw
   logits, before temperature / top-k / top-p): what GRPO's importance ratio needs and what a
   teacher-forced forward of the returned sequence gives. Only the [N, vocab] logits of the
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import flax
 import flax.nnx as nnx
@@ -31,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ladder_jax.model.qwen25_vl import Qwen25VL
+from ladder_jax.model import sharding as model_sharding
+from ladder_jax.model.qwen25_vl import Qwen25VL, merge_features
 from ladder_jax.model.text import KVCache
 from ladder_jax.processing.tokenizer import ENDOFTEXT_ID, IM_END_ID
 from ladder_jax.sampling.batch import PromptBatch
@@ -258,15 +262,36 @@ class Sampler:
     show that prompt lengths sharing a bucket share one compilation.
     """
 
-    def __init__(self, model: Qwen25VL, cfg: SamplingConfig, mesh: jax.sharding.Mesh | None = None):
-        """mesh: devices to sample on, rows split over its (single) axis when the batch divides
-        evenly (model weights are expected replicated on them); None: JAX's default placement."""
+    def __init__(self, model: Qwen25VL, cfg: SamplingConfig, mesh: jax.sharding.Mesh | None = None,
+                 row_axes: Sequence[str] | None = None, rules: model_sharding.Rules | None = None):
+        """mesh: devices to sample on, None: JAX's default placement. The model's weights may be
+        sharded over it in any way (e.g. a train state's FSDP / tensor sharding: XLA gathers each
+        layer's weights where the layer runs) or replicated. Prompt rows are split over
+        ``row_axes`` (default: every axis of the mesh) when the batch divides evenly; ``rules``
+        (default model.sharding.RULES) are installed while tracing, with the model's activation
+        rows ("activation_batch") on row_axes, so hidden states stay split by rows and the
+        weights, not the activations, move."""
         self.cfg = cfg
         self.mesh = mesh
+        self.row_axes = tuple(mesh.axis_names if row_axes is None else row_axes) if mesh is not None else ()
+        self.rules = {**dict(model_sharding.RULES if rules is None else rules), "activation_batch": self.row_axes}
         self.graphdef, self.state = nnx.split(model)
         self.trace_counts = {"prefill": 0, "decode": 0}
-        self._prefill = jax.jit(self._prefill_fn, static_argnames=("num_samples", "cache_len"))
-        self._decode = jax.jit(self._decode_fn, donate_argnames=("loop",))
+        self._prefill = jax.jit(self._under_rules(self._prefill_fn), static_argnames=("num_samples", "cache_len"))
+        self._decode = jax.jit(self._under_rules(self._decode_fn), donate_argnames=("loop",))
+
+    def _under_rules(self, fn):
+        """fn traced with the sampler's (mesh, rules) installed for the model's constrain() calls
+        (they override any a caller installed); as is without a mesh."""
+        if self.mesh is None:
+            return fn
+
+        @functools.wraps(fn)
+        def traced(*args, **kwargs):
+            with model_sharding.axis_rules(self.mesh, self.rules):
+                return fn(*args, **kwargs)
+
+        return traced
 
     def jitted(self):
         """The jitted (prefill, decode) exactly as ``generate`` calls them, for compiling ahead of
@@ -280,14 +305,34 @@ class Sampler:
 
     # ------------------------------------------------------------------ device functions
 
+    def _embed(self, model: Qwen25VL, batch: PromptBatch) -> jax.Array:
+        """The prompts' embeddings [B, L, D] with their visual features. A grouped batch runs the
+        vision tower once per group, the groups split over the row axes as its rows are (each
+        device encodes its own prompts' images, not every prompt's)."""
+        grouped = [(token, pv, lay) for token, pv, lay in
+                   ((model.config.image_token_id, batch.pixel_values, batch.image_layout),
+                    (model.config.video_token_id, batch.pixel_values_videos, batch.video_layout))
+                   if pv is not None and pv.ndim == 3]
+        if not grouped:
+            return model.embed(batch.input_ids, pixel_values=batch.pixel_values, image_layout=batch.image_layout,
+                               pixel_values_videos=batch.pixel_values_videos, video_layout=batch.video_layout)
+        B, L = batch.input_ids.shape
+        R = grouped[0][1].shape[0]
+        x = model.embed(batch.input_ids)
+        x, ids = x.reshape(R, B // R, L, -1), batch.input_ids.reshape(R, B // R, L)
+        spmd = self.row_axes or None
+        for token, pv, lay in grouped:
+            feats = jax.vmap(model.encode_vision, spmd_axis_name=spmd)(pv, lay)  # [R, P / 4, D]
+            x = jax.vmap(lambda x, i, f: merge_features(x, i, token, f), spmd_axis_name=spmd)(x, ids, feats)
+        return model_sharding.constrain(x.reshape(B, L, -1), model_sharding.HIDDEN)
+
     def _prefill_fn(self, state, batch: PromptBatch, seed, prompt_offset, *, num_samples: int,
                     cache_len: int) -> _LoopState:
         self.trace_counts["prefill"] += 1
         model = nnx.merge(self.graphdef, state)
         cfg = self.cfg
         B, L = batch.input_ids.shape
-        x = model.embed(batch.input_ids, pixel_values=batch.pixel_values, image_layout=batch.image_layout,
-                        pixel_values_videos=batch.pixel_values_videos, video_layout=batch.video_layout)
+        x = self._embed(model, batch)
         cache = model.init_cache(B, cache_len)
         hidden, cache = model.decode(x, batch.positions, batch.attention_mask, cache)
         logits = model.logits(hidden[:, -1])  # [B, V]; left padding puts every last token at L-1
@@ -373,21 +418,30 @@ class Sampler:
         return SampleOutput(tokens, np.where(mask, logprobs, 0.0).astype(np.float32), mask,
                             mask.sum(-1).astype(np.int32))
 
+    def row_groups(self, batch_size: int) -> int:
+        """How many ways the rows of a batch of ``batch_size`` prompts are split (1 when they do not
+        divide evenly, or without a mesh): the ``groups`` to collate a batch with."""
+        if self.mesh is None:
+            return 1
+        ways = int(np.prod([self.mesh.shape[a] for a in self.row_axes]))
+        return ways if batch_size % ways == 0 else 1
+
     def batch_shardings(self, batch: PromptBatch) -> PromptBatch:
-        """Where ``generate`` puts each array of ``batch`` on self.mesh: prompt rows split over its
-        devices when they divide evenly, visual inputs replicated (None leaves stay None)."""
+        """Where ``generate`` puts each array of ``batch`` on self.mesh: prompt rows split over
+        self.row_axes when they divide evenly (``row_groups``), a grouped batch's visual inputs
+        split by group the same way, a flat batch's replicated (None leaves stay None)."""
         from jax.sharding import NamedSharding, PartitionSpec as P
 
-        axis = self.mesh.axis_names[0]
-        split = batch.batch_size % self.mesh.devices.size == 0
-        rows = lambda dim: NamedSharding(self.mesh, P(*[None] * dim, axis) if split else P())
+        axes = self.row_axes if self.row_groups(batch.batch_size) > 1 else None
+        rows = lambda dim: NamedSharding(self.mesh, P(*[None] * dim, axes))
         rep = NamedSharding(self.mesh, P())
+        rows_or_rep = lambda pv: rows(0) if pv.ndim == 3 else rep
         return batch.replace(
             input_ids=rows(0), attention_mask=rows(0), positions=rows(1), next_position=rows(0),
-            pixel_values=None if batch.pixel_values is None else rep,
-            pixel_values_videos=None if batch.pixel_values_videos is None else rep,
-            image_layout=jax.tree.map(lambda _: rep, batch.image_layout),
-            video_layout=jax.tree.map(lambda _: rep, batch.video_layout))
+            pixel_values=None if batch.pixel_values is None else rows_or_rep(batch.pixel_values),
+            pixel_values_videos=None if batch.pixel_values_videos is None else rows_or_rep(batch.pixel_values_videos),
+            image_layout=jax.tree.map(lambda _: rows_or_rep(batch.pixel_values), batch.image_layout),
+            video_layout=jax.tree.map(lambda _: rows_or_rep(batch.pixel_values_videos), batch.video_layout))
 
     def _place(self, batch: PromptBatch) -> PromptBatch:
         """Host arrays -> device arrays: on self.mesh, prompt rows split over its devices."""

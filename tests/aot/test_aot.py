@@ -176,4 +176,11 @@ def test_grpo_programs_lower_with_the_trainers_functions():
         assert p.lower() is not None and p.flops > 0
     state, ref_params = prefill.resident
     assert programs_lib.per_device_bytes(prefill.resident) == shard_bytes(state) + shard_bytes(ref_params)
+    # the rollout samples from the policy split as the train state is (fsdp=2), cast to bf16: no
+    # device holds a replicated copy
+    policy = prefill.args[0]
+    specs = [a.sharding.spec for a in jax.tree.leaves(state.params)]
+    assert [a.sharding.spec for a in jax.tree.leaves(policy)] == specs
+    assert {a.dtype for a in jax.tree.leaves(policy)} == {np.dtype(jax.numpy.bfloat16)}
+    assert shard_bytes(policy) < 0.6 * sum(a.size * 2 for a in jax.tree.leaves(policy))
     assert {a.dtype for a in jax.tree.leaves(ref_params)} == {np.dtype(jax.numpy.bfloat16)}  # grpo.ref_dtype

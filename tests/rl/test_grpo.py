@@ -220,3 +220,13 @@ def test_stage3_3b_config():
     assert c.data.max_pixels == 128 * 28 * 28 and c.data.min_pixels == 16 * 28 * 28
     with pytest.raises(config_cli.ConfigError, match="grpo.bta"):
         config_cli.parse_args(["--config", root, "--config.grpo.bta=0.1"])
+
+
+def test_decode_loop_scans_where_the_weights_are_split():
+    """grpo.unroll_decode_layers unrolls only on a one-device host; the rollout on several
+    devices samples from split weights and scans the stacked layers."""
+    c = toy_cfg("/unused", steps=1)
+    assert grpo.sampling_config(c, ARCH, 0, rollout_devices=1).unroll_layers is True
+    assert grpo.sampling_config(c, ARCH, 0, rollout_devices=8).unroll_layers is False
+    c.grpo.unroll_decode_layers = False
+    assert grpo.sampling_config(c, ARCH, 0, rollout_devices=1).unroll_layers is False

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
-from ladder_jax.testing import free_port, jax_subprocess_env, run_processes
+from ladder_jax.testing import free_port, jax_subprocess_env, run_on_cpu_devices, run_processes
 
 MESHES = [(8, 1, 1), (2, 2, 2)]  # data parallel; data x fsdp x tensor
 
@@ -40,11 +39,7 @@ def worker() -> None:
 
 
 def test_same_results_on_every_mesh():
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=jax_subprocess_env(cpu_devices=8),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT "):])
+    res = run_on_cpu_devices(os.path.abspath(__file__), 8)
     base = res["8x1x1"]
     assert len(base["reward_mean"]) == 3 and max(base["loss"][1:]) != 0.0
     for name, r in res.items():
