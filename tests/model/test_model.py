@@ -232,8 +232,6 @@ def test_unrolled_layers_and_per_layer_cache_go_together(jx_model):
 
 
 _SHARDED_SCRIPT = r"""
-import os
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 import jax, jax.numpy as jnp, numpy as np, flax.nnx as nnx
 from ladder_jax.model import Qwen25VL, tiny, prepare_vision, sharding
 assert len(jax.devices()) == 8
@@ -263,9 +261,12 @@ def test_sharded_forward_on_8_cpu_devices(tmp_path):
     import subprocess
     import sys
 
+    from ladder_jax.testing import jax_subprocess_env
+
     script = tmp_path / "sharded.py"
     script.write_text(_SHARDED_SCRIPT)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, str(script)], env=jax_subprocess_env(cpu_devices=8), capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr[-3000:]
 
 
