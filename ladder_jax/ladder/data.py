@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 __all__ = ["BENCHMARKS", "TRAIN_SPATIAL", "TRAIN_SINGLE_IMAGE", "SETTINGS", "data_dir", "benchmark_path", "image_root", "ensure_data",
-           "question_options", "data_settings"]
+           "question_options", "data_settings", "variation_defaults", "scene_variation"]
 
 # Report name -> (benchmark file, image root under the data folder).
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -61,6 +61,15 @@ def question_options(lc: ml_collections.ConfigDict):
     caps = {(dt, qt.replace("_", " ")): int(n) for dt, per in lc.caps.items() for qt, n in per.items()}
     return Options().replace(caps=caps, heldout_caps=caps, allow_repeats=True,
                              **dict(lc.question_options))
+
+
+def variation_defaults() -> dict:
+    """data_gen synthetic.Variation's fields and defaults (the `ladder.variation` group)."""
+    import dataclasses
+
+    from data_gen import synthetic
+
+    return dataclasses.asdict(synthetic.Variation())
 
 
 def scene_variation(lc: ml_collections.ConfigDict):

@@ -292,7 +292,7 @@ def ladder_defaults() -> ml_collections.ConfigDict:
     lc.frames = 24
     lc.resolution = "640x480"
     lc.objects_per_scene = (8, 25)  # data_gen synthetic's default range
-    lc.variation = ml_collections.ConfigDict()  # data_gen synthetic.Variation fields (colour, size, light)
+    lc.variation = ml_collections.ConfigDict(ladder_data.variation_defaults())  # synthetic.Variation
     lc.heldout_scenes = 1
     lc.in_distribution_questions = 32  # training-scene questions kept out of training
     lc.caps = ml_collections.ConfigDict()  # {data_type: {question_type_with_underscores: n}} over data_gen's

@@ -54,14 +54,14 @@ def test_scene_options_reach_data_gen_and_the_settings_guard():
     """ladder.objects_per_scene and ladder.variation are data_gen synthetic's n_objects and
     Variation; both are recorded, so a folder written with others is refused."""
     from data_gen import synthetic
-    from ladder_jax.train.config_cli import load_config_file
+    from ladder_jax.train.config_cli import load_config_file, parse_args
 
     cfg = load_config_file(str(CONFIG))
     base = ladder_data.data_settings(cfg)
-    assert ladder_data.scene_variation(cfg.ladder) == synthetic.Variation(**dict(cfg.ladder.variation))
-    with cfg.unlocked():
-        cfg.ladder.variation = {"colour": 0.0, "size": 0.25, "light": 1.0}
-        cfg.ladder.objects_per_scene = (3, 5)
+    assert ladder_data.scene_variation(cfg.ladder) == synthetic.Variation()
+    assert base["objects_per_scene"] == [8, 25]  # synthetic.write_scenes' default range
+    cfg = parse_args(["--config", str(CONFIG), "--config.ladder.variation.colour=0",
+                      "--config.ladder.variation.size=0.25", "--config.ladder.objects_per_scene=3,5"])
     assert ladder_data.scene_variation(cfg.ladder) == synthetic.Variation(colour=0.0, size=0.25, light=1.0)
     other = ladder_data.data_settings(cfg)
     assert other["variation"] != base["variation"] and other["objects_per_scene"] == [3, 5]
