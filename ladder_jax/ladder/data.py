@@ -20,8 +20,8 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-__all__ = ["BENCHMARKS", "TRAIN_SPATIAL", "TRAIN_SINGLE_IMAGE", "SETTINGS", "data_dir", "benchmark_path", "image_root", "ensure_data",
-           "question_options", "data_settings", "variation_defaults", "scene_variation"]
+__all__ = ["BENCHMARKS", "TRAIN_SPATIAL", "TRAIN_SINGLE_IMAGE", "SETTINGS", "data_dir", "benchmark_path",
+           "image_root", "ensure_data", "question_options", "data_settings", "variation_defaults", "scene_variation"]
 
 # Report name -> (benchmark file, image root under the data folder).
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -73,7 +73,7 @@ def variation_defaults() -> dict:
 
 
 def scene_variation(lc: ml_collections.ConfigDict):
-    """data_gen's synthetic.Variation of the ladder's scenes (lc.variation fields over its defaults)."""
+    """data_gen's synthetic.Variation of the ladder's scenes (from the lc.variation fields)."""
     from data_gen import synthetic
 
     return synthetic.Variation(**dict(lc.variation))
