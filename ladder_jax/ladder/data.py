@@ -20,8 +20,8 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-__all__ = ["BENCHMARKS", "TRAIN_SPATIAL", "SETTINGS", "data_dir", "benchmark_path", "image_root", "ensure_data",
-           "question_options", "data_settings"]
+__all__ = ["BENCHMARKS", "TRAIN_SPATIAL", "TRAIN_SINGLE_IMAGE", "SETTINGS", "data_dir", "benchmark_path",
+           "image_root", "ensure_data", "question_options", "data_settings", "variation_defaults", "scene_variation"]
 
 # Report name -> (benchmark file, image root under the data folder).
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "in_distribution": ("in_distribution.parquet", "images"),
 }
 TRAIN_SPATIAL = "spld_spatial_train.jsonl"
+TRAIN_SINGLE_IMAGE = "spld_spatial_train_single_image.jsonl"  # its single-image rows only
 SETTINGS = "ladder_data.json"
 BLANK = "blank"
 _IN_DIST_TYPES = ("single_image", "multi_view")
@@ -62,9 +63,26 @@ def question_options(lc: ml_collections.ConfigDict):
                              **dict(lc.question_options))
 
 
+def variation_defaults() -> dict:
+    """data_gen synthetic.Variation's fields and defaults (the `ladder.variation` group)."""
+    import dataclasses
+
+    from data_gen import synthetic
+
+    return dataclasses.asdict(synthetic.Variation())
+
+
+def scene_variation(lc: ml_collections.ConfigDict):
+    """data_gen's synthetic.Variation of the ladder's scenes (from the lc.variation fields)."""
+    from data_gen import synthetic
+
+    return synthetic.Variation(**dict(lc.variation))
+
+
 def data_settings(cfg: ml_collections.ConfigDict) -> dict:
     lc = cfg.ladder
     return {"seed": int(cfg.seed), "scenes": lc.scenes, "frames": lc.frames, "resolution": lc.resolution,
+            "objects_per_scene": list(lc.objects_per_scene), "variation": repr(scene_variation(lc)),
             "heldout_scenes": lc.heldout_scenes, "in_distribution_questions": lc.in_distribution_questions,
             "options": repr(question_options(lc))}
 
@@ -98,7 +116,8 @@ def _generate(cfg: ml_collections.ConfigDict, data: str) -> dict:
     scenes = os.path.join(data, "scenes")
     w, h = (int(v) for v in lc.resolution.split("x"))
     synthetic.write_scenes(scenes, lc.scenes, seed=int(cfg.seed), n_frames=lc.frames, color_size=(w, h), workers=1,
-                           progress=False)
+                           n_objects=tuple(int(n) for n in lc.objects_per_scene), progress=False,
+                           variation=scene_variation(lc))
     stats = build.build_dataset(scenes, data, seed=int(cfg.seed), opts=question_options(lc),
                                 heldout=lc.heldout_scenes, workers=1, progress=False)
     n_in = split_in_distribution(os.path.join(data, "spld_spatial_data.jsonl"), data, lc.in_distribution_questions,
@@ -111,7 +130,8 @@ def _generate(cfg: ml_collections.ConfigDict, data: str) -> dict:
 
 def split_in_distribution(spatial: str, data: str, n: int, seed: int) -> int:
     """Moves n single-image / multi-view rows of `spatial` (drawn by seed) out of training:
-    the rest is written to TRAIN_SPATIAL, those n to in_distribution.parquet. Returns n."""
+    the rest is written to TRAIN_SPATIAL (its single-image rows also to TRAIN_SINGLE_IMAGE),
+    those n to in_distribution.parquet. Returns n."""
     from data_gen.build import VSI_NAMES, write_bench_parquet
 
     with open(spatial) as f:
@@ -129,13 +149,18 @@ def split_in_distribution(spatial: str, data: str, n: int, seed: int) -> int:
                       "options": r["options"], "ground_truth": r["answer"],
                       "question_type": VSI_NAMES[r["question_type"]], "images": [p[2] for p in parts]})
     write_bench_parquet(benchmark_path(data, "in_distribution"), bench)
-    tmp = os.path.join(data, TRAIN_SPATIAL + ".tmp")
-    with open(tmp, "w") as f:
-        for i, r in enumerate(rows):
-            if i not in held:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, os.path.join(data, TRAIN_SPATIAL))
+    train = [r for i, r in enumerate(rows) if i not in held]
+    _write_jsonl(os.path.join(data, TRAIN_SINGLE_IMAGE), [r for r in train if r["data_type"] == "single_image"])
+    _write_jsonl(os.path.join(data, TRAIN_SPATIAL), train)
     return len(bench)
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 def write_blank_controls(data: str) -> int:

@@ -52,7 +52,8 @@ def stage_config(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> m
     """cfg without the ladder sections, with cfg[name]'s fields applied (unknown keys rejected).
 
     Data paths come from cfg.ladder.data_dir unless the stage names a file: the data_gen file of
-    the stage's data.kind, or for a cold-start step the file the driver writes in its workdir.
+    the stage's data.kind (its single-image rows only for a step of ladder.single_image_steps),
+    or for a cold-start step the file the driver writes in its workdir.
     """
     c = ml_collections.ConfigDict(cfg.to_dict())
     with c.unlocked():
@@ -69,6 +70,8 @@ def stage_config(cfg: ml_collections.ConfigDict, name: str, init_from: str) -> m
         if not c.data.jsonl:
             if name in cfg.ladder.coldstart_steps:
                 c.data.jsonl = os.path.join(c.workdir, COLDSTART_FILE)
+            elif name in cfg.ladder.single_image_steps and c.data.kind == "spatial":
+                c.data.jsonl = os.path.join(data, ladder_data.TRAIN_SINGLE_IMAGE)
             else:
                 c.data.jsonl = os.path.join(data, DATA_FILES[c.data.kind])
     return c
@@ -288,6 +291,8 @@ def ladder_defaults() -> ml_collections.ConfigDict:
     lc.scenes = 8
     lc.frames = 24
     lc.resolution = "640x480"
+    lc.objects_per_scene = (8, 25)  # data_gen synthetic's default range
+    lc.variation = ml_collections.ConfigDict(ladder_data.variation_defaults())  # synthetic.Variation
     lc.heldout_scenes = 1
     lc.in_distribution_questions = 32  # training-scene questions kept out of training
     lc.caps = ml_collections.ConfigDict()  # {data_type: {question_type_with_underscores: n}} over data_gen's
@@ -295,6 +300,7 @@ def ladder_defaults() -> ml_collections.ConfigDict:
     lc.steps = ("stage1", "stage2", "coldstart", "stage3")
     lc.grpo_steps = ("stage3",)
     lc.coldstart_steps = ("coldstart",)
+    lc.single_image_steps = ()  # spatial stages trained on the single-image rows only
     lc.eval_benchmarks = tuple(ladder_data.BENCHMARKS)
     lc.eval_batch_size = 8
     lc.eval_max_new_tokens_direct = 16

@@ -31,6 +31,8 @@ def test_in_distribution_split_moves_rows_out_of_training(tmp_path):
     train = [json.loads(line) for line in (tmp_path / ladder_data.TRAIN_SPATIAL).read_text().splitlines()]
     bench = pq.read_table(tmp_path / "in_distribution.parquet").to_pylist()
     assert len(train) == 7 and len(bench) == 5
+    single = [json.loads(line) for line in (tmp_path / ladder_data.TRAIN_SINGLE_IMAGE).read_text().splitlines()]
+    assert single == [r for r in train if r["data_type"] == "single_image"] and single
     held = {r["question"] for r in bench}
     assert held.isdisjoint(r["question"] for r in train)  # no question is both trained on and asked
     by_q = {r["question"]: r for r in rows}
@@ -46,6 +48,27 @@ def test_in_distribution_split_moves_rows_out_of_training(tmp_path):
     assert other != held
     with pytest.raises(ValueError, match="spld_spatial_data.jsonl"):
         ladder_data.split_in_distribution(str(src), str(tmp_path), 8, seed=0)
+
+
+def test_scene_options_reach_data_gen_and_the_settings_guard():
+    """ladder.objects_per_scene and ladder.variation are data_gen synthetic's n_objects and
+    Variation; both are recorded, so a folder written with others is refused."""
+    from data_gen import synthetic
+    from ladder_jax.train.config_cli import load_config_file, parse_args
+
+    cfg = load_config_file(str(CONFIG))
+    base = ladder_data.data_settings(cfg)
+    assert ladder_data.scene_variation(cfg.ladder) == synthetic.Variation()
+    assert base["objects_per_scene"] == [8, 25]  # synthetic.write_scenes' default range
+    cfg = parse_args(["--config", str(CONFIG), "--config.ladder.variation.colour=0",
+                      "--config.ladder.variation.size=0.25", "--config.ladder.objects_per_scene=3,5"])
+    assert ladder_data.scene_variation(cfg.ladder) == synthetic.Variation(colour=0.0, size=0.25, light=1.0)
+    other = ladder_data.data_settings(cfg)
+    assert other["variation"] != base["variation"] and other["objects_per_scene"] == [3, 5]
+    with cfg.unlocked():
+        cfg.ladder.variation = {"colour": 2.0}
+    with pytest.raises(ValueError, match="colour"):
+        ladder_data.data_settings(cfg)
 
 
 def test_the_default_ladder_dataset_is_big_enough_to_read(tmp_path):

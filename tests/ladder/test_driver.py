@@ -33,6 +33,15 @@ def test_stage_config_applies_the_stage_section(tmp_path):
     assert c.data.kind == "spatial" and c.train.num_steps == cfg.stage2.train.num_steps
     assert c.init_from == "/some/model" and c.workdir == os.path.join(cfg.workdir, "stage2")
     assert "ladder" not in c and "stage1" not in c and c.trainer == "sft"
+    data = os.path.join(os.path.abspath(cfg.ladder.data_dir), "seed0")
+    single = "stage2" in cfg.ladder.single_image_steps
+    assert c.data.jsonl == os.path.join(data, "spld_spatial_train_single_image.jsonl" if single
+                                        else "spld_spatial_train.jsonl")
+    with cfg.unlocked():
+        cfg.ladder.single_image_steps = () if single else ("stage2",)
+    c = ladder.stage_config(cfg, "stage2", "/some/model")
+    assert c.data.jsonl == os.path.join(data, "spld_spatial_train.jsonl" if single
+                                        else "spld_spatial_train_single_image.jsonl")
     with cfg.unlocked():
         cfg.stage2.train.num_stepz = 3
     with pytest.raises(ValueError, match="num_stepz"):
