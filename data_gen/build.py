@@ -197,7 +197,8 @@ def _write_json_atomic(path: str, obj) -> None:
   os.replace(tmp, path)
 
 
-def _write_jsonl_atomic(path: str, rows: list[dict]) -> None:
+def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
+  """rows as JSONL at path, written to a temporary name and renamed (readers never see half a file)."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     for r in rows:
@@ -333,8 +334,8 @@ def _merge(out: str, names: list[str], results: dict[str, dict], held: set[str],
       (si if row["data_type"] == "single_image" else mv).append(row)
   spatial = [{"question_id": i, **row} for i, row in enumerate(spatial)]
   grounding = [{"question_id": i, **row} for i, row in enumerate(grounding)]
-  _write_jsonl_atomic(os.path.join(out, "spld_spatial_data.jsonl"), spatial)
-  _write_jsonl_atomic(os.path.join(out, "spld_grounding_data.jsonl"), grounding)
+  write_jsonl_atomic(os.path.join(out, "spld_spatial_data.jsonl"), spatial)
+  write_jsonl_atomic(os.path.join(out, "spld_grounding_data.jsonl"), grounding)
   for rows, name in ((si, "spbench_si.parquet"), (mv, "spbench_mv.parquet")):
     write_bench_parquet(os.path.join(out, name), rows)
   st = stats.compute(spatial, grounding, si, mv, [results[n] for n in names], held, dropped,

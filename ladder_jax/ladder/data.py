@@ -132,7 +132,7 @@ def split_in_distribution(spatial: str, data: str, n: int, seed: int) -> int:
     """Moves n single-image / multi-view rows of `spatial` (drawn by seed) out of training:
     the rest is written to TRAIN_SPATIAL (its single-image rows also to TRAIN_SINGLE_IMAGE),
     those n to in_distribution.parquet. Returns n."""
-    from data_gen.build import VSI_NAMES, write_bench_parquet
+    from data_gen.build import VSI_NAMES, write_bench_parquet, write_jsonl_atomic
 
     with open(spatial) as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -150,17 +150,9 @@ def split_in_distribution(spatial: str, data: str, n: int, seed: int) -> int:
                       "question_type": VSI_NAMES[r["question_type"]], "images": [p[2] for p in parts]})
     write_bench_parquet(benchmark_path(data, "in_distribution"), bench)
     train = [r for i, r in enumerate(rows) if i not in held]
-    _write_jsonl(os.path.join(data, TRAIN_SINGLE_IMAGE), [r for r in train if r["data_type"] == "single_image"])
-    _write_jsonl(os.path.join(data, TRAIN_SPATIAL), train)
+    write_jsonl_atomic(os.path.join(data, TRAIN_SINGLE_IMAGE), [r for r in train if r["data_type"] == "single_image"])
+    write_jsonl_atomic(os.path.join(data, TRAIN_SPATIAL), train)
     return len(bench)
-
-
-def _write_jsonl(path: str, rows: list[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def write_blank_controls(data: str) -> int:
