@@ -463,3 +463,17 @@ def run_on_cpu_devices(script: str | Path, devices: int = 8, timeout: int = 600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
+
+
+# The compile-only backends of the aot extra, by platform: the module each one installs.
+AOT_BACKEND_MODULES = {"cuda": "jax_plugins.xla_cuda12", "tpu": "libtpu"}
+
+
+def aot_backend_installed(platform: str) -> bool:
+    """Whether the compile-only backend for ``platform`` ("cuda" or "tpu") is installed here."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(AOT_BACKEND_MODULES[platform]) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False

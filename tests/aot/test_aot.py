@@ -7,7 +7,6 @@ computed here from their shapes, dtypes and shardings.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import jax
@@ -16,6 +15,7 @@ import pytest
 
 from ladder_jax.aot import __main__ as aot_main
 from ladder_jax.aot import programs as programs_lib, report, stage_programs, targets as targets_lib
+from ladder_jax.testing import aot_backend_installed
 from ladder_jax.train import config_cli
 
 
@@ -23,9 +23,9 @@ TINY = ["--config", "configs/stage1_3b.py", "--config.model.preset=tiny", "--con
         "--config.data.seq_buckets=pow2:64:128", "--config.data.max_pixels=12544",
         "--config.data.patch_buckets=pow2:64:256", "--config.train.global_batch_size=4"]
 
-needs_cuda = pytest.mark.skipif(importlib.util.find_spec("jax_plugins.xla_cuda12") is None,
+needs_cuda = pytest.mark.skipif(not aot_backend_installed("cuda"),
                                 reason="jax-cuda12-plugin not installed (the test extra installs it)")
-needs_tpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+needs_tpu = pytest.mark.skipif(not aot_backend_installed("tpu"),
                                reason="libtpu not installed (the test extra installs it)")
 
 

@@ -6,7 +6,6 @@ kernel cannot run here, so the tests check that it is what a GPU target's compil
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 
@@ -21,6 +20,7 @@ from ladder_jax.model import attention as attention_lib, sharding  # noqa: E402
 from ladder_jax.model.attention import (AttentionMask, attend, chunked_attention, cudnn_available,  # noqa: E402
                                        kernel_for, resolve_kernel, run_flash_attention)
 from ladder_jax.model.layers import attention  # noqa: E402
+from ladder_jax.testing import aot_backend_installed  # noqa: E402
 
 # float32, relative to the largest |value|: the kernel sums the softmax blockwise (online
 # rescaling), the dense path in one pass; both accumulate in float32.
@@ -29,16 +29,9 @@ CHUNKED_TOL = 2e-6  # the XLA blocks: the same arithmetic per row; only the orde
 
 
 
-def installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is missing
-        return False
-
-
-needs_cuda = pytest.mark.skipif(not installed("jax_plugins.xla_cuda12"),
+needs_cuda = pytest.mark.skipif(not aot_backend_installed("cuda"),
                                 reason="the compile-only CUDA backend needs jax-cuda12-plugin (the aot extra)")
-needs_tpu = pytest.mark.skipif(not installed("libtpu"), reason="the compile-only TPU backend needs libtpu (the aot extra)")
+needs_tpu = pytest.mark.skipif(not aot_backend_installed("tpu"), reason="the compile-only TPU backend needs libtpu (the aot extra)")
 
 
 def qkv(b, t, s, h, kv, d, seed=0):
