@@ -7,7 +7,7 @@
    held out as SPBench-SI (207 questions for seed 0) and SPBench-MV (155); 100 questions of
    the training scenes kept out of training as the in_distribution split; no video questions.
 2. Model: the `tiny` preset (2 text layers of width 64, 4 vision blocks of width 32, the exact
-   Qwen2.5 vocabulary and tokenizer), randomly initialised; images at most 16*28*28 pixels
+   Qwen2.5 vocabulary and tokenizer) with text M-RoPE base 10, randomly initialised; images at most 16*28*28 pixels
    (112x84 here: 12 vision tokens).
 3. Stage 1 (localization SFT, 60 steps) -> stage 2 (spatial SFT, 300 steps) -> cold start
    (rejection sampling with the stage-2 model, topped up with template think/answer rows, then
@@ -44,6 +44,9 @@ def get_config():
     c.ladder.heldout_scenes = 4  # >= 150 SPBench-SI and >= 150 SPBench-MV questions
     c.ladder.resolution = "320x240"  # the model sees <= 16*28*28 pixels anyway: faster rendering
     c.ladder.in_distribution_questions = 100
+    # 128 template rows left the cold-start model one greedy token from a malformed </answer> after
+    # a number, which stage 3 tipped over; 512 rows (same 200 steps) do not (docs/ladder.md)
+    c.ladder.coldstart_min_rows = 512
     # No video questions (16 frames each: the costliest rows) and more questions per scene of
     # the single-image / multi-view tasks, relative direction and distance above all.
     c.ladder.caps = {
@@ -57,6 +60,10 @@ def get_config():
     c.ladder.question_options = {"per_image_cap": 8, "per_category_cap": 8}
 
     c.model.preset = "tiny"
+    # tiny's text M-RoPE (head_dim 16, theta 1e6) turns the width axis by ~5e-4 rad across an image:
+    # the decoder cannot tell left from right. At theta 10 it learns it (tools/probe_image_tasks.py,
+    # docs/ladder.md).
+    c.model.rope_theta = 10.0
     c.model.compute_dtype = "bfloat16"  # float32 master weights; ~1.9x faster steps on this CPU
     c.model.remat = "none"
     c.model.freeze_vision = False

@@ -31,6 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
     # query-chunked XLA attention elsewhere) | xla_chunked | cudnn | pallas (ladder_jax/model/attention.py)
     c.model.attention = "auto"
     c.model.freeze_vision = False
+    # the text decoder's M-RoPE base for a random init (0: the preset's); a loaded model keeps its own
+    c.model.rope_theta = 0.0
     c.model.tokenizer = ""  # '' = the exact Qwen2.5 tokenizer built offline
 
     c.data = ml_collections.ConfigDict()

@@ -9,6 +9,7 @@ its metrics (``step(examples, step) -> metrics``); the stage loop (train/loop.py
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from typing import Any, Callable
 
@@ -35,7 +36,8 @@ _PRESET_ALIASES = {"3b": "qwen25_vl_3b", "7b": "qwen25_vl_7b"}
 
 def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelConfig | None = None
                  ) -> model_config_lib.ModelConfig:
-    """The ModelConfig to train: ``base`` (from init_from) or the preset, with dtypes and remat."""
+    """The ModelConfig to train: ``base`` (from init_from) or the preset (with `model.rope_theta` when
+    set), with dtypes and remat."""
     m = cfg.model
     remat = _REMAT_ALIASES.get(m.remat)
     if remat is None:
@@ -45,6 +47,11 @@ def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelCon
         if name not in model_config_lib.PRESETS:
             raise ValueError(f"model.preset {m.preset!r} unknown; one of {sorted(model_config_lib.PRESETS)}")
         base = model_config_lib.PRESETS[name]()
+        if m.rope_theta:
+            base = base.replace(text=dataclasses.replace(base.text, rope_theta=float(m.rope_theta)))
+    elif m.rope_theta and float(m.rope_theta) != base.text.rope_theta:
+        raise ValueError(f"model.rope_theta {m.rope_theta} differs from the loaded model's {base.text.rope_theta}: "
+                         "the override only applies to a random init (set it to 0 to keep the checkpoint's)")
     # Parameters are built in float32 (master weights); the step casts them to compute_dtype.
     return base.replace(dtype=m.compute_dtype, param_dtype="float32", remat=remat, attention=m.attention)
 

@@ -94,6 +94,17 @@ def test_stages_run_in_order_each_from_the_previous_one(tmp_path):
         loop.stage_configs(cfg)
 
 
+def test_rope_theta_overrides_a_random_init_only():
+    cfg = config_cli.parse_args(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.model.rope_theta=10"])
+    assert mc.tiny().text.rope_theta == 1e6
+    assert trainer_lib.model_config(cfg).text.rope_theta == 10.0
+    assert trainer_lib.model_config(cfg, mc.tiny(rope_theta=10.0)).text.rope_theta == 10.0  # a later stage
+    with pytest.raises(ValueError, match="model.rope_theta 10.0 differs from the loaded model's 1000000.0"):
+        trainer_lib.model_config(cfg, mc.tiny())
+    cfg.model.rope_theta = 0.0
+    assert trainer_lib.model_config(cfg, mc.tiny()).text.rope_theta == 1e6
+
+
 # ----------------------------------------------------------------------------- mesh
 
 def test_mesh_sizes_must_match_the_devices():
