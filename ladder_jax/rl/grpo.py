@@ -131,6 +131,7 @@ class GRPOTrainer(StageTrainer):
         g = self.gcfg = cfg.grpo
         self.G, self.mu = int(g.num_generations), int(g.num_iterations)
         super().__init__(cfg, num_rollout_steps * self.mu, base_model_config, random_init=random_init)
+        step_lib.update_chunks(g, self.layout.group_size * self.G)  # a bad update_chunk fails before any rollout
         self.reward_fn = reward_fn
         self.encoder = None
         if tokenizer is None:
