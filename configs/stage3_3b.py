@@ -76,6 +76,9 @@ def get_config():
     g.epsilon_high = 0.2
     g.num_iterations = 1
     g.aggregation = "sequence"
+    # one prompt's G completions per backward pass of the update: half the saved activations of
+    # a 2-prompt micro-batch (TPU v6e-8 fits, docs/PERFORMANCE.md), the same loss and gradient
+    g.update_chunk = 8
     g.ref_dtype = "bfloat16"
 
     c.checkpoint.every_steps = 100

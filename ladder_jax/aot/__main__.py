@@ -1,5 +1,5 @@
 """python -m ladder_jax.aot --config configs/NAME.py --target TARGET [--config.key=value ...]
-                          [--min-headroom 0.1] [--target-tokens N]
+                          [--min-headroom 0.1] [--target-tokens N] [--only KIND,...]
 
 Compiles what that training run executes for TARGET (a GPU name x devices [x hosts], e.g.
 a6000x4, h100x8, h200x1, h100x8x2, or a TPU topology, e.g. tpu:v5p:2x2x1, tpu:v6e:2x4) on this
@@ -7,7 +7,9 @@ host, without the accelerator, and prints per function the per-device argument /
 temp / peak bytes, capacity, headroom, fit, compile seconds, analytic FLOPs and the collectives
 of the optimised HLO. The last line is JSON. Exit 0 when every function fits with at least
 --min-headroom of the device memory free, 2 when one does not (its largest buffers are named),
-1 on error.
+1 on error. --only compiles some of the config's functions (kinds: train_step; rollout_prefill,
+rollout_decode, reference_logprobs, grpo_update), e.g. to re-check one changed function of a long
+TPU compile; the default compiles them all, and 'fits' covers only what was compiled.
 """
 
 from __future__ import annotations
@@ -26,13 +28,36 @@ def parse(argv):
                     help="fraction of device memory that must stay free for 'fits' (default 0.10)")
     ap.add_argument("--target-tokens", type=int, default=None,
                     help="SFT loss tokens per example (default 1024)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated function kinds to compile (default: all of the config's)")
     own, rest = ap.parse_known_args(argv)
     return own, rest
 
 
-def check(cfg, target, min_headroom: float = 0.10, **kw) -> tuple[int, list[str], dict, list]:
-    """Compile ``cfg``'s programs for ``target``: (exit code 0 / 2, report lines, JSON summary,
-    the compiled programs). Raises on errors (a mesh that does not match, a bad config)."""
+def kind(program) -> str:
+    """A program's function kind: its name without the shape, e.g. 'grpo_update'."""
+    return program.name.split("[")[0]
+
+
+def select(programs: list, only: str | None) -> list:
+    """The programs whose kind ``only`` names (comma-separated; None: all). rollout_decode's
+    inputs are rollout_prefill's compiled outputs, so it needs rollout_prefill beside it."""
+    if only is None:
+        return programs
+    want = {w.strip() for w in only.split(",") if w.strip()}
+    kinds = [kind(p) for p in programs]
+    if not want or want - set(kinds):
+        raise ValueError(f"--only {only!r}: this config's functions are {', '.join(kinds)}")
+    if "rollout_decode" in want and "rollout_prefill" not in want:
+        raise ValueError("--only: rollout_decode's inputs are rollout_prefill's outputs; name both")
+    return [p for p in programs if kind(p) in want]
+
+
+def check(cfg, target, min_headroom: float = 0.10, only: str | None = None,
+          **kw) -> tuple[int, list[str], dict, list]:
+    """Compile ``cfg``'s programs (those ``only`` names; default all) for ``target``: (exit
+    code 0 / 2, report lines, JSON summary, the compiled programs). Raises on errors (a mesh
+    that does not match, a bad config, an unknown function kind)."""
     from ladder_jax.aot import programs as programs_lib, report, stage_programs
 
     devices = target.devices()
@@ -43,7 +68,7 @@ def check(cfg, target, min_headroom: float = 0.10, **kw) -> tuple[int, list[str]
         if not cudnn_available():
             print(f"warning: no cuDNN library here, so attention compiles with the XLA fallback, not the cuDNN "
                   f"flash attention a GPU run uses: pip install '{CUDNN_WHEEL}'", file=sys.stderr)
-    programs = stage_programs.programs_for(cfg, devices, **kw)
+    programs = select(stage_programs.programs_for(cfg, devices, **kw), only)
     results = []
     for p in programs:
         print(f"compiling {p.name} for {target.name} ...", file=sys.stderr, flush=True)
@@ -84,7 +109,7 @@ def main(argv=None) -> int:
     target = targets_lib.parse(own.target)
     cfg = config_cli.parse_args(rest)
     kw = {} if own.target_tokens is None else {"target_tokens": own.target_tokens}
-    code, lines, summary, _ = check(cfg, target, own.min_headroom, **kw)
+    code, lines, summary, _ = check(cfg, target, own.min_headroom, own.only, **kw)
     print("\n".join(lines))
     print(json.dumps(summary))
     return code

@@ -69,17 +69,20 @@ def programs(cfg, devices: list) -> list[programs_lib.Program]:
     grids = np.repeat(programs_lib.largest_visual_item(cfg, mcfg), cfg.train.global_batch_size, axis=0)
     fwd_text = flops_lib.text_forward_flops(mcfg, seq_lens, head_tokens=k * g * n * T)
     fwd_vision = flops_lib.vision_forward_flops(mcfg, grids)
+    # the update re-encodes a group's prompts in each of its grpo.update_chunk backward passes
+    update_flops = 3 * (fwd_text + grpo_step.update_chunks(cfg.grpo, n) * fwd_vision)
     shape = f"k={accum},b={info['prompts_per_group']},L={L},T={T},P={P}"
+    update = f"grpo_update[{shape},chunk={int(cfg.grpo.update_chunk) or n}]"
     if float(cfg.grpo.beta) == 0.0:  # no reference is kept or scored
         return rollout_programs(cfg, mcfg, plan, mesh, rules, ro, resident=state) + [
-            programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, None, None), 3 * (fwd_text + fwd_vision),
+            programs_lib.Program(update, step, (state, batch, None, None), update_flops,
                                  mesh, rules=rules)]
     # GRPOTrainer.update releases the sampler's policy copy after the rollout: only the train
     # state (during the reference pass) or the reference (during the update) stays beside
     return rollout_programs(cfg, mcfg, plan, mesh, rules, ro, resident=(state, ref_params)) + [
         programs_lib.Program(f"reference_logprobs[{shape}]", logp, (ref_params, batch), fwd_text + fwd_vision, mesh,
                              resident=state, rules=rules),
-        programs_lib.Program(f"grpo_update[{shape}]", step, (state, batch, ref_logp, None), 3 * (fwd_text + fwd_vision),
+        programs_lib.Program(update, step, (state, batch, ref_logp, None), update_flops,
                              mesh, resident=ref_params, rules=rules)]
 
 

@@ -72,6 +72,9 @@ def grpo_config() -> ml_collections.ConfigDict:
     g.epsilon_high = 0.2  # upper clip: ratio <= 1 + epsilon_high
     g.num_iterations = 1  # mu: optimizer steps per rollout batch
     g.aggregation = "sequence"  # sequence (reference) | token | dr_grpo
+    # completions per backward pass of the update (0: a micro-batch group's b*G in one): the
+    # saved activations scale with it, the loss and gradient do not (rl.step.make_train_step)
+    g.update_chunk = 0
     g.old_logprobs = "recompute"  # with mu > 1: recompute | sampler
     g.ref_dtype = "bfloat16"  # storage dtype of the frozen reference's weights
     # policy / old / reference log-probs from logits / temperature (TRL); False: raw logits
@@ -89,6 +92,8 @@ def check_config(cfg) -> None:
         raise ValueError(f"grpo.old_logprobs must be one of {OLD_LOGPROBS}, got {g.old_logprobs!r}")
     if g.num_iterations < 1:
         raise ValueError(f"grpo.num_iterations must be >= 1, got {g.num_iterations}")
+    if g.update_chunk < 0:
+        raise ValueError(f"grpo.update_chunk must be 0 (no chunks) or a number of completions, got {g.update_chunk}")
     if g.old_logprobs == "sampler" and step_lib.logprob_temperature(g) != 1.0:
         raise ValueError("grpo.old_logprobs='sampler' reads the sampler's raw-logit log-probs; with "
                          "grpo.logprobs_from_tempered_logits and temperature != 1 use 'recompute'")
@@ -126,6 +131,7 @@ class GRPOTrainer(StageTrainer):
         g = self.gcfg = cfg.grpo
         self.G, self.mu = int(g.num_generations), int(g.num_iterations)
         super().__init__(cfg, num_rollout_steps * self.mu, base_model_config, random_init=random_init)
+        step_lib.update_chunks(g, self.layout.group_size * self.G)  # a bad update_chunk fails before any rollout
         self.reward_fn = reward_fn
         self.encoder = None
         if tokenizer is None:

@@ -21,7 +21,7 @@ from ladder_jax.rewards.advantages import group_advantages
 from ladder_jax.rewards.batched import rewards_from_arrays
 from ladder_jax.rl import loss as grpo_loss, rollout as rollout_lib
 from ladder_jax.train import mesh as mesh_lib, optim, state as state_lib
-from ladder_jax.train.step import FAST_COMPILE, cast_floats
+from ladder_jax.train.step import FAST_COMPILE, accumulate_grads, cast_floats
 
 
 def logprob_temperature(gcfg) -> float:
@@ -31,14 +31,15 @@ def logprob_temperature(gcfg) -> float:
     return t if gcfg.logprobs_from_tempered_logits and t > 0 else 1.0
 
 
-def completion_logprobs(model, g: dict[str, Any], group_size: int, temperature: float = 1.0) -> jax.Array:
-    """Teacher-forced log p(completion token | prompt, earlier tokens), float32 [b*G, T], under
-    softmax(logits / temperature).
+def completion_logprobs(model, g: dict[str, Any], group_size: int, temperature: float = 1.0,
+                        rows: jax.Array | None = None) -> jax.Array:
+    """Teacher-forced log p(completion token | prompt, earlier tokens), float32 [c, T], under
+    softmax(logits / temperature), for the completions ``rows`` (int [c]; default all b*G).
 
     g: one group of ``rollout.group_arrays`` (b prompts, b*G completions). The prompts are
     embedded once, with their images or video merged at the pad tokens (one visual stream in
-    placeholder order), and repeated G times; the completions follow at positions
-    next_pos + t on all three M-RoPE axes, as the sampler decoded them.
+    placeholder order), and each completion row r continues its prompt r // G; the completions
+    follow at positions next_pos + t on all three M-RoPE axes, as the sampler decoded them.
     """
     cfg = model.config
     ids = g["prompt_ids"]
@@ -49,16 +50,17 @@ def completion_logprobs(model, g: dict[str, Any], group_size: int, temperature: 
         feats = model.encode_vision(g["pixel_values"], g["vision"])
         unified = jnp.where(ids == cfg.video_token_id, cfg.image_token_id, ids)
         x = merge_features(x, unified, cfg.image_token_id, feats)
-    G = group_size
-    tokens = g["tokens"]
+    if rows is None:
+        rows = jnp.arange(g["tokens"].shape[0])
+    prompt = rows // group_size
+    tokens = g["tokens"][rows]
     n, T = tokens.shape
     L = ids.shape[1]
-    x = jnp.concatenate([jnp.repeat(x, G, axis=0), model.embed(tokens)], axis=1)
+    x = jnp.concatenate([x[prompt], model.embed(tokens)], axis=1)
     # tokens after a row's stop id are padding the loss masks out; they come later (causal)
-    am = jnp.concatenate([jnp.repeat(g["prompt_mask"], G, axis=0), jnp.ones((n, T), jnp.int32)], axis=1)
-    gen = jnp.repeat(g["next_pos"], G)[:, None] + jnp.arange(T)[None]
-    pos = jnp.concatenate([jnp.repeat(g["prompt_pos"], G, axis=1),
-                           jnp.broadcast_to(gen[None], (3, n, T))], axis=2)
+    am = jnp.concatenate([g["prompt_mask"][prompt], jnp.ones((n, T), jnp.int32)], axis=1)
+    gen = g["next_pos"][prompt][:, None] + jnp.arange(T)[None]
+    pos = jnp.concatenate([g["prompt_pos"][:, prompt], jnp.broadcast_to(gen[None], (3, n, T))], axis=2)
     hidden, _ = model.decode(x, pos, am)
     # position t predicts token t
     return chunked_logprobs(model, hidden[:, L - 1:L + T - 1], tokens, temperature=temperature)
@@ -122,53 +124,66 @@ def make_logprob_fn(merge: Callable, compute_dtype, group_size: int, temperature
     return fn
 
 
+def update_chunks(gcfg, completions: int) -> int:
+    """How many backward passes a micro-batch group's ``completions`` (b*G) rows take:
+    grpo.update_chunk rows per pass (0: all in one)."""
+    c = int(gcfg.update_chunk) or completions
+    if c < 0 or completions % c:
+        raise ValueError(f"grpo.update_chunk={gcfg.update_chunk} must be 0 or divide the {completions} completions "
+                         f"of a micro-batch group (prompts per device and micro-batch x num_generations)")
+    return completions // c
+
+
 def make_train_step(merge: Callable, compute_dtype, tx: optax.GradientTransformation, schedule, gcfg,
                     trainable: Any | None = None) -> Callable:
     """(state, batch [k, g, ...], ref_logp | None, old_logp | None) -> (state, metrics).
 
     Rewards and advantages are computed here from the parsed arrays; old_logp None means the
-    current log-probs detached (mu = 1). Losses of the micro-batches are normalised by the
-    whole step's sequence / token counts, so their gradients add up to the step's gradient.
+    current log-probs detached (mu = 1). Losses are normalised by the whole step's sequence /
+    token counts, so the gradients of its parts add up to the step's gradient exactly: the k
+    micro-batches, and within each the chunks of grpo.update_chunk completions (one backward
+    pass each, ``train.step.accumulate_grads``), which bound the saved activations to one
+    chunk's sequences. Each chunk re-encodes its group's prompts (the visual stream is not split).
     """
     G = int(gcfg.num_generations)
     temperature = logprob_temperature(gcfg)
     kw = dict(beta=float(gcfg.beta), eps_low=float(gcfg.epsilon), eps_high=float(gcfg.epsilon_high),
               aggregation=str(gcfg.aggregation), max_completion_length=int(gcfg.max_completion_length))
 
-    def loss_fn(params, mb, ref, old, norms):
-        if trainable is not None:
-            params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
-        model = merge(cast_floats(params, compute_dtype))
-
-        def one(g, ref_g, old_g):
-            logp = completion_logprobs(model, g, G, temperature)
-            total, _, _ = rewards_from_arrays(g["rewards"])
-            adv = group_advantages(total, G)
-            old_g = jax.lax.stop_gradient(logp) if old_g is None else old_g
-            return grpo_loss.grpo_loss(logp, old_g, ref_g, adv, g["mask"], num_sequences=norms[0],
-                                       num_tokens=norms[1], **kw)
-
-        losses, stats = jax.vmap(one, spmd_axis_name=mesh_lib.BATCH)(mb, ref, old)
-        return losses.sum(), jax.tree.map(jnp.sum, stats)
-
     def step(state, batch, ref_logp, old_logp):
-        mask = batch["mask"]
+        mask = batch["mask"]  # [k, g, b*G, T]
         norms = (jnp.float32(np.prod(mask.shape[:-1])), mask.astype(jnp.float32).sum())
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        n_chunks = update_chunks(gcfg, mask.shape[2])
+        c = mask.shape[2] // n_chunks
 
-        def body(acc, xs):
-            mb, ref, old = xs
-            (loss, st), grads = grad_fn(state.params, mb, ref, old, norms)
-            return jax.tree.map(jnp.add, acc, grads), (loss, st)
+        def loss_fn(params, at):
+            micro, chunk = at // n_chunks, at % n_chunks
+            if trainable is not None:
+                params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
+            model = merge(cast_floats(params, compute_dtype))
+            pick = lambda tree: jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, micro, keepdims=False), tree)
+            rows = chunk * c + jnp.arange(c)
 
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
-        grads, (losses, st) = jax.lax.scan(body, zeros, (batch, ref_logp, old_logp))
-        st = jax.tree.map(jnp.sum, st)
+            def one(g, ref_g, old_g):
+                logp = completion_logprobs(model, g, G, temperature, rows)
+                total, _, _ = rewards_from_arrays(g["rewards"])
+                adv = group_advantages(total, G)[rows]  # over whole groups of G, then this chunk's rows
+                old_g = jax.lax.stop_gradient(logp) if old_g is None else old_g[rows]
+                ref_g = None if ref_g is None else ref_g[rows]
+                return grpo_loss.grpo_loss(logp, old_g, ref_g, adv, g["mask"][rows], num_sequences=norms[0],
+                                           num_tokens=norms[1], **kw)
+
+            losses, stats = jax.vmap(one, spmd_axis_name=mesh_lib.BATCH)(pick(batch), pick(ref_logp),
+                                                                         pick(old_logp))
+            return losses.sum(), jax.tree.map(jnp.sum, stats)
+
+        parts = jnp.arange(mask.shape[0] * n_chunks)
+        (loss, st), grads = accumulate_grads(loss_fn, state.params, parts)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ntok = jnp.maximum(st["tokens"], 1.0)
         metrics = {
-            "loss": losses.sum(),
+            "loss": loss,
             "kl": st["kl_sum"] / ntok,
             "clip_fraction": (st["clip_low"] + st["clip_high"]) / ntok,
             "clip_low": st["clip_low"] / ntok,

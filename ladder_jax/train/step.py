@@ -70,34 +70,41 @@ def make_loss_fn(merge: Callable[[Any], Any], forward: ForwardFn, head: HeadFn, 
     return loss_fn
 
 
+def accumulate_grads(loss_fn: Callable, params: Any, xs: Any) -> tuple[Any, Any]:
+    """Sum of ``jax.value_and_grad(loss_fn, has_aux=True)(params, x)`` over the leading axis of
+    ``xs`` (n micro-steps, run one after the other): ((value, aux) summed over the n, float32
+    gradient sum shaped like params). Each micro-step's gradient is added into one float32
+    accumulator in place (XLA keeps no gradient per micro-step: tests/aot); n = 1 runs no loop
+    and keeps no accumulator. The one accumulation loop of SFT and GRPO steps."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    to_f32 = lambda tree: cast_floats(tree, jnp.float32)
+    if jax.tree.leaves(xs)[0].shape[0] == 1:
+        out, grads = grad_fn(params, jax.tree.map(lambda a: a[0], xs))
+        return out, to_f32(grads)
+
+    def body(acc, x):
+        out, grads = grad_fn(params, x)
+        return jax.tree.map(lambda a, g: a + g.astype(a.dtype), acc, grads), out
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    grads, outs = jax.lax.scan(body, zeros, xs)
+    return jax.tree.map(lambda a: jnp.sum(a, axis=0), outs), grads
+
+
 def make_grad_fn(loss_fn: Callable, grad_dtype=None) -> Callable:
     """(params, batch [k, G, ...]) -> (float32 gradient of the mean token loss, summed stats).
 
-    Micro-batches run one after the other (lax.scan) and their gradients of the SUMMED token
-    loss are added into one float32 accumulator; one division by the step's target count at the
-    end makes the result equal to the gradient of one batch k times the size. ``grad_dtype``
-    (e.g. bfloat16) differentiates with respect to the parameters cast to it, so each
-    micro-step's gradient is bf16 (compiled at 3B it saved 0.4 GiB on 8x H100 and cost 1.6 GiB
-    on one H100: docs/PERFORMANCE.md; the configs keep float32). k = 1 runs no loop and keeps no
-    accumulator.
+    Micro-batches run one after the other (``accumulate_grads``) and their gradients of the
+    SUMMED token loss are added into one float32 accumulator; one division by the step's target
+    count at the end makes the result equal to the gradient of one batch k times the size.
+    ``grad_dtype`` (e.g. bfloat16) differentiates with respect to the parameters cast to it, so
+    each micro-step's gradient is bf16 (compiled at 3B it saved 0.4 GiB on 8x H100 and cost 1.6
+    GiB on one H100: docs/PERFORMANCE.md; the configs keep float32).
     """
 
     def grads_and_stats(params, batch):
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         wrt = params if grad_dtype is None else cast_floats(params, grad_dtype)
-        to_f32 = lambda tree: cast_floats(tree, jnp.float32)
-        k = jax.tree.leaves(batch)[0].shape[0]
-        if k == 1:
-            (_, stats), grads = grad_fn(wrt, jax.tree.map(lambda a: a[0], batch))
-            grads = to_f32(grads)
-        else:
-            def body(acc, micro):
-                (_, stats), grads = grad_fn(wrt, micro)
-                return jax.tree.map(lambda a, g: a + g.astype(a.dtype), acc, grads), stats
-
-            zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-            grads, stats = jax.lax.scan(body, zeros, batch)
-            stats = jax.tree.map(jnp.sum, stats)
+        (_, stats), grads = accumulate_grads(loss_fn, wrt, batch)
         denom = jnp.maximum(stats["count"], 1.0)
         return jax.tree.map(lambda g: g / denom, grads), stats
 

@@ -115,6 +115,20 @@ def test_mesh_not_matching_the_device_count_is_an_error(capsys):
     assert code == 1 and "does not fit the target's 4 devices" in err
 
 
+def test_only_selects_function_kinds():
+    """--only keeps the named kinds in order; unknown kinds list the config's, and the decode
+    loop (fed by the prefill's compiled outputs) cannot be compiled without the prefill."""
+    progs = [programs_lib.Program(f"{k}[x=1]", None, (), 0.0, None)
+             for k in ("rollout_prefill", "rollout_decode", "reference_logprobs", "grpo_update")]
+    assert aot_main.select(progs, None) == progs
+    assert [p.name for p in aot_main.select(progs, "grpo_update, rollout_prefill")] == ["rollout_prefill[x=1]",
+                                                                                       "grpo_update[x=1]"]
+    with pytest.raises(ValueError, match="functions are rollout_prefill, rollout_decode, reference_logprobs"):
+        aot_main.select(progs, "update")
+    with pytest.raises(ValueError, match="rollout_decode's inputs are rollout_prefill's outputs"):
+        aot_main.select(progs, "rollout_decode")
+
+
 def test_target_names():
     t = targets_lib.parse("h100x8x2")
     assert (t.platform, t.num_devices, t.hosts, t.topology) == ("cuda", 16, 2, "1x2x8")
@@ -167,7 +181,7 @@ def test_grpo_programs_lower_with_the_trainers_functions():
                                  "--config.data.max_pixels=12544", "--config.data.video_max_pixels=12544",
                                  "--config.data.max_frames=2", "--config.grpo.max_completion_length=32",
                                  "--config.grpo.num_generations=2", "--config.train.global_batch_size=4",
-                                 "--config.train.grad_accum=1"])
+                                 "--config.train.grad_accum=1", "--config.grpo.update_chunk=2"])
     progs = stage_programs.programs_for(cfg, targets_lib.parse("h100x2").devices())
     assert [p.name.split("[")[0] for p in progs] == ["rollout_prefill", "rollout_decode", "reference_logprobs",
                                                      "grpo_update"]

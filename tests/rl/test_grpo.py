@@ -140,6 +140,10 @@ def test_bad_config_is_rejected(tmp_path):
     c.grpo.num_generations = 1
     with pytest.raises(ValueError, match="num_generations"):
         grpo.check_config(c)
+    c.grpo.num_generations = 8
+    c.grpo.update_chunk = -1
+    with pytest.raises(ValueError, match="grpo.update_chunk must be 0"):
+        grpo.check_config(c)
 
 
 # ----------------------------------------------------------------------------- real prompts

@@ -166,3 +166,78 @@ def test_bf16_sampler_and_training_forward_agree_with_default_decode_settings(se
     print(f"bf16 sampler vs training forward: max {diff.max():.4f} mean {diff.mean():.5f} nats over {m.sum()} tokens")
     assert m.sum() >= 10
     assert diff.max() <= BF16_MAX_ABS and diff.mean() <= BF16_MEAN_ABS
+
+
+def test_update_chunks_give_the_unchunked_loss_and_gradient_for_every_aggregation():
+    """grpo.update_chunk splits a micro-batch group's completions into backward passes; the
+    normalisers stay the whole step's (sequences, tokens), so loss and float32 gradient equal
+    the unchunked step's (within CHUNK_ATOL: summation order only). Completions have different
+    lengths and chunk 1 splits a prompt's group, so normalising per chunk (or per micro-batch)
+    or scoring any chunk but the first's rows would fail it."""
+    import optax
+    from flax import nnx
+
+    from ladder_jax.model import config as mc
+    from ladder_jax.model.qwen25_vl import Qwen25VL
+    from ladder_jax.processing.prompts import EncodedPrompt
+    from ladder_jax.rewards.batched import RewardArrays
+    from ladder_jax.rl.grpo import grpo_config
+    from ladder_jax.train import state as state_lib
+    from ladder_jax.train.state import TrainState
+    from ladder_jax.train.step import FAST_COMPILE
+
+    arch = mc.tiny(vocab_size=16, image_token_id=12, video_token_id=13, vision_start_token_id=14,
+                   vision_end_token_id=15, num_layers=1)
+    graphdef, shapes, rest = state_lib.abstract_split(lambda: Qwen25VL(arch, rngs=nnx.Rngs(0)))
+    rng = np.random.default_rng(0)  # random weights from numpy: an eager init compiles a program per weight
+    params = jax.tree.map(lambda a: jnp.asarray(rng.normal(0, 0.3, a.shape), jnp.float32), shapes)
+    P, Gn, T = 4, 2, 6  # prompts, completions per prompt, completion tokens
+
+    def item(i):
+        n = 3 + 2 * i  # different prompt lengths: left padding differs per prompt
+        enc = EncodedPrompt(rng.integers(0, 12, n).astype(np.int32), None, None, None, None, None,
+                            np.broadcast_to(np.arange(n, dtype=np.int32), (3, n)).copy(), 0)
+        return rl.Stage3Item(f"t:{i}", i, "", enc, "a", "relative distance", (), "single_image")
+
+    N = P * Gn
+    lengths = np.array([6, 2, 5, 1, 3, 6, 4, 2])
+    mask = np.arange(T)[None] < lengths[:, None]
+    nan = np.full(N, np.nan, np.float32)
+    rewards = RewardArrays(rng.random(N) < 0.5, np.zeros(N, bool), nan, nan,
+                           rng.integers(0, 2, N).astype(np.int32), np.ones(N, np.int32))
+    ro = rl.Rollout([item(i) for i in range(P)], Gn, rng.integers(0, 12, (N, T)).astype(np.int32), mask,
+                    np.zeros((N, T), np.float32), [""] * N, rewards, {})
+    local, _ = rl.step_arrays(ro, grad_accum=2, groups=1, max_new_tokens=T, model_config=arch, pad_id=0)
+    local.pop("sampler_logp")
+    batch = jax.tree.map(jnp.asarray, local)
+    ref = jnp.asarray(rng.normal(-2.8, 0.3, (2, 1, 4, T)), jnp.float32)
+    old = jnp.asarray(rng.normal(-2.8, 0.3, (2, 1, 4, T)), jnp.float32)  # ratios far enough from 1 to clip
+    # an "optimizer" whose state is the last gradient, untouched by any update arithmetic
+    keep = optax.GradientTransformation(lambda p: jax.tree.map(jnp.zeros_like, p),
+                                        lambda g, s, p=None: (jax.tree.map(jnp.zeros_like, g), g))
+    state = TrainState(jnp.int32(0), params, keep.init(params), jnp.zeros(2, jnp.uint32))
+    merge = lambda p: nnx.merge(graphdef, p, rest)
+
+    def run(aggregation, chunk):
+        g = grpo_config().grpo
+        g.num_generations, g.max_completion_length, g.beta = Gn, T, 0.04
+        g.aggregation, g.update_chunk = aggregation, chunk
+        step = grpo_step.make_train_step(merge, jnp.float32, keep, optax.constant_schedule(0.0), g)
+        new, metrics = jax.jit(step, compiler_options=FAST_COMPILE)(state, batch, ref, old)
+        return float(metrics["loss"]), new.opt_state
+
+    # chunk 1 splits a prompt's group of completions, chunk 2 is one prompt per backward pass
+    for aggregation, chunk in (("sequence", 1), ("token", 2), ("dr_grpo", 1)):
+        loss, grads = run(aggregation, 0)
+        assert max(float(jnp.abs(a).max()) for a in jax.tree.leaves(grads)) > 1e-3
+        loss_c, grads_c = run(aggregation, chunk)
+        assert loss_c == pytest.approx(loss, abs=CHUNK_ATOL), aggregation
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=CHUNK_ATOL,
+                                                             err_msg=aggregation), grads_c, grads)
+    g = grpo_config().grpo
+    g.num_generations, g.update_chunk = Gn, 3
+    with pytest.raises(ValueError, match="update_chunk=3 must be 0 or divide the 4 completions"):
+        grpo_step.update_chunks(g, 4)
+
+
+CHUNK_ATOL = 1e-6  # float32; the loss and gradients here are O(0.01-1)
