@@ -477,3 +477,13 @@ def aot_backend_installed(platform: str) -> bool:
         return importlib.util.find_spec(AOT_BACKEND_MODULES[platform]) is not None
     except ModuleNotFoundError:  # its parent package is missing
         return False
+
+
+def needs_aot_backend(platform: str):
+    """pytest mark skipping a test where the compile-only ``platform`` backend is missing (CI
+    installs both through the test extra, so there they run)."""
+    import pytest
+
+    package = {"cuda": "jax-cuda12-plugin", "tpu": "libtpu"}[platform]
+    return pytest.mark.skipif(not aot_backend_installed(platform),
+                              reason=f"the compile-only {platform} backend needs {package} (the aot and test extras)")

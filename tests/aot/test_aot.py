@@ -15,7 +15,7 @@ import pytest
 
 from ladder_jax.aot import __main__ as aot_main
 from ladder_jax.aot import programs as programs_lib, report, stage_programs, targets as targets_lib
-from ladder_jax.testing import aot_backend_installed
+from ladder_jax.testing import needs_aot_backend
 from ladder_jax.train import config_cli
 
 
@@ -23,10 +23,7 @@ TINY = ["--config", "configs/stage1_3b.py", "--config.model.preset=tiny", "--con
         "--config.data.seq_buckets=pow2:64:128", "--config.data.max_pixels=12544",
         "--config.data.patch_buckets=pow2:64:256", "--config.train.global_batch_size=4"]
 
-needs_cuda = pytest.mark.skipif(not aot_backend_installed("cuda"),
-                                reason="jax-cuda12-plugin not installed (the test extra installs it)")
-needs_tpu = pytest.mark.skipif(not aot_backend_installed("tpu"),
-                               reason="libtpu not installed (the test extra installs it)")
+needs_cuda, needs_tpu = needs_aot_backend("cuda"), needs_aot_backend("tpu")
 
 
 def shard_bytes(tree) -> int:

@@ -20,7 +20,7 @@ from ladder_jax.model import attention as attention_lib, sharding  # noqa: E402
 from ladder_jax.model.attention import (AttentionMask, attend, chunked_attention, cudnn_available,  # noqa: E402
                                        kernel_for, resolve_kernel, run_flash_attention)
 from ladder_jax.model.layers import attention  # noqa: E402
-from ladder_jax.testing import aot_backend_installed  # noqa: E402
+from ladder_jax.testing import needs_aot_backend  # noqa: E402
 
 # float32, relative to the largest |value|: the kernel sums the softmax blockwise (online
 # rescaling), the dense path in one pass; both accumulate in float32.
@@ -29,9 +29,7 @@ CHUNKED_TOL = 2e-6  # the XLA blocks: the same arithmetic per row; only the orde
 
 
 
-needs_cuda = pytest.mark.skipif(not aot_backend_installed("cuda"),
-                                reason="the compile-only CUDA backend needs jax-cuda12-plugin (the aot extra)")
-needs_tpu = pytest.mark.skipif(not aot_backend_installed("tpu"), reason="the compile-only TPU backend needs libtpu (the aot extra)")
+needs_cuda, needs_tpu = needs_aot_backend("cuda"), needs_aot_backend("tpu")
 
 
 def qkv(b, t, s, h, kv, d, seed=0):
