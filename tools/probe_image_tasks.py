@@ -9,7 +9,14 @@ uniform grey image. Tasks:
 
 * position: one red square; is it in the left or the right half?
 * named: a red, a green and a blue square; is the named one in the left or the right half?
-* relation: the same images; is square X to the left or the right of square Y?
+* pair: a red and a green square, one in each half; is the named one in the left or the right
+  half? (The answer is the XOR of the named colour and the arrangement: neither predicts it.)
+* relation: the three-square images; is square X to the left or the right of square Y?
+
+`--name-weights 8,2` (named, pair) names red, green (and blue) in training questions in those
+proportions (default: equally often). Held-out questions name every
+colour equally often and are also scored per named colour and order, so a model that learned
+red's half but not the naming scores 100 on red and 0 on green.
 
 `--shuffle-rate p` lists the options of a training question as "A. right, B. left" (and the
 question "... right or the left ...") with probability p, else "A. left, B. right"; held-out
@@ -48,15 +55,29 @@ GREY = 128
 SQUARE = 60
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 COLUMNS = np.arange(4) * 80 + 10  # left edges of four distinct columns; two in each half
-TASKS = ("position", "named", "relation")
+TASKS = ("position", "named", "pair", "relation")
 ORDERS = {False: ("left", "right"), True: ("right", "left")}
 
 
 def scene(rng: np.random.Generator, task: str) -> dict[str, int]:
-    """Left edge (px) of each square: one red one, or one of each colour in distinct columns."""
+    """Left edge (px) of each square: one red one; a red and a green one in opposite halves; or
+    one of each colour in distinct columns."""
+    if task == "pair":
+        halves = [int(rng.choice(COLUMNS[:2])), int(rng.choice(COLUMNS[2:]))]
+        return dict(zip(["red", "green"], halves if rng.random() < 0.5 else halves[::-1]))
     names = ["red"] if task == "position" else list(COLOURS)
     xs = rng.choice(COLUMNS, len(names), replace=False)
     return dict(zip(names, (int(x) for x in xs)))
+
+
+def named_colour(xs: dict[str, int], rng: np.random.Generator, weights: tuple[float, ...] | None) -> str:
+    """The colour a named / pair question asks about, drawn in proportion to `weights` (one per
+    colour of the image, in COLOURS order; None: uniform)."""
+    names = list(xs)
+    if weights is None:
+        return str(rng.choice(names))
+    w = np.asarray(weights[:len(names)], float)
+    return str(rng.choice(names, p=w / w.sum()))
 
 
 def draw(xs: dict[str, int], rng: np.random.Generator) -> Image.Image:
@@ -67,19 +88,21 @@ def draw(xs: dict[str, int], rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(img)
 
 
-def question(xs: dict[str, int], task: str, rng: np.random.Generator, swapped: bool) -> tuple[str, str]:
-    """(question text, true direction) for one image."""
+def question(xs: dict[str, int], task: str, rng: np.random.Generator, swapped: bool,
+             name: str) -> tuple[str, str]:
+    """(question text, true direction) for one image; `name` is the colour a named / pair
+    question asks about."""
     first, second = ORDERS[swapped]
     if task == "relation":
         a, b = rng.choice(list(xs), 2, replace=False)
         return (f"Is the {a} square to the {first} or the {second} of the {b} square?",
                 "left" if xs[a] < xs[b] else "right")
-    name = "red" if task == "position" else str(rng.choice(list(xs)))
     return (f"Is the {name} square in the {first} or the {second} half of the image?",
             "left" if xs[name] + SQUARE / 2 < SIZE[0] / 2 else "right")
 
 
-def write_task(out: str, task: str, n_train: int, n_test: int, shuffle_rate: float, seed: int) -> str:
+def write_task(out: str, task: str, n_train: int, n_test: int, shuffle_rate: float, seed: int,
+               name_weights: tuple[float, ...] | None = None) -> str:
     """Images, a grey image and one JSONL (training rows, then held-out rows with images, then the
     same held-out rows with the grey image); returns the JSONL path."""
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
@@ -90,10 +113,14 @@ def write_task(out: str, task: str, n_train: int, n_test: int, shuffle_rate: flo
         xs = scene(rng, task)
         draw(xs, rng).save(os.path.join(out, "images", f"{i}.jpg"), quality=95)
         swapped = bool(rng.random() < shuffle_rate) if i < n_train else bool(i % 2)
-        text, truth = question(xs, task, rng, swapped)
+        name = "red"
+        if task in ("named", "pair"):  # held out: every colour equally often, crossed with the order
+            name = named_colour(xs, rng, name_weights) if i < n_train else list(xs)[(i // 2) % len(xs)]
+        text, truth = question(xs, task, rng, swapped, name)
         first, second = ORDERS[swapped]
         rows.append({"question_id": i, "question": text, "options": [f"A. {first}", f"B. {second}"],
                      "answer": "A" if truth == first else "B", "image": [f"images/{i}.jpg"],
+                     "named": name if task in ("named", "pair") else "",
                      "question_type": "relative direction", "data_type": "single_image"})
     rows += [dict(r, question_id=len(rows) + k, image=["grey.jpg"]) for k, r in enumerate(rows[n_train:])]
     path = os.path.join(out, f"{task}.jsonl")
@@ -110,6 +137,7 @@ class Arrays:
     query: int             # index of the token whose next-token logits give the letter
     label: np.ndarray      # int32 [N]: 0 = A, 1 = B
     swapped: np.ndarray    # bool [N]
+    named: np.ndarray      # str [N]: the colour a named / pair question asks about, else ""
 
 
 def featurize(jsonl: str, max_pixels: int) -> tuple[Arrays, list[int], np.ndarray]:
@@ -126,7 +154,8 @@ def featurize(jsonl: str, max_pixels: int) -> tuple[Arrays, list[int], np.ndarra
     arrays = Arrays(ids=ids, positions=np.stack([f.position_ids for f in fs], axis=1),
                     pixels=np.stack([f.pixel_values for f in fs]), query=query,
                     label=(ids[:, query + 1] == letters[1]).astype(np.int32),
-                    swapped=np.array([r.record.options[0].endswith("right") for r in rows]))
+                    swapped=np.array([r.record.options[0].endswith("right") for r in rows]),
+                    named=np.array([r.record.extra.get("named", "") for r in rows]))
     return arrays, letters, fs[0].grid_thw
 
 
@@ -177,9 +206,11 @@ def train_and_score(a: Arrays, letters: list[int], grid: np.ndarray, mcfg, n_tra
         pred = np.concatenate([np.asarray(predict(params, *take(full[i:i + batch])))
                                for i in range(0, len(full), batch)])[:len(idx)]
         right = pred == a.label[idx]
-        by_order = {("swapped" if sw else "canonical"): round(100 * float(right[a.swapped[idx] == sw].mean()), 1)
-                    for sw in (False, True)}
-        return {"all": round(100 * float(right.mean()), 1), **by_order}
+        pct = lambda mask: round(100 * float(right[mask].mean()), 1)
+        by_order = {("swapped" if sw else "canonical"): pct(a.swapped[idx] == sw) for sw in (False, True)}
+        by_name = {str(n): {("swapped" if sw else "canonical"): pct((a.named[idx] == n) & (a.swapped[idx] == sw))
+                            for sw in (False, True)} for n in sorted(set(a.named[idx])) if n}
+        return {"all": pct(slice(None)), **by_order, **({"by_name": by_name} if by_name else {})}
 
     test = np.arange(n_train, n_train + n_test)
     return {"image": accuracy(test), "grey_image": accuracy(test + n_test),
@@ -192,6 +223,9 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="tiny", choices=sorted(model_config.PRESETS))
     ap.add_argument("--rope-theta", type=float, default=0.0, help="the text M-RoPE base (0: the preset's)")
     ap.add_argument("--shuffle-rate", type=float, default=0.0)
+    ap.add_argument("--name-weights", default="",
+                    help="named / pair: how often training questions name red, green, blue, e.g. 6,3,1 "
+                         "(default: equally often)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch", type=int, default=8)
@@ -201,7 +235,18 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/probe_image_tasks")
     args = ap.parse_args(argv)
-    jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed)
+    weights = None
+    if args.name_weights:
+        try:
+            weights = tuple(float(w) for w in args.name_weights.split(","))
+        except ValueError:
+            ap.error(f"--name-weights takes comma-separated numbers, got {args.name_weights!r}")
+        n_names = {"pair": 2, "named": 3}.get(args.task)
+        if n_names is None or len(weights) != n_names or min(weights) < 0 or sum(weights) <= 0:
+            ap.error(f"--name-weights: {args.task} needs {n_names or 'no'} non-negative weights "
+                     f"(red, green, blue order), got {args.name_weights!r}")
+    jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
+                       weights)
     mcfg = model_config.PRESETS[args.preset]()
     if args.rope_theta:
         mcfg = mcfg.replace(text=dataclasses.replace(mcfg.text, rope_theta=args.rope_theta))
@@ -209,7 +254,7 @@ def main(argv=None) -> int:
     result = train_and_score(arrays, letters, grid, mcfg, args.train, args.test, args.steps, args.lr,
                              args.batch, args.seed)
     print(json.dumps({"task": args.task, "preset": args.preset, "rope_theta": mcfg.text.rope_theta,
-                      "shuffle_rate": args.shuffle_rate, "steps": args.steps, "lr": args.lr, **result}))
+                      "shuffle_rate": args.shuffle_rate, "name_weights": list(weights) if weights else None, "steps": args.steps, "lr": args.lr, **result}))
     return 0
 
 

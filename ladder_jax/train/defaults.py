@@ -31,8 +31,11 @@ def base_config() -> ml_collections.ConfigDict:
     # query-chunked XLA attention elsewhere) | xla_chunked | cudnn | pallas (ladder_jax/model/attention.py)
     c.model.attention = "auto"
     c.model.freeze_vision = False
-    # the text decoder's M-RoPE base for a random init (0: the preset's); a loaded model keeps its own
+    # the text decoder's M-RoPE for a random init (0 / (): the preset's); a loaded model keeps its
+    # own. mrope_section: how many of the head_dim/2 frequencies (highest first) follow the
+    # time, height and width position ids
     c.model.rope_theta = 0.0
+    c.model.mrope_section = ()
     c.model.tokenizer = ""  # '' = the exact Qwen2.5 tokenizer built offline
 
     c.data = ml_collections.ConfigDict()

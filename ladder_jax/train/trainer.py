@@ -34,24 +34,38 @@ _REMAT_ALIASES = {
 _PRESET_ALIASES = {"3b": "qwen25_vl_3b", "7b": "qwen25_vl_7b"}
 
 
+def _random_init_rope(m: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The text M-RoPE fields `model.rope_theta` / `model.mrope_section` set (unset: none)."""
+    out: dict[str, Any] = {}
+    if m.rope_theta:
+        out["rope_theta"] = float(m.rope_theta)
+    if m.mrope_section:
+        out["mrope_section"] = tuple(int(n) for n in m.mrope_section)
+    return out
+
+
 def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelConfig | None = None
                  ) -> model_config_lib.ModelConfig:
-    """The ModelConfig to train: ``base`` (from init_from) or the preset (with `model.rope_theta` when
-    set), with dtypes and remat."""
+    """The ModelConfig to train: ``base`` (from init_from) or the preset (with `model.rope_theta`
+    and `model.mrope_section` when set), with dtypes and remat."""
     m = cfg.model
     remat = _REMAT_ALIASES.get(m.remat)
     if remat is None:
         raise ValueError(f"model.remat {m.remat!r} unknown; one of {sorted(_REMAT_ALIASES)}")
+    rope = _random_init_rope(m)
     if base is None:
         name = _PRESET_ALIASES.get(m.preset, m.preset)
         if name not in model_config_lib.PRESETS:
             raise ValueError(f"model.preset {m.preset!r} unknown; one of {sorted(model_config_lib.PRESETS)}")
         base = model_config_lib.PRESETS[name]()
-        if m.rope_theta:
-            base = base.replace(text=dataclasses.replace(base.text, rope_theta=float(m.rope_theta)))
-    elif m.rope_theta and float(m.rope_theta) != base.text.rope_theta:
-        raise ValueError(f"model.rope_theta {m.rope_theta} differs from the loaded model's {base.text.rope_theta}: "
-                         "the override only applies to a random init (set it to 0 to keep the checkpoint's)")
+        try:
+            base = base.replace(text=dataclasses.replace(base.text, **rope))
+        except ValueError as e:
+            raise ValueError(f"model.rope_theta / model.mrope_section: {e}") from None
+    for key, value in rope.items():
+        if value != getattr(base.text, key):
+            raise ValueError(f"model.{key} {value} differs from the loaded model's {getattr(base.text, key)}: "
+                             "the override only applies to a random init (unset it to keep the checkpoint's)")
     # Parameters are built in float32 (master weights); the step casts them to compute_dtype.
     return base.replace(dtype=m.compute_dtype, param_dtype="float32", remat=remat, attention=m.attention)
 

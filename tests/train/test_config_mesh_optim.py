@@ -94,15 +94,23 @@ def test_stages_run_in_order_each_from_the_previous_one(tmp_path):
         loop.stage_configs(cfg)
 
 
-def test_rope_theta_overrides_a_random_init_only():
-    cfg = config_cli.parse_args(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.model.rope_theta=10"])
-    assert mc.tiny().text.rope_theta == 1e6
-    assert trainer_lib.model_config(cfg).text.rope_theta == 10.0
-    assert trainer_lib.model_config(cfg, mc.tiny(rope_theta=10.0)).text.rope_theta == 10.0  # a later stage
+def test_rope_overrides_apply_to_a_random_init_only():
+    cfg = config_cli.parse_args(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.model.rope_theta=10",
+                                 "--config.model.mrope_section=(1,1,6)"])
+    assert mc.tiny().text.rope_theta == 1e6 and mc.tiny().text.mrope_section == (2, 3, 3)
+    text = trainer_lib.model_config(cfg).text
+    assert (text.rope_theta, text.mrope_section) == (10.0, (1, 1, 6))
+    later = mc.tiny(rope_theta=10.0, mrope_section=(1, 1, 6))  # a later stage loads what the first wrote
+    assert trainer_lib.model_config(cfg, later).text == later.text
     with pytest.raises(ValueError, match="model.rope_theta 10.0 differs from the loaded model's 1000000.0"):
-        trainer_lib.model_config(cfg, mc.tiny())
-    cfg.model.rope_theta = 0.0
-    assert trainer_lib.model_config(cfg, mc.tiny()).text.rope_theta == 1e6
+        trainer_lib.model_config(cfg, mc.tiny(mrope_section=(1, 1, 6)))
+    with pytest.raises(ValueError, match=r"model.mrope_section \(1, 1, 6\) differs from the loaded model's \(2, 3, 3\)"):
+        trainer_lib.model_config(cfg, mc.tiny(rope_theta=10.0))
+    cfg.model.rope_theta, cfg.model.mrope_section = 0.0, ()
+    assert trainer_lib.model_config(cfg, mc.tiny()).text == mc.tiny().text
+    cfg.model.mrope_section = (2, 2, 2)  # tiny has head_dim 16: 8 frequencies
+    with pytest.raises(ValueError, match=r"model.rope_theta / model.mrope_section: .*summing to"):
+        trainer_lib.model_config(cfg)
 
 
 # ----------------------------------------------------------------------------- mesh

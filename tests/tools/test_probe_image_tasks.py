@@ -1,0 +1,79 @@
+"""tools/probe_image_tasks.py writes questions whose answers follow from the pixels it draws."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def probe():
+    spec = importlib.util.spec_from_file_location("probe_image_tasks",
+                                                  os.path.join(ROOT, "tools", "probe_image_tasks.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows_of(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def centre_x(image: np.ndarray, rgb) -> float:
+    """Mean column of the pixels within 40 of a square colour (JPEG blurs edges a little)."""
+    near = np.abs(image.astype(int) - np.array(rgb)).max(-1) < 40
+    return float(np.nonzero(near)[1].mean())
+
+
+@pytest.mark.parametrize("task", ["position", "named", "pair", "relation"])
+def test_answers_follow_from_the_drawn_squares(probe, tmp_path, task):
+    n_train, n_test = 24, 12
+    rows = rows_of(probe.write_task(str(tmp_path), task, n_train, n_test, shuffle_rate=0.5, seed=3))
+    assert len(rows) == n_train + 2 * n_test  # the held-out rows again with the grey image
+    for row in rows[:n_train + n_test]:
+        image = np.asarray(Image.open(tmp_path / row["image"][0]).convert("RGB"))
+        words = row["question"].split()
+        if task == "relation":
+            a, b = words[2], words[-2]
+            truth = "left" if centre_x(image, probe.COLOURS[a]) < centre_x(image, probe.COLOURS[b]) else "right"
+        else:
+            name = words[2]
+            truth = "left" if centre_x(image, probe.COLOURS[name]) < probe.SIZE[0] / 2 else "right"
+        letter = "AB"[[o.split(". ")[1] for o in row["options"]].index(truth)]
+        assert row["answer"] == letter, row
+    grey = np.asarray(Image.open(tmp_path / rows[-1]["image"][0]))
+    assert grey.min() == grey.max() == probe.GREY
+
+
+def test_pair_puts_one_square_in_each_half(probe, tmp_path):
+    rows = rows_of(probe.write_task(str(tmp_path), "pair", 20, 0, shuffle_rate=0.0, seed=0))
+    for row in rows:
+        image = np.asarray(Image.open(tmp_path / row["image"][0]).convert("RGB"))
+        halves = {c: centre_x(image, probe.COLOURS[c]) < probe.SIZE[0] / 2 for c in ("red", "green")}
+        assert halves["red"] != halves["green"]
+
+
+def test_name_weights_set_the_training_shares_and_held_out_questions_stay_balanced(probe, tmp_path):
+    n_train, n_test = 400, 40
+    rows = rows_of(probe.write_task(str(tmp_path), "pair", n_train, n_test, shuffle_rate=0.0, seed=1,
+                                    name_weights=(8, 2)))
+    train_red = np.mean([r["named"] == "red" for r in rows[:n_train]])
+    assert 0.75 < train_red < 0.85  # binomial(400, 0.8): sd 0.02
+    held = [(r["named"], r["options"][0]) for r in rows[n_train:n_train + n_test]]
+    # every colour with every option order, equally often
+    assert {k: held.count(k) for k in set(held)} == {
+        (c, o): n_test // 4 for c in ("red", "green") for o in ("A. left", "A. right")}
+    three = rows_of(probe.write_task(str(tmp_path / "t"), "named", n_train, 0, 0.0, seed=1,
+                                     name_weights=(6, 3, 1)))
+    shares = [np.mean([r["named"] == c for r in three]) for c in ("red", "green", "blue")]
+    np.testing.assert_allclose(shares, [0.6, 0.3, 0.1], atol=0.06)  # binomial sd <= 0.025
+    uniform = rows_of(probe.write_task(str(tmp_path / "u"), "pair", n_train, 0, 0.0, seed=1))
+    assert 0.4 < np.mean([r["named"] == "red" for r in uniform]) < 0.6
