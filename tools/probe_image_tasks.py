@@ -1,6 +1,7 @@
 """Can a model config learn an answer that only the image gives? A minute-long probe.
 
     python tools/probe_image_tasks.py --task position [--rope-theta 10] [--steps 300] [--out DIR]
+        [--mrope-section 1,1,6] [--name-weights 8,2] [--shuffle-rate 0.2]
 
 Writes grey 320x240 images with coloured squares and two-choice questions about them (the
 ladder's JSONL schema), then trains a randomly initialised preset (every weight but the token
@@ -222,6 +223,9 @@ def main(argv=None) -> int:
     ap.add_argument("--task", choices=TASKS, default="position")
     ap.add_argument("--preset", default="tiny", choices=sorted(model_config.PRESETS))
     ap.add_argument("--rope-theta", type=float, default=0.0, help="the text M-RoPE base (0: the preset's)")
+    ap.add_argument("--mrope-section", default="",
+                    help="how many of the head_dim/2 text frequencies (highest first) the time, height and "
+                         "width ids drive, e.g. 1,1,6 (default: the preset's)")
     ap.add_argument("--shuffle-rate", type=float, default=0.0)
     ap.add_argument("--name-weights", default="",
                     help="named / pair: how often training questions name red, green, blue, e.g. 6,3,1 "
@@ -245,16 +249,24 @@ def main(argv=None) -> int:
         if n_names is None or len(weights) != n_names or min(weights) < 0 or sum(weights) <= 0:
             ap.error(f"--name-weights: {args.task} needs {n_names or 'no'} non-negative weights "
                      f"(red, green, blue order), got {args.name_weights!r}")
-    jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
-                       weights)
     mcfg = model_config.PRESETS[args.preset]()
     if args.rope_theta:
         mcfg = mcfg.replace(text=dataclasses.replace(mcfg.text, rope_theta=args.rope_theta))
+    if args.mrope_section:
+        try:
+            section = tuple(int(n) for n in args.mrope_section.split(","))
+            mcfg = mcfg.replace(text=dataclasses.replace(mcfg.text, mrope_section=section))
+        except ValueError as e:
+            ap.error(f"--mrope-section {args.mrope_section!r}: {e}")
+    jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
+                       weights)
     arrays, letters, grid = featurize(jsonl, args.max_pixels)
     result = train_and_score(arrays, letters, grid, mcfg, args.train, args.test, args.steps, args.lr,
                              args.batch, args.seed)
     print(json.dumps({"task": args.task, "preset": args.preset, "rope_theta": mcfg.text.rope_theta,
-                      "shuffle_rate": args.shuffle_rate, "name_weights": list(weights) if weights else None, "steps": args.steps, "lr": args.lr, **result}))
+                      "mrope_section": list(mcfg.text.mrope_section), "shuffle_rate": args.shuffle_rate,
+                      "name_weights": list(weights) if weights else None, "steps": args.steps, "lr": args.lr,
+                      **result}))
     return 0
 
 
