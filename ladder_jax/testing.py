@@ -465,16 +465,15 @@ def run_on_cpu_devices(script: str | Path, devices: int = 8, timeout: int = 600)
     return json.loads(line[len("RESULT "):])
 
 
-# The compile-only backends of the aot extra, by platform: the module each one installs.
-AOT_BACKEND_MODULES = {"cuda": "jax_plugins.xla_cuda12", "tpu": "libtpu"}
-
 
 def aot_backend_installed(platform: str) -> bool:
     """Whether the compile-only backend for ``platform`` ("cuda" or "tpu") is installed here."""
     import importlib.util
 
+    from ladder_jax.aot.targets import BACKENDS
+
     try:
-        return importlib.util.find_spec(AOT_BACKEND_MODULES[platform]) is not None
+        return importlib.util.find_spec(BACKENDS[platform][0]) is not None
     except ModuleNotFoundError:  # its parent package is missing
         return False
 
@@ -484,6 +483,8 @@ def needs_aot_backend(platform: str):
     installs both through the test extra, so there they run)."""
     import pytest
 
-    package = {"cuda": "jax-cuda12-plugin", "tpu": "libtpu"}[platform]
+    from ladder_jax.aot.targets import BACKENDS
+
+    package = BACKENDS[platform][1]
     return pytest.mark.skipif(not aot_backend_installed(platform),
                               reason=f"the compile-only {platform} backend needs {package} (the aot and test extras)")

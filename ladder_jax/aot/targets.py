@@ -63,6 +63,9 @@ TPUS: dict[str, tuple[int, float]] = {
     "v6e": (32 * GiB, 918e12),
 }
 
+# The compile-only backend of each platform: (the module it installs, its pip package).
+BACKENDS = {"cuda": ("jax_plugins.xla_cuda12", "jax-cuda12-plugin"), "tpu": ("libtpu", "libtpu")}
+
 EXAMPLES = ("a6000x4", "h100x8", "h200x1", "h100x8x2", "tpu:v5p:2x2x1", "tpu:v6e:2x4", "tpu:v5e:4x4")
 
 
@@ -92,7 +95,7 @@ class Target:
                 topo = topologies.get_topology_desc(platform="cuda", topology_name=self.kind, topology=self.topology,
                                                     target_config=gpu_target_config(GPUS[self.kind]))
         except (NotImplementedError, RuntimeError) as e:
-            plugin = "libtpu" if self.platform == "tpu" else "jax-cuda12-plugin"
+            plugin = BACKENDS[self.platform][1]
             raise RuntimeError(
                 f"target {self.name}: no compile-only {self.platform} backend ({e}). Install it with "
                 f'pip install -e ".[aot]" ({plugin}); for GPUs JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 must be set '
