@@ -23,10 +23,10 @@ from typing import Mapping
 
 from ladder_jax.eval.confidence import benchmark_figures, mean_ci, question_scores
 from ladder_jax.eval.scoring import load_benchmark, load_predictions, official_token
-from ladder_jax.rewards.parse import NUMERIC_TYPES
+from ladder_jax.rewards.parse import NUMERIC_TYPES, canonical_question_type
 
-__all__ = ["STAGE_ORDER", "REL_TASKS", "MARGIN", "Parts", "bench_result", "prior_results", "reward_quarters",
-           "rel_check", "build_report", "write_report", "render_markdown"]
+__all__ = ["STAGE_ORDER", "REL_TASKS", "MARGIN", "Parts", "bench_result", "prior_results", "training_ranges",
+           "numeric_range_check", "reward_quarters", "rel_check", "build_report", "write_report", "render_markdown"]
 
 STAGE_ORDER = ("untrained", "stage1", "stage2", "coldstart", "stage3")
 REL_TASKS = ("object_rel_direction", "object_rel_distance")  # the image-grounded tasks of the check
@@ -66,7 +66,8 @@ class Parts:
 
 
 def _numeric_answers(items, pred_path: str) -> dict:
-    """Numeric questions: how many answers parse as a number, and how many hit the token limit."""
+    """Numeric questions: how many answers parse as a number, how many hit the token limit, and
+    the parsed values per task (for numeric_range_check)."""
     rows = {}
     with open(pred_path, encoding="utf-8") as f:
         for line in f:
@@ -74,19 +75,53 @@ def _numeric_answers(items, pred_path: str) -> dict:
                 r = json.loads(line)
                 rows[str(r["id"])] = r
     n = parsed = truncated = 0
+    values: dict[str, list[float]] = {}
     for it in items:
-        if it.question_type not in NUMERIC_TYPES:
+        task = canonical_question_type(it.question_type)
+        if task not in NUMERIC_TYPES:
             continue
         n += 1
         r = rows.get(it.id)
         if r is None:
             continue
         try:
-            parsed += math.isfinite(float(official_token(r["prediction"])))
+            v = float(official_token(r["prediction"]))
         except ValueError:
-            pass
+            v = math.nan
+        if math.isfinite(v):
+            parsed += 1
+            values.setdefault(task, []).append(v)
         truncated += bool(r.get("truncated"))
-    return {"questions": n, "parsed": parsed, "truncated": truncated}
+    return {"questions": n, "parsed": parsed, "truncated": truncated, "values": values}
+
+
+def training_ranges(train) -> dict[str, list[float]]:
+    """{numeric task: [least, greatest]} of the training answers (SpatialRecords)."""
+    out: dict[str, list[float]] = {}
+    for r in train:
+        task = canonical_question_type(r.question_type)
+        if task in NUMERIC_TYPES:
+            v = float(r.answer)
+            lo, hi = out.get(task, (v, v))
+            out[task] = [min(lo, v), max(hi, v)]
+    return out
+
+
+def numeric_range_check(numeric: Mapping[str, Mapping[str, dict]], ranges: Mapping[str, list[float]]) -> dict:
+    """Whether every parsed numeric answer of the given {stage: {bench: numeric answers}} lies
+    within its task's training range. An answer far outside it is what greedy digit-by-digit
+    decoding of an unlearned number gives ("11" for sizes of 33-216 cm: the mode of each digit
+    position, stopped at the commonest length), which parsing alone does not catch."""
+    outside: dict[str, dict[str, int]] = {}
+    for stage, per_bench in numeric.items():
+        for bench, v in per_bench.items():
+            if "values" not in v:
+                raise ValueError(f"the {stage} evaluation on {bench} was scored before numeric values were kept: "
+                                 f"delete {stage}/eval*/results.json in the workdir to score it again")
+            outside.setdefault(stage, {})[bench] = sum(
+                not (ranges[t][0] <= x <= ranges[t][1]) for t, xs in v["values"].items() if t in ranges for x in xs)
+    return {"passed": all(n == 0 for per in outside.values() for n in per.values()), "outside": outside,
+            "ranges": dict(ranges)}
 
 
 def bench_result(benchmark: str, pred_path: str) -> dict:
@@ -98,14 +133,21 @@ def bench_result(benchmark: str, pred_path: str) -> dict:
             "numeric_answers": _numeric_answers(items, pred_path)}
 
 
+def _training_rows(data: str) -> list:
+    """The spatial rows stage 2 trains on (SpatialRecords) of the ladder dataset at `data`."""
+    from ladder_jax.data.formats import read_spatial
+    from ladder_jax.ladder import data as ladder_data
+
+    return list(read_spatial(os.path.join(data, ladder_data.TRAIN_SPATIAL)))
+
+
 def prior_results(data: str, benches) -> dict:
     """The text-only prior (fitted on the training rows) on each benchmark."""
-    from ladder_jax.data.formats import read_spatial
     from ladder_jax.eval.baselines import fit_prior, prior_predictions
     from ladder_jax.eval.inputs import load_eval_items
     from ladder_jax.ladder import data as ladder_data
 
-    prior = fit_prior(read_spatial(os.path.join(data, ladder_data.TRAIN_SPATIAL)))
+    prior = fit_prior(_training_rows(data))
     out = {}
     for bench in benches:
         path = ladder_data.benchmark_path(data, bench)
@@ -176,9 +218,11 @@ def build_report(cfg, data: dict, stages: list[dict], evals: Mapping[str, dict],
         checks["stage3_accuracy_rises"] = {
             "passed": stage3["accuracy_reward_last_quarter"] > stage3["accuracy_reward_first_quarter"]}
     numeric = {n: {b: ev["benchmarks"][b]["numeric_answers"] for b in benches} for n, ev in evals.items()}
+    checked = {n: numeric[n] for n in ("stage2", final) if n in numeric}
     checks["numeric_answers_parse"] = {"passed": all(v["parsed"] == v["questions"] and not v["truncated"]
-                                                     for n in ("stage2", final) if n in numeric
-                                                     for v in numeric[n].values())}
+                                                     for per in checked.values() for v in per.values())}
+    checks["numeric_answers_in_training_range"] = numeric_range_check(
+        checked, training_ranges(_training_rows(data["data_dir"])))
     return {
         "stages": {n: figs(evals[n]) for n in STAGE_ORDER if n in evals},
         "baselines": {"prior": {b: prior[b]["figures"] for b in benches},
@@ -248,6 +292,10 @@ def render_markdown(report: dict, workdir: str) -> str:
         if "rel_mean" in c:
             extra = (f"SI rel. dir./dist. mean {c['rel_mean']:.1f} (95% {c['ci95'][0]:.1f}-{c['ci95'][1]:.1f}); "
                      f"prior {c['prior']:.1f}, blank image {c['blank_image']:.1f}")
+        if "outside" in c:
+            extra = "; ".join(f"{stage} {bench}: {n} outside" for stage, per in c["outside"].items()
+                              for bench, n in per.items())
+            extra += " (training ranges: " + ", ".join(f"{t} {lo:g}-{hi:g}" for t, (lo, hi) in c["ranges"].items()) + ")"
         lines.append(f"| {name} | {'yes' if c['passed'] else 'no'} | {extra} |")
     if report["stage3"]:
         s = report["stage3"]

@@ -143,7 +143,9 @@ def test_miniature_ladder_runs_end_to_end_and_resumes(tmp_path):
     assert {"data", "stage1", "eval_stage1", "stage3", "eval_stage3", "this_run"} <= set(report["seconds"])
     assert report["compilations"]["stage1"] > 0  # a fresh run compiles (no persistent cache in tests)
     assert report["ablation"] == {"steps": ["stage1", "stage2", "coldstart", "stage3"], "left_out": []}
-    assert {"stage2", "stage3", "stage3_accuracy_rises", "numeric_answers_parse"} <= set(report["checks"])
+    assert {"stage2", "stage3", "stage3_accuracy_rises", "numeric_answers_parse",
+            "numeric_answers_in_training_range"} <= set(report["checks"])
+    assert set(report["checks"]["numeric_answers_in_training_range"]["outside"]) == {"stage2", "stage3"}
     assert os.path.isfile(os.path.join(cfg.workdir, "stage3", "reward_curve.png"))
     assert out["held_out_overall"].keys() == report["stages"].keys()
     md = open(out["report"]).read()
@@ -161,7 +163,7 @@ def test_ablation_leaves_stages_out_and_says_so(tmp_path):
     report = json.load(open(os.path.join(cfg.workdir, "report.json")))
     assert list(report["stages"]) == ["untrained", "stage2"] and report["stage3"] is None
     assert report["ablation"] == {"steps": ["stage2"], "left_out": ["stage1", "coldstart", "stage3"]}
-    assert list(report["checks"]) == ["stage2", "numeric_answers_parse"]
+    assert list(report["checks"]) == ["stage2", "numeric_answers_parse", "numeric_answers_in_training_range"]
     assert "left out: stage1, coldstart, stage3" in open(os.path.join(cfg.workdir, "report.md")).read()
 
 

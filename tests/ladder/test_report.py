@@ -86,3 +86,33 @@ def test_parts_keep_the_figures_of_the_run_that_did_them(tmp_path):
         pass
     assert rerun.compilations["stage1"]["compiled"] == 1 and rerun.seconds["stage1"] == parts.seconds["stage1"]
     assert rerun.compilations["stage2"]["compiled"] == 0
+
+
+def test_numeric_answers_keep_parsed_values_and_the_range_check_counts_those_outside(tmp_path):
+    from ladder_jax.data.formats import SpatialRecord
+
+    qs = [(0, "object_size_estimation", "110", "11"), (1, "object_size_estimation", "60", "75"),
+          (2, "object_abs_distance", "1.2", "1..5"), (3, "object_abs_distance", "2.4", "4.0"),
+          (4, "object_rel_direction", "A", "B")]
+    rows = [{"id": i, "dataset": "synthetic", "scene_name": "s", "question": "q", "ground_truth": gt,
+             "question_type": qt, "options": ["A. left", "B. right"] if qt == "object_rel_direction" else None}
+            for i, qt, gt, _ in qs]
+    (tmp_path / "bench.json").write_text(json.dumps(rows))
+    (tmp_path / "preds.jsonl").write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, _, _, p in qs))
+    num = ladder_report.bench_result(str(tmp_path / "bench.json"), str(tmp_path / "preds.jsonl"))["numeric_answers"]
+    assert num == {"questions": 4, "parsed": 3, "truncated": 0,
+                   "values": {"object_size_estimation": [11.0, 75.0], "object_abs_distance": [4.0]}}
+
+    def rec(i, qt, answer):
+        return SpatialRecord(i, "q", None, answer, ("x.png",), qt, "single_image")
+
+    train = [rec(0, "object size", "33"), rec(1, "object size", "216"), rec(2, "absolute distance", "0.4"),
+             rec(3, "absolute distance", "3.3"), rec(4, "absolute distance", "1.0")]
+    ranges = ladder_report.training_ranges(train)
+    assert ranges == {"object_size_estimation": [33.0, 216.0], "object_abs_distance": [0.4, 3.3]}
+    c = ladder_report.numeric_range_check({"stage2": {"SPBench-SI": num}}, ranges)
+    assert c["outside"] == {"stage2": {"SPBench-SI": 2}} and not c["passed"]  # 11 cm and 4.0 m
+    inside = dict(num, values={"object_size_estimation": [33.0, 216.0], "object_abs_distance": [0.4]})
+    assert ladder_report.numeric_range_check({"stage2": {"SPBench-SI": inside}}, ranges)["passed"]
+    with pytest.raises(ValueError, match="results.json"):
+        ladder_report.numeric_range_check({"stage2": {"SPBench-SI": {"questions": 1}}}, ranges)
