@@ -110,7 +110,7 @@ def training_ranges(train) -> dict[str, list[float]]:
 def numeric_range_check(numeric: Mapping[str, Mapping[str, dict]], ranges: Mapping[str, list[float]]) -> dict:
     """Whether every parsed numeric answer of the given {stage: {bench: numeric answers}} lies
     within its task's training range. An answer far outside it is what greedy digit-by-digit
-    decoding of an unlearned number gives ("11" for sizes of 33-216 cm: the mode of each digit
+    decoding of an unlearned number gives ("11" for sizes of 30-229 cm: the mode of each digit
     position, stopped at the commonest length), which parsing alone does not catch."""
     outside: dict[str, dict[str, int]] = {}
     for stage, per_bench in numeric.items():
