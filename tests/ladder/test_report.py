@@ -27,8 +27,9 @@ def test_rel_check_passes_only_with_margin_and_interval_above_both():
     assert c["rel_mean"] == 50.0 and c["ci95"][0] == 0.0 and not c["passed"]
     # The blank-image control as good as the model: not image-grounded.
     assert not ladder_report.rel_check(strong, strong, prior)["passed"]
-    with pytest.raises(ValueError, match="object_rel_distance"):
-        ladder_report.rel_check({"question_scores": {"object_rel_direction": [1.0]}}, blank, prior)
+    # Caps that ask no relative-distance question: the check fails and says why.
+    c = ladder_report.rel_check({"question_scores": {"object_rel_direction": [1.0]}}, blank, prior)
+    assert c == {"passed": False, "reason": "SPBench-SI has no object_rel_distance questions"}
 
 
 def test_reward_quarters_average_the_first_and_last_quarter(tmp_path):
