@@ -141,13 +141,14 @@ def _training_rows(data: str) -> list:
     return list(read_spatial(os.path.join(data, ladder_data.TRAIN_SPATIAL)))
 
 
-def prior_results(data: str, benches) -> dict:
-    """The text-only prior (fitted on the training rows) on each benchmark."""
+def prior_results(data: str, benches, train: list) -> dict:
+    """The text-only prior, fitted on `train` (the dataset's training rows), on each benchmark
+    of the ladder dataset at `data`."""
     from ladder_jax.eval.baselines import fit_prior, prior_predictions
     from ladder_jax.eval.inputs import load_eval_items
     from ladder_jax.ladder import data as ladder_data
 
-    prior = fit_prior(_training_rows(data))
+    prior = fit_prior(train)
     out = {}
     for bench in benches:
         path = ladder_data.benchmark_path(data, bench)
@@ -205,7 +206,8 @@ def build_report(cfg, data: dict, stages: list[dict], evals: Mapping[str, dict],
     lc = cfg.ladder
     benches = list(lc.eval_benchmarks)
     figs = lambda ev: {b: ev["benchmarks"][b]["figures"] for b in benches}
-    prior = prior_results(data["data_dir"], benches)
+    train = _training_rows(data["data_dir"])  # read once: the prior and the numeric ranges
+    prior = prior_results(data["data_dir"], benches, train)
     final = lc.steps[-1]
     checks: dict = {}
     if CHECK_BENCH in benches:
@@ -223,7 +225,7 @@ def build_report(cfg, data: dict, stages: list[dict], evals: Mapping[str, dict],
     checks["numeric_answers_parse"] = {"passed": all(v["parsed"] == v["questions"] and not v["truncated"]
                                                      for per in checked.values() for v in per.values())}
     checks["numeric_answers_in_training_range"] = numeric_range_check(
-        checked, training_ranges(_training_rows(data["data_dir"])))
+        checked, training_ranges(train))
     return {
         "stages": {n: figs(evals[n]) for n in STAGE_ORDER if n in evals},
         "baselines": {"prior": {b: prior[b]["figures"] for b in benches},
