@@ -1,7 +1,7 @@
 """Can a model config learn an answer that only the image gives? A minute-long probe.
 
     python tools/probe_image_tasks.py --task position [--rope-theta 10] [--steps 300] [--out DIR]
-        [--mrope-section 1,1,6] [--name-weights 8,2] [--shuffle-rate 0.2]
+        [--mrope-section 1,1,6] [--name-weights 8,2] [--shuffle-rate 0.2] [--aux-rate 0.5]
 
 Writes grey 320x240 images with coloured squares and two-choice questions about them (the
 ladder's JSONL schema), then trains a randomly initialised preset (every weight but the token
@@ -18,6 +18,10 @@ uniform grey image. Tasks:
 proportions (default: equally often). Held-out questions name every
 colour equally often and are also scored per named colour and order, so a model that learned
 red's half but not the naming scores 100 on red and 0 on green.
+
+`--aux-rate p` (pair) replaces a share p of the training questions with one whose answer
+follows from the image alone: "In the left half of the image, is the square red or green?"
+(A. red, B. green). Held-out questions stay pair questions.
 
 `--shuffle-rate p` lists the options of a training question as "A. right, B. left" (and the
 question "... right or the left ...") with probability p, else "A. left, B. right"; held-out
@@ -58,6 +62,8 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 COLUMNS = np.arange(4) * 80 + 10  # left edges of four distinct columns; two in each half
 TASKS = ("position", "named", "pair", "relation")
 ORDERS = {False: ("left", "right"), True: ("right", "left")}
+# As many tokens as a pair question (the probe reads every answer at one position).
+AUX_QUESTION = "In the left half of the image, is the square red or green?"
 
 
 def scene(rng: np.random.Generator, task: str) -> dict[str, int]:
@@ -102,10 +108,19 @@ def question(xs: dict[str, int], task: str, rng: np.random.Generator, swapped: b
             "left" if xs[name] + SQUARE / 2 < SIZE[0] / 2 else "right")
 
 
+def aux_row(xs: dict[str, int]) -> dict:
+    """The first-order question of a pair image: which colour is in the left half."""
+    left = min(xs, key=xs.get)
+    return {"question": AUX_QUESTION, "options": ["A. red", "B. green"],
+            "answer": "A" if left == "red" else "B", "named": ""}
+
+
 def write_task(out: str, task: str, n_train: int, n_test: int, shuffle_rate: float, seed: int,
-               name_weights: tuple[float, ...] | None = None) -> str:
+               name_weights: tuple[float, ...] | None = None, aux_rate: float = 0.0) -> str:
     """Images, a grey image and one JSONL (training rows, then held-out rows with images, then the
     same held-out rows with the grey image); returns the JSONL path."""
+    if aux_rate and task != "pair":
+        raise ValueError(f"aux_rate applies to the pair task, not {task!r}")
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     rng = np.random.default_rng(seed)
     Image.new("RGB", SIZE, (GREY,) * 3).save(os.path.join(out, "grey.jpg"), quality=95)
@@ -123,6 +138,8 @@ def write_task(out: str, task: str, n_train: int, n_test: int, shuffle_rate: flo
                      "answer": "A" if truth == first else "B", "image": [f"images/{i}.jpg"],
                      "named": name if task in ("named", "pair") else "",
                      "question_type": "relative direction", "data_type": "single_image"})
+        if i < n_train and aux_rate and rng.random() < aux_rate:
+            rows[-1].update(aux_row(xs))
     rows += [dict(r, question_id=len(rows) + k, image=["grey.jpg"]) for k, r in enumerate(rows[n_train:])]
     path = os.path.join(out, f"{task}.jsonl")
     with open(path, "w") as f:
@@ -230,6 +247,8 @@ def main(argv=None) -> int:
     ap.add_argument("--name-weights", default="",
                     help="named / pair: how often training questions name red, green, blue, e.g. 6,3,1 "
                          "(default: equally often)")
+    ap.add_argument("--aux-rate", type=float, default=0.0,
+                    help="pair: the share of training questions asking which colour is in the left half")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch", type=int, default=8)
@@ -258,14 +277,16 @@ def main(argv=None) -> int:
             mcfg = mcfg.replace(text=dataclasses.replace(mcfg.text, mrope_section=section))
         except ValueError as e:
             ap.error(f"--mrope-section {args.mrope_section!r}: {e}")
+    if args.aux_rate and args.task != "pair":
+        ap.error("--aux-rate applies to --task pair")
     jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
-                       weights)
+                       weights, args.aux_rate)
     arrays, letters, grid = featurize(jsonl, args.max_pixels)
     result = train_and_score(arrays, letters, grid, mcfg, args.train, args.test, args.steps, args.lr,
                              args.batch, args.seed)
     print(json.dumps({"task": args.task, "preset": args.preset, "rope_theta": mcfg.text.rope_theta,
                       "mrope_section": list(mcfg.text.mrope_section), "shuffle_rate": args.shuffle_rate,
-                      "name_weights": list(weights) if weights else None, "steps": args.steps, "lr": args.lr,
+                      "name_weights": list(weights) if weights else None, "aux_rate": args.aux_rate, "steps": args.steps, "lr": args.lr,
                       **result}))
     return 0
 

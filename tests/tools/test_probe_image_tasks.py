@@ -77,3 +77,19 @@ def test_name_weights_set_the_training_shares_and_held_out_questions_stay_balanc
     np.testing.assert_allclose(shares, [0.6, 0.3, 0.1], atol=0.06)  # binomial sd <= 0.025
     uniform = rows_of(probe.write_task(str(tmp_path / "u"), "pair", n_train, 0, 0.0, seed=1))
     assert 0.4 < np.mean([r["named"] == "red" for r in uniform]) < 0.6
+
+
+def test_aux_rows_ask_the_left_colour_in_training_only(probe, tmp_path):
+    n_train, n_test = 200, 20
+    rows = rows_of(probe.write_task(str(tmp_path), "pair", n_train, n_test, shuffle_rate=0.0, seed=2,
+                                    aux_rate=0.5))
+    aux = [r for r in rows[:n_train] if r["question"] == probe.AUX_QUESTION]
+    assert 0.35 < len(aux) / n_train < 0.65  # binomial(200, 0.5): sd 0.035
+    for row in aux:
+        image = np.asarray(Image.open(tmp_path / row["image"][0]).convert("RGB"))
+        left = "red" if centre_x(image, probe.COLOURS["red"]) < probe.SIZE[0] / 2 else "green"
+        assert row["options"] == ["A. red", "B. green"]
+        assert row["answer"] == ("A" if left == "red" else "B"), row
+    assert all(r["question"] != probe.AUX_QUESTION for r in rows[n_train:])  # held out: pair questions
+    with pytest.raises(ValueError, match="pair"):
+        probe.write_task(str(tmp_path / "n"), "named", 4, 0, 0.0, seed=0, aux_rate=0.5)
