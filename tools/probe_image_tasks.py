@@ -279,6 +279,8 @@ def main(argv=None) -> int:
             ap.error(f"--mrope-section {args.mrope_section!r}: {e}")
     if args.aux_rate and args.task != "pair":
         ap.error("--aux-rate applies to --task pair")
+    if not 0.0 <= args.aux_rate <= 1.0:
+        ap.error(f"--aux-rate is a share in [0, 1], got {args.aux_rate}")
     jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
                        weights, args.aux_rate)
     arrays, letters, grid = featurize(jsonl, args.max_pixels)
@@ -286,8 +288,8 @@ def main(argv=None) -> int:
                              args.batch, args.seed)
     print(json.dumps({"task": args.task, "preset": args.preset, "rope_theta": mcfg.text.rope_theta,
                       "mrope_section": list(mcfg.text.mrope_section), "shuffle_rate": args.shuffle_rate,
-                      "name_weights": list(weights) if weights else None, "aux_rate": args.aux_rate, "steps": args.steps, "lr": args.lr,
-                      **result}))
+                      "name_weights": list(weights) if weights else None, "aux_rate": args.aux_rate,
+                      "steps": args.steps, "lr": args.lr, **result}))
     return 0
 
 
