@@ -74,7 +74,7 @@ def _numeric_answers(items, pred_path: str) -> dict:
             if line.strip():
                 r = json.loads(line)
                 rows[str(r["id"])] = r
-    n = parsed = truncated = 0
+    n = truncated = 0
     values: dict[str, list[float]] = {}
     for it in items:
         task = canonical_question_type(it.question_type)
@@ -89,9 +89,9 @@ def _numeric_answers(items, pred_path: str) -> dict:
         except ValueError:
             v = math.nan
         if math.isfinite(v):
-            parsed += 1
             values.setdefault(task, []).append(v)
         truncated += bool(r.get("truncated"))
+    parsed = sum(len(xs) for xs in values.values())
     return {"questions": n, "parsed": parsed, "truncated": truncated, "values": values}
 
 
