@@ -2,6 +2,7 @@
 
     python tools/probe_image_tasks.py --task position [--rope-theta 10] [--steps 300] [--out DIR]
         [--mrope-section 1,1,6] [--name-weights 8,2] [--shuffle-rate 0.2] [--aux-rate 0.5]
+        [--image-position-stride 4]
 
 Writes grey 320x240 images with coloured squares and two-choice questions about them (the
 ladder's JSONL schema), then trains a randomly initialised preset (every weight but the token
@@ -22,6 +23,10 @@ red's half but not the naming scores 100 on red and 0 on green.
 `--aux-rate p` (pair) replaces a share p of the training questions with one whose answer
 follows from the image alone: "In the left half of the image, is the square red or green?"
 (A. red, B. green). Held-out questions stay pair questions.
+
+`--image-position-stride k` gives image tokens the M-RoPE ids s + k * row and s + k * column
+(Qwen's: k = 1), so the decoder's width frequencies turn k times as far across an image while
+text positions, and so the text's frequencies, stay as they are.
 
 `--shuffle-rate p` lists the options of a training question as "A. right, B. left" (and the
 question "... right or the left ...") with probability p, else "A. left, B. right"; held-out
@@ -158,11 +163,11 @@ class Arrays:
     named: np.ndarray      # str [N]: the colour a named / pair question asks about, else ""
 
 
-def featurize(jsonl: str, max_pixels: int) -> tuple[Arrays, list[int], np.ndarray]:
+def featurize(jsonl: str, max_pixels: int, spatial_stride: int = 1) -> tuple[Arrays, list[int], np.ndarray]:
     """Token ids, M-RoPE positions and pixels of every row (all rows have one length and size)."""
     cfg = pipeline.FeaturizerConfig(kind="spatial", min_pixels=4 * 28 * 28, max_pixels=max_pixels,
                                     video_min_pixels=4 * 28 * 28, video_max_pixels=max_pixels,
-                                    max_frames=4, video_fps=2.0)
+                                    max_frames=4, video_fps=2.0, spatial_stride=spatial_stride)
     feat = pipeline.Featurizer(cfg, pipeline.default_tokenizer_dir())
     rows = pipeline.read_rows("spatial", jsonl)
     fs = [feat.featurize(r) for r in rows]
@@ -255,6 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train", type=int, default=2000, help="training images")
     ap.add_argument("--test", type=int, default=400, help="held-out images")
     ap.add_argument("--max-pixels", type=int, default=16 * 28 * 28, help="as the ladder: 112x84, 12 tokens")
+    ap.add_argument("--image-position-stride", type=int, default=1,
+                    help="M-RoPE step between neighbouring image rows / columns (1: Qwen's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/probe_image_tasks")
     args = ap.parse_args(argv)
@@ -279,17 +286,19 @@ def main(argv=None) -> int:
             ap.error(f"--mrope-section {args.mrope_section!r}: {e}")
     if args.aux_rate and args.task != "pair":
         ap.error("--aux-rate applies to --task pair")
+    if args.image_position_stride < 1:
+        ap.error(f"--image-position-stride is a positive int, got {args.image_position_stride}")
     if not 0.0 <= args.aux_rate <= 1.0:
         ap.error(f"--aux-rate is a share in [0, 1], got {args.aux_rate}")
     jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
                        weights, args.aux_rate)
-    arrays, letters, grid = featurize(jsonl, args.max_pixels)
+    arrays, letters, grid = featurize(jsonl, args.max_pixels, args.image_position_stride)
     result = train_and_score(arrays, letters, grid, mcfg, args.train, args.test, args.steps, args.lr,
                              args.batch, args.seed)
     print(json.dumps({"task": args.task, "preset": args.preset, "rope_theta": mcfg.text.rope_theta,
                       "mrope_section": list(mcfg.text.mrope_section), "shuffle_rate": args.shuffle_rate,
                       "name_weights": list(weights) if weights else None, "aux_rate": args.aux_rate,
-                      "steps": args.steps, "lr": args.lr, **result}))
+                      "image_position_stride": args.image_position_stride, "steps": args.steps, "lr": args.lr, **result}))
     return 0
 
 

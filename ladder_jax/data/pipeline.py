@@ -162,6 +162,9 @@ class FeaturizerConfig:
     max_patches: int | None = None  # most patches of one example (the largest patch bucket)
     spatial_merge_size: int = 2
     tokens_per_second: float = 2.0
+    # M-RoPE row / column step inside an image (positions.get_rope_index); 1 is Qwen's. Only
+    # tools/probe_image_tasks.py sets it: evaluation and sampling build Qwen's positions.
+    spatial_stride: int = 1
 
 
 class Featurizer:
@@ -264,7 +267,7 @@ class Featurizer:
             image_grid_thw=np.asarray(image_grids).reshape(-1, 3) if image_grids else None,
             video_grid_thw=np.asarray(video_grids).reshape(-1, 3) if video_grids else None,
             second_per_grid_ts=spg or None, spatial_merge_size=m,
-            tokens_per_second=self.cfg.tokens_per_second)
+            tokens_per_second=self.cfg.tokens_per_second, spatial_stride=self.cfg.spatial_stride)
         pv = (np.concatenate(pixels, axis=0).astype(np.float32) if pixels
               else np.zeros((0, batching.PATCH_DIM), np.float32))
         if self.cfg.max_patches is not None and len(pv) > self.cfg.max_patches:

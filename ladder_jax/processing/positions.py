@@ -3,7 +3,10 @@
 Text tokens get t = h = w = running index. A vision block (the t*h*w/merge^2 pad tokens of one
 image or video) starting at running index s gets t = s + floor(temporal_index * interval)
 (interval = tokens_per_second * second_per_grid_t for videos, 1 for images), h = s + row,
-w = s + column, in merged tokens. Text after the block resumes at:
+w = s + column, in merged tokens (Qwen's rule; `spatial_stride` k > 1 gives h = s + k * row and
+w = s + k * column instead: not a Qwen2.5-VL checkpoint's positions, an option for a randomly
+initialised model whose slow width frequencies barely turn across an image, docs/ladder.md).
+Text after the block resumes at:
 
 - "max" (default): 1 + the largest position of the block. This is Qwen's original
   get_rope_index (transformers 4.49, NOTES.md section 9: `st_idx = llm_pos_ids_list[-1].max() + 1`;
@@ -37,12 +40,13 @@ def mm_token_type_ids(input_ids: np.ndarray, image_token_id: int = IMAGE_PAD_ID,
     return np.where(ids == image_token_id, 1, np.where(ids == video_token_id, 2, 0)).astype(np.int32)
 
 
-def _block_positions(start: int, grid: Sequence[int], merge: int, interval: np.float32) -> np.ndarray:
+def _block_positions(start: int, grid: Sequence[int], merge: int, interval: np.float32,
+                     stride: int = 1) -> np.ndarray:
     """int64 [3, t*h*w/merge^2] positions of one vision block starting at `start`."""
     t, h, w = int(grid[0]), int(grid[1]) // merge, int(grid[2]) // merge
     # float32 like transformers' tensors, then truncation (the values are >= 0).
     tpos = (np.arange(t, dtype=np.float32) * np.float32(interval)).astype(np.int64)
-    tt, hh, ww = np.meshgrid(tpos, np.arange(h), np.arange(w), indexing="ij")
+    tt, hh, ww = np.meshgrid(tpos, np.arange(h) * stride, np.arange(w) * stride, indexing="ij")
     return np.stack([tt.ravel(), hh.ravel(), ww.ravel()]) + start
 
 
@@ -58,6 +62,7 @@ def get_rope_index(
     image_token_id: int = IMAGE_PAD_ID,
     video_token_id: int = VIDEO_PAD_ID,
     text_resume: TextResume = "max",
+    spatial_stride: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """input_ids int [B, L] (pad tokens already expanded) -> (position_ids int32 [3, B, L],
     rope_deltas int32 [B]).
@@ -65,9 +70,12 @@ def get_rope_index(
     image_grid_thw [Ni, 3] / video_grid_thw [Nv, 3] list every image / video of the batch in
     order (sample 0 first); second_per_grid_ts [Nv] (default 1.0 each). Each pad token run must
     hold exactly t*h*w/merge^2 tokens of its grid; mismatches raise ValueError naming the sample.
+    spatial_stride: the step between neighbouring rows / columns of a vision block (1: Qwen's).
     """
     if text_resume not in ("max", "spatial"):
         raise ValueError(f"text_resume must be 'max' or 'spatial', got {text_resume!r}")
+    if isinstance(spatial_stride, bool) or not isinstance(spatial_stride, (int, np.integer)) or spatial_stride < 1:
+        raise ValueError(f"spatial_stride must be a positive int, got {spatial_stride!r}")
     ids = np.asarray(input_ids)
     if ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, length], got shape {ids.shape}")
@@ -116,12 +124,12 @@ def get_rope_index(
                         f"but only {hi - lo} consecutive <|{kinds[kind]}_pad|> tokens"
                     )
                 interval = np.float32(tokens_per_second) * np.float32(spg[k]) if kind == 2 else np.float32(1)
-                block = _block_positions(pos, grid, spatial_merge_size, interval)
+                block = _block_positions(pos, grid, spatial_merge_size, interval, int(spatial_stride))
                 pieces.append(block)
                 if text_resume == "max":
                     pos = int(block.max()) + 1
                 else:
-                    pos += max(int(grid[1]), int(grid[2])) // spatial_merge_size
+                    pos += spatial_stride * (max(int(grid[1]), int(grid[2])) // spatial_merge_size - 1) + 1
                 used[kind] += 1
                 lo += count
         seq = np.concatenate(pieces, axis=1)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ladder_jax.processing.tokenizer import IMAGE_PAD_ID
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -93,3 +95,22 @@ def test_aux_rows_ask_the_left_colour_in_training_only(probe, tmp_path):
     assert all(r["question"] != probe.AUX_QUESTION for r in rows[n_train:])  # held out: pair questions
     with pytest.raises(ValueError, match="pair"):
         probe.write_task(str(tmp_path / "n"), "named", 4, 0, 0.0, seed=0, aux_rate=0.5)
+
+
+def test_image_position_stride_spreads_the_image_ids_only(probe, tmp_path):
+    jsonl = probe.write_task(str(tmp_path), "position", 2, 2, shuffle_rate=0.0, seed=0)
+    one, _, grid = probe.featurize(jsonl, 16 * 28 * 28)
+    four, _, _ = probe.featurize(jsonl, 16 * 28 * 28, spatial_stride=4)
+    image = np.flatnonzero(one.ids[0] == IMAGE_PAD_ID)
+    cols = int(grid[0][2]) // 2
+    start = one.positions[2, 0, image[0]]
+    np.testing.assert_array_equal(four.positions[2, 0, image] - start, 4 * (one.positions[2, 0, image] - start))
+    np.testing.assert_array_equal(four.positions[1, 0, image] - start, 4 * (one.positions[1, 0, image] - start))
+    assert (four.positions[2, 0, image] - start).max() == 4 * (cols - 1)
+    before, after = slice(0, image[0]), slice(image[-1] + 1, None)
+    np.testing.assert_array_equal(four.positions[:, 0, before], one.positions[:, 0, before])
+    extent = int((four.positions[:, 0, image].max() - one.positions[:, 0, image].max()))
+    np.testing.assert_array_equal(four.positions[:, 0, after], one.positions[:, 0, after] + extent)
+    assert four.query == one.query and (four.ids == one.ids).all()
+    with pytest.raises(SystemExit):
+        probe.main(["--image-position-stride", "0"])
