@@ -76,6 +76,7 @@ def get_rope_index(
         raise ValueError(f"text_resume must be 'max' or 'spatial', got {text_resume!r}")
     if isinstance(spatial_stride, bool) or not isinstance(spatial_stride, (int, np.integer)) or spatial_stride < 1:
         raise ValueError(f"spatial_stride must be a positive int, got {spatial_stride!r}")
+    stride = int(spatial_stride)
     ids = np.asarray(input_ids)
     if ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, length], got shape {ids.shape}")
@@ -124,12 +125,12 @@ def get_rope_index(
                         f"but only {hi - lo} consecutive <|{kinds[kind]}_pad|> tokens"
                     )
                 interval = np.float32(tokens_per_second) * np.float32(spg[k]) if kind == 2 else np.float32(1)
-                block = _block_positions(pos, grid, spatial_merge_size, interval, int(spatial_stride))
+                block = _block_positions(pos, grid, spatial_merge_size, interval, stride)
                 pieces.append(block)
                 if text_resume == "max":
                     pos = int(block.max()) + 1
                 else:
-                    pos += spatial_stride * (max(int(grid[1]), int(grid[2])) // spatial_merge_size - 1) + 1
+                    pos += stride * (max(int(grid[1]), int(grid[2])) // spatial_merge_size - 1) + 1
                 used[kind] += 1
                 lo += count
         seq = np.concatenate(pieces, axis=1)
