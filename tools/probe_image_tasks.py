@@ -288,11 +288,12 @@ def main(argv=None) -> int:
         ap.error("--aux-rate applies to --task pair")
     if args.image_position_stride < 1:
         ap.error(f"--image-position-stride is a positive int, got {args.image_position_stride}")
+    mcfg = mcfg.replace(text=dataclasses.replace(mcfg.text, mrope_spatial_stride=args.image_position_stride))
     if not 0.0 <= args.aux_rate <= 1.0:
         ap.error(f"--aux-rate is a share in [0, 1], got {args.aux_rate}")
     jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
                        weights, args.aux_rate)
-    arrays, letters, grid = featurize(jsonl, args.max_pixels, args.image_position_stride)
+    arrays, letters, grid = featurize(jsonl, args.max_pixels, mcfg.text.mrope_spatial_stride)
     result = train_and_score(arrays, letters, grid, mcfg, args.train, args.test, args.steps, args.lr,
                              args.batch, args.seed)
     print(json.dumps({"task": args.task, "preset": args.preset, "rope_theta": mcfg.text.rope_theta,

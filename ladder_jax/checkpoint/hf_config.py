@@ -266,8 +266,15 @@ def from_hf_config(src: str | os.PathLike | Mapping[str, Any], **overrides) -> M
 # ------------------------------------------------------------------------ HF config: writing
 
 def to_hf_config(cfg: ModelConfig) -> dict:
-    """The hub's flat config.json layout for `cfg` (loadable by transformers 4.5x and 5.x)."""
+    """The hub's flat config.json layout for `cfg` (loadable by transformers 4.5x and 5.x).
+
+    A model with text.mrope_spatial_stride > 1 is refused: transformers builds Qwen's image
+    positions, and the exported model would read every image with positions it never saw."""
     t, v = cfg.text, cfg.vision
+    if t.mrope_spatial_stride != 1:
+        raise ValueError(f"text.mrope_spatial_stride is {t.mrope_spatial_stride}: a Hugging Face Qwen2.5-VL "
+                         "checkpoint holds only Qwen's image positions (stride 1); keep this model as a "
+                         "ladder_jax model directory")
     return {
         "architectures": ["Qwen2_5_VLForConditionalGeneration"],
         "model_type": "qwen2_5_vl",

@@ -193,12 +193,12 @@ def write_hf(params: dict[str, Any], cfg: ModelConfig, out_dir: str, *, source_d
     tokenizer/processor/chat-template/generation files copied from `source_dir`, and those it
     lacks written (write_missing_aux_files).
     """
+    hf_cfg = to_hf_config(cfg)  # first: a model the hub layout cannot hold is refused before any write
     np_dtype = None if dtype is None else jnp.dtype(dtype)
     dtypes = {k: np_dtype or jnp.dtype(v.dtype) for k, v in params.items()}
     entries = keys_lib.hub_entries(cfg)
     st_io.write_hub_shards(out_dir, entries, {k: dtypes[e.path] for k, e in entries.items()},
                      hf_tensors(params, cfg, np_dtype), max_shard_size, verbose)
-    hf_cfg = to_hf_config(cfg)
     if dtype is not None:
         hf_cfg["torch_dtype"] = str(jnp.dtype(dtype))
     with open(os.path.join(out_dir, "config.json"), "w") as f:

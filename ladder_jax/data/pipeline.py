@@ -162,8 +162,8 @@ class FeaturizerConfig:
     max_patches: int | None = None  # most patches of one example (the largest patch bucket)
     spatial_merge_size: int = 2
     tokens_per_second: float = 2.0
-    # M-RoPE row / column step inside an image (positions.get_rope_index); 1 is Qwen's. Only
-    # tools/probe_image_tasks.py sets it: evaluation and sampling build Qwen's positions.
+    # M-RoPE row / column step inside an image (positions.get_rope_index): the model's
+    # text.mrope_spatial_stride; 1 is Qwen's.
     spatial_stride: int = 1
 
 
@@ -412,7 +412,8 @@ def _get(section: Any, key: str, default: Any) -> Any:
 
 def featurizer_config(data: Any, *, seq_buckets: Sequence[int] | None = None,
                       patch_buckets: Sequence[int] | None = None,
-                      spatial_merge_size: int = 2, tokens_per_second: float = 2.0) -> FeaturizerConfig:
+                      spatial_merge_size: int = 2, tokens_per_second: float = 2.0,
+                      spatial_stride: int = 1) -> FeaturizerConfig:
     min_px, max_px = int(_get(data, "min_pixels", 16 * 28 * 28)), int(_get(data, "max_pixels", 128 * 28 * 28))
     max_frames = int(_get(data, "max_frames", 16))
     return FeaturizerConfig(
@@ -424,13 +425,14 @@ def featurizer_config(data: Any, *, seq_buckets: Sequence[int] | None = None,
         loss_on=str(_get(data, "loss_on", "assistant")),
         max_length=max(seq_buckets) if seq_buckets else None,
         max_patches=max(patch_buckets) if patch_buckets else None,
-        spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second)
+        spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second,
+        spatial_stride=spatial_stride)
 
 
 def build_pipeline(data: Any, *, seed: int = 0, tokenizer_dir: str | os.PathLike | None = None,
                    shard_index: int | None = None, shard_count: int | None = None,
                    shard_block: int = 1, spatial_merge_size: int = 2,
-                   tokens_per_second: float = 2.0) -> SFTPipeline:
+                   tokens_per_second: float = 2.0, spatial_stride: int = 1) -> SFTPipeline:
     """The SFT pipeline of a config's ``data`` section (ConfigDict or dict).
 
     Keys read (defaults in brackets): kind [grounding] | spatial | coldstart; jsonl; image_root
@@ -463,7 +465,7 @@ def build_pipeline(data: Any, *, seed: int = 0, tokenizer_dir: str | os.PathLike
                      _get(data, "image_root", "") or None, skip_bad=skip, stats=stats)
     fcfg = featurizer_config(data, seq_buckets=seq_b, patch_buckets=patch_b,
                              spatial_merge_size=spatial_merge_size,
-                             tokens_per_second=tokens_per_second)
+                             tokens_per_second=tokens_per_second, spatial_stride=spatial_stride)
     feat = Featurizer(fcfg, tokenizer_dir or default_tokenizer_dir(), stats=stats, skip_bad=skip)
     epochs = int(_get(data, "num_epochs", 1))
     pcfg = PipelineConfig(seed=int(seed), shuffle=bool(_get(data, "shuffle", True)),
@@ -475,12 +477,13 @@ def build_pipeline(data: Any, *, seed: int = 0, tokenizer_dir: str | os.PathLike
 
 def example_source(cfg: Any, *, shard_index: int | None = None, shard_count: int | None = None,
                    shard_block: int = 1, spatial_merge_size: int = 2,
-                   tokens_per_second: float = 2.0) -> GrainSource:
+                   tokens_per_second: float = 2.0, spatial_stride: int = 1) -> GrainSource:
     """The trainer's entry point: a full config (``cfg.data``, ``cfg.seed``, ``cfg.model.tokenizer``
     ['' = the exact Qwen2.5 tokenizer built offline]) -> this process's GrainSource."""
     model = _get(cfg, "model", {})
     tok = str(_get(model, "tokenizer", "")) or None
     pipe = build_pipeline(cfg.data, seed=int(_get(cfg, "seed", 0)), tokenizer_dir=tok,
                           shard_index=shard_index, shard_count=shard_count, shard_block=shard_block,
-                          spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second)
+                          spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second,
+                          spatial_stride=spatial_stride)
     return GrainSource(pipe)

@@ -82,10 +82,15 @@ class TextConfig:
     rope_theta: float = 1_000_000.0
     mrope_section: tuple[int, int, int] = (16, 24, 24)
     tie_word_embeddings: bool = True
+    # The step between the M-RoPE height / width ids of neighbouring rows / columns of an image
+    # or video frame (processing.positions.get_rope_index). 1 is Qwen2.5-VL's rule, the only one
+    # a Hugging Face checkpoint can hold; > 1 turns the width axis k times as far across an image
+    # without changing any text position (docs/ladder.md, "Image positions spread apart").
+    mrope_spatial_stride: int = 1
 
     def validate(self) -> None:
         _positive(self, ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
-                         "head_dim", "intermediate_size"))
+                         "head_dim", "intermediate_size", "mrope_spatial_stride"))
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"text num_heads {self.num_heads} not divisible by num_kv_heads {self.num_kv_heads}")
         if self.num_heads * self.head_dim != self.hidden_size:

@@ -135,7 +135,7 @@ class GRPOTrainer(StageTrainer):
         self.reward_fn = reward_fn
         self.encoder = None
         if tokenizer is None:
-            self.encoder = rollout_lib.RolloutPromptEncoder.from_data_config(cfg.data, tokenizer_dir(cfg))
+            self.encoder = rollout_lib.RolloutPromptEncoder.from_data_config(cfg.data, tokenizer_dir(cfg), self.mcfg)
             tokenizer = self.encoder.tokenizer
         self.tokenizer = tokenizer
         self.compute_dtype = jnp.dtype(cfg.model.compute_dtype)

@@ -1,7 +1,7 @@
 """GRPO rollouts, host side: spatial rows -> stage-3 prompts -> sampler -> texts -> parsed rewards,
 and the [k, groups, ...] device layout of one GRPO step.
 
-    enc = RolloutPromptEncoder.from_data_config(cfg.data, tokenizer_dir)
+    enc = RolloutPromptEncoder.from_data_config(cfg.data, tokenizer_dir, mcfg)
     items = [enc(row) for row in rows]                  # Stage3Item: prompt + ground truth
     ro = rollout(sampler, enc.tokenizer, items, group_size=G, seed=s, model_config=mcfg)
     local = step_arrays(ro, grad_accum=k, groups=g, ...)  # numpy [k, g, ...] for the train step
@@ -48,21 +48,24 @@ class RolloutPromptEncoder:
 
     def __init__(self, tokenizer, chat_template: str, image_cfg: VisionPreprocessConfig,
                  video_cfg: VisionPreprocessConfig, *, max_frames: int | None, video_fps: float,
-                 tokens_per_second: float = 2.0):
+                 tokens_per_second: float = 2.0, spatial_stride: int = 1):
         self.tokenizer, self.chat_template = tokenizer, chat_template
         self.image_cfg, self.video_cfg = image_cfg, video_cfg
         self.max_frames, self.video_fps = max_frames, video_fps
-        self.tokens_per_second = tokens_per_second
+        # the policy's M-RoPE rule (vision.tokens_per_second, text.mrope_spatial_stride)
+        self.tokens_per_second, self.spatial_stride = tokens_per_second, spatial_stride
 
     @classmethod
-    def from_data_config(cls, data, tokenizer_dir) -> "RolloutPromptEncoder":
+    def from_data_config(cls, data, tokenizer_dir, model_config) -> "RolloutPromptEncoder":
+        """The encoder of a config's ``data`` section for the policy of ``model_config``."""
         from ladder_jax.data.pipeline import cached_tokenizer  # cached per folder
 
         tok, template = cached_tokenizer(str(tokenizer_dir))
         image_cfg = VisionPreprocessConfig(min_pixels=int(data.min_pixels), max_pixels=int(data.max_pixels))
         video_cfg = image_cfg.replace(min_pixels=int(data.video_min_pixels), max_pixels=int(data.video_max_pixels))
         return cls(tok, template, image_cfg, video_cfg, max_frames=int(data.max_frames) or None,
-                   video_fps=float(data.video_fps))
+                   video_fps=float(data.video_fps), tokens_per_second=model_config.vision.tokens_per_second,
+                   spatial_stride=model_config.text.mrope_spatial_stride)
 
     def __call__(self, source: str, rec) -> Stage3Item:
         """rec: a ladder_jax.data.formats.SpatialRecord."""
@@ -76,11 +79,12 @@ class RolloutPromptEncoder:
             if rec.data_type == "video":
                 enc = prompts_lib.encode_prompt(self.tokenizer, self.chat_template, self.video_cfg, text,
                                                 video=paths, num_frames=self.max_frames, fps=self.video_fps,
-                                                tokens_per_second=self.tokens_per_second, name=source)
+                                                tokens_per_second=self.tokens_per_second,
+                                                spatial_stride=self.spatial_stride, name=source)
             else:
                 enc = prompts_lib.encode_prompt(self.tokenizer, self.chat_template, self.image_cfg, text,
                                                 images=paths, tokens_per_second=self.tokens_per_second,
-                                                name=source)
+                                                spatial_stride=self.spatial_stride, name=source)
         except (OSError, ValueError) as e:
             raise ValueError(f"{source}, field 'image': {e}") from None
         return Stage3Item(source, rec.question_id, text, enc, answer, rec.question_type, tuple(rec.image),

@@ -33,9 +33,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.freeze_vision = False
     # the text decoder's M-RoPE for a random init (0 / (): the preset's); a loaded model keeps its
     # own. mrope_section: how many of the head_dim/2 frequencies (highest first) follow the
-    # time, height and width position ids
+    # time, height and width position ids; mrope_spatial_stride: the step between the height /
+    # width ids of neighbouring image rows / columns (1 is Qwen's, the only one HF export takes)
     c.model.rope_theta = 0.0
     c.model.mrope_section = ()
+    c.model.mrope_spatial_stride = 0
     c.model.tokenizer = ""  # '' = the exact Qwen2.5 tokenizer built offline
 
     c.data = ml_collections.ConfigDict()

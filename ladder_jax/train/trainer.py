@@ -35,19 +35,22 @@ _PRESET_ALIASES = {"3b": "qwen25_vl_3b", "7b": "qwen25_vl_7b"}
 
 
 def _random_init_rope(m: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The text M-RoPE fields `model.rope_theta` / `model.mrope_section` set (unset: none)."""
+    """The text M-RoPE fields `model.rope_theta` / `model.mrope_section` /
+    `model.mrope_spatial_stride` set (unset: none)."""
     out: dict[str, Any] = {}
     if m.rope_theta:
         out["rope_theta"] = float(m.rope_theta)
     if m.mrope_section:
         out["mrope_section"] = tuple(int(n) for n in m.mrope_section)
+    if m.mrope_spatial_stride:
+        out["mrope_spatial_stride"] = m.mrope_spatial_stride
     return out
 
 
 def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelConfig | None = None
                  ) -> model_config_lib.ModelConfig:
-    """The ModelConfig to train: ``base`` (from init_from) or the preset (with `model.rope_theta`
-    and `model.mrope_section` when set), with dtypes and remat."""
+    """The ModelConfig to train: ``base`` (from init_from) or the preset (with `model.rope_theta`,
+    `model.mrope_section` and `model.mrope_spatial_stride` when set), with dtypes and remat."""
     m = cfg.model
     remat = _REMAT_ALIASES.get(m.remat)
     if remat is None:
@@ -61,7 +64,7 @@ def model_config(cfg: ml_collections.ConfigDict, base: model_config_lib.ModelCon
         try:
             base = base.replace(text=dataclasses.replace(base.text, **rope))
         except ValueError as e:
-            raise ValueError(f"model.rope_theta / model.mrope_section: {e}") from None
+            raise ValueError(f"model.rope_theta / model.mrope_section / model.mrope_spatial_stride: {e}") from None
     for key, value in rope.items():
         if value != getattr(base.text, key):
             raise ValueError(f"model.{key} {value} differs from the loaded model's {getattr(base.text, key)}: "

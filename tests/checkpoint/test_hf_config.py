@@ -223,3 +223,17 @@ def test_stop_and_pad_ids_come_from_the_checkpoint(tmp_path):
     (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": ["x"]}))
     with pytest.raises(ValueError, match=r"generation_config.json: field eos_token_id must be a token id"):
         from_hf_config(tmp_path)
+
+
+def test_spatial_stride_is_recorded_in_model_dirs_and_refused_by_the_hub_layout():
+    spread = tiny(mrope_spatial_stride=4)
+    assert ModelConfig.from_dict(json.loads(json.dumps(spread.to_dict()))).text.mrope_spatial_stride == 4
+    older = tiny().to_dict()
+    del older["text"]["mrope_spatial_stride"]  # a ladder_config.json written before the field
+    assert ModelConfig.from_dict(older).text.mrope_spatial_stride == 1
+    assert from_hf_config(to_hf_config(tiny())).text.mrope_spatial_stride == 1
+    with pytest.raises(ValueError, match="mrope_spatial_stride is 4: a Hugging Face"):
+        to_hf_config(spread)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="mrope_spatial_stride must be a positive int"):
+            tiny(mrope_spatial_stride=bad)

@@ -250,3 +250,18 @@ def test_export_of_a_small_vocabulary_writes_no_tokenizer_and_warns(tmp_path):
         written = write_missing_aux_files(str(tmp_path), tiny(vocab_size=99, image_token_id=4, video_token_id=5))
     assert not (tmp_path / "tokenizer.json").exists() and "tokenizer.json" not in written
     assert {"preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json"} <= set(written)
+
+
+def test_export_of_spread_image_positions_is_refused_before_any_file(tmp_path):
+    from flax import nnx
+
+    from ladder_jax.model import Qwen25VL
+
+    model = Qwen25VL(tiny(mrope_spatial_stride=2), rngs=nnx.Rngs(0))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match="mrope_spatial_stride is 2"):
+        save_hf(model, str(out))
+    assert os.listdir(out) == []
+    save_checkpoint(model, str(tmp_path / "ours"))  # a ladder_jax model directory keeps it
+    assert load_model(str(tmp_path / "ours")).config.text.mrope_spatial_stride == 2

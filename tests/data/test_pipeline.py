@@ -299,6 +299,27 @@ def test_trainer_config_section(dataset, tokenizer_dir):
     assert f.source.endswith(_order(pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "grounding", seed=5)), 1)[0][-8:])
 
 
+def test_the_models_spatial_stride_reaches_the_training_positions(dataset, tokenizer_dir):
+    """The trainer's source (train.sources.pipeline_source) builds positions with the model's rule."""
+    from ladder_jax.model import config as mc
+    from ladder_jax.train.defaults import base_config
+    from ladder_jax.train.sources import pipeline_source
+
+    cfg = base_config()
+    cfg.model.tokenizer = str(tokenizer_dir)
+    cfg.data.kind, cfg.data.jsonl, cfg.data.shuffle = "spatial", str(dataset / FILES["spatial"]), False
+    cfg.data.min_pixels, cfg.data.max_pixels = PIX["min_pixels"], PIX["max_pixels"]
+    cfg.data.seq_buckets, cfg.data.patch_buckets = "pow2:128:1024", "pow2:256:4096"
+    cfg.train.global_batch_size = 1
+    spread = next(pipeline_source(cfg, mc.tiny(mrope_spatial_stride=3), shard_index=0, shard_count=1))
+    plain = next(pipeline_source(cfg, mc.tiny(), shard_index=0, shard_count=1))
+    assert (spread.grid_thw[:, 1:] > 2).all()  # more than one merged row and column: the stride shows
+    want, _ = positions.get_rope_index(spread.input_ids[None], image_grid_thw=spread.grid_thw, spatial_stride=3)
+    np.testing.assert_array_equal(spread.position_ids, want[:, 0])
+    np.testing.assert_array_equal(spread.input_ids, plain.input_ids)
+    assert not np.array_equal(spread.position_ids, plain.position_ids)
+
+
 def test_read_threads_keep_the_order_and_the_state(dataset, tokenizer_dir):
     serial = pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=2))
     threaded = pipeline.GrainSource(make_pipe(dataset, tokenizer_dir, "spatial", seed=2,

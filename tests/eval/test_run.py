@@ -343,3 +343,30 @@ def test_mp4_wrong_container_count_falls_back_to_decoding(data, monkeypatch):
     monkeypatch.setattr(media, "_count_frames", lambda p, decode: real(p, decode) if decode else 15)
     vid = decode_video(data / "arkitscenes" / "41069025.mp4", 4)
     assert vid.total_frames == 10 and vid.indices.tolist() == [0, 3, 6, 9]
+
+
+def test_eval_prompts_take_the_models_position_rule(ckpt, tmp_path):
+    """A model trained with spread image positions is evaluated with them too."""
+    from types import SimpleNamespace
+
+    from ladder_jax.eval.inputs import EvalItem
+    from ladder_jax.model import config as mc
+    from ladder_jax.processing.image import VisionPreprocessConfig
+    from ladder_jax.processing.positions import get_rope_index
+    from ladder_jax.processing.tokenizer import load_tokenizer
+
+    _img(np.random.default_rng(1), tmp_path / "a.png", 112, 168)
+    item = EvalItem("1", 1, "How far apart are the chair and the sofa?", None, "object_abs_distance",
+                    images=(tmp_path / "a.png",))
+    cfg = run_mod.RunConfig(model=str(ckpt), benchmark="x", out=str(tmp_path))
+
+    def encoded(stride):
+        engine = SimpleNamespace(tok=load_tokenizer(ckpt), vision=VisionPreprocessConfig(max_pixels=24 * 28 * 28),
+                                 video=None, model=SimpleNamespace(config=mc.tiny(mrope_spatial_stride=stride)))
+        return run_mod.EvalPromptEncoder(engine, cfg)(item)
+
+    spread, plain = encoded(3), encoded(1)
+    assert (spread.image_grid_thw[0, 1:] > 2).all()
+    want, delta = get_rope_index(spread.input_ids[None], image_grid_thw=spread.image_grid_thw, spatial_stride=3)
+    np.testing.assert_array_equal(spread.position_ids, want[:, 0])
+    assert spread.rope_delta == int(delta[0]) and spread.rope_delta != plain.rope_delta

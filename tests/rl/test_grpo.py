@@ -234,3 +234,34 @@ def test_decode_loop_scans_where_the_weights_are_split():
     assert grpo.sampling_config(c, ARCH, 0, rollout_devices=8).unroll_layers is False
     c.grpo.unroll_decode_layers = False
     assert grpo.sampling_config(c, ARCH, 0, rollout_devices=1).unroll_layers is False
+
+
+def test_rollout_prompts_take_the_policys_position_rule(tmp_path):
+    """Stage-3 prompts get the M-RoPE ids the policy was trained with: its image position stride."""
+    from ladder_jax.data.formats import SpatialRecord
+    from ladder_jax.processing.tokenizer import write_qwen25_tokenizer
+    from ladder_jax.train.defaults import base_config
+
+    write_qwen25_tokenizer(tmp_path / "tok")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (112, 168, 3), np.uint8)).save(tmp_path / "a.png")
+    rec = SpatialRecord(1, "Which is closer to the chair?", ("A. table", "B. sofa"), "A", ("a.png",),
+                        "relative distance", "single_image", image_paths=(tmp_path / "a.png",))
+    data = base_config().data
+    data.min_pixels, data.max_pixels = 4 * 28 * 28, 24 * 28 * 28
+
+    def positions_of(mcfg):
+        enc = rl.RolloutPromptEncoder.from_data_config(data, tmp_path / "tok", mcfg)
+        return enc("row 1", rec).encoded
+
+    plain, spread = positions_of(mc.tiny()), positions_of(mc.tiny(mrope_spatial_stride=3))
+    np.testing.assert_array_equal(plain.input_ids, spread.input_ids)
+    image = plain.input_ids == mc.tiny().image_token_id
+    t, h, w = plain.image_grid_thw[0] // (1, 2, 2)
+    assert h > 1 and w > 1
+    start = plain.position_ids[0, np.argmax(image)]
+    rows, cols = np.divmod(np.arange(t * h * w) % (h * w), w)
+    np.testing.assert_array_equal(spread.position_ids[1, image], start + 3 * rows)
+    np.testing.assert_array_equal(spread.position_ids[2, image], start + 3 * cols)
+    np.testing.assert_array_equal(plain.position_ids[2, image], start + cols)
+    # the text after the image resumes past the spread block: the decode offset follows it
+    assert spread.rope_delta - plain.rope_delta == 2 * (max(h, w) - 1)

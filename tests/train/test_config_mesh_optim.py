@@ -109,7 +109,19 @@ def test_rope_overrides_apply_to_a_random_init_only():
     cfg.model.rope_theta, cfg.model.mrope_section = 0.0, ()
     assert trainer_lib.model_config(cfg, mc.tiny()).text == mc.tiny().text
     cfg.model.mrope_section = (2, 2, 2)  # tiny has head_dim 16: 8 frequencies
-    with pytest.raises(ValueError, match=r"model.rope_theta / model.mrope_section: .*summing to"):
+    with pytest.raises(ValueError, match=r"model.rope_theta / model.mrope_section.*: .*summing to"):
+        trainer_lib.model_config(cfg)
+
+
+def test_spatial_stride_override_applies_to_a_random_init_only():
+    cfg = config_cli.parse_args(["--config", str(CONFIGS / "ladder_tiny.py"), "--config.model.mrope_spatial_stride=4"])
+    assert trainer_lib.model_config(cfg).text.mrope_spatial_stride == 4
+    written = trainer_lib.model_config(cfg)  # what the first stage wrote, as a later stage loads it
+    assert trainer_lib.model_config(cfg, written).text == written.text
+    with pytest.raises(ValueError, match="model.mrope_spatial_stride 4 differs from the loaded model's 1"):
+        trainer_lib.model_config(cfg, mc.tiny(rope_theta=cfg.model.rope_theta))
+    cfg.model.mrope_spatial_stride = -1
+    with pytest.raises(ValueError, match="mrope_spatial_stride must be a positive int"):
         trainer_lib.model_config(cfg)
 
 
