@@ -95,8 +95,7 @@ def main(argv=None) -> int:
     prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, args.prompt, images=args.image,
                            video_cfg=VideoPreprocessConfig.from_checkpoint(args.model),
                            video=args.video, num_frames=args.num_frames, fps=args.fps,
-                           tokens_per_second=model.config.vision.tokens_per_second,
-                           spatial_stride=model.config.text.mrope_spatial_stride)
+                           position_rule=model.config.position_rule)
     stop, pad = model.config.eos_token_ids, model.config.pad_token_id
     settings = sampling_settings(args.model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                  repetition_penalty=args.repetition_penalty)

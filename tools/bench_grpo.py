@@ -35,7 +35,7 @@ QUESTIONS = [
 ]
 
 
-def make_items(tok, vis, n, rng, tokens_per_second=2):
+def make_items(tok, vis, n, rng):
     from ladder_jax.processing.prompts import encode_prompt, stage3_example
     from ladder_jax.rl.rollout import Stage3Item
 
@@ -44,8 +44,7 @@ def make_items(tok, vis, n, rng, tokens_per_second=2):
         q, opts, ans, qt = QUESTIONS[i % len(QUESTIONS)]
         text, answer = stage3_example(q, ans, options=opts, question_type=qt)
         img = rng.integers(0, 256, (224, 280), dtype=np.uint8)[..., None].repeat(3, -1)
-        enc = encode_prompt(tok.tokenizer, tok.chat_template, vis, text, images=[img],
-                            tokens_per_second=tokens_per_second)
+        enc = encode_prompt(tok.tokenizer, tok.chat_template, vis, text, images=[img])
         items.append(Stage3Item(f"bench:{i}", i, text, enc, answer, qt, (), "single_image"))
     return items
 

@@ -59,6 +59,7 @@ from PIL import Image  # noqa: E402
 
 from ladder_jax.data import pipeline  # noqa: E402
 from ladder_jax.model import Qwen25VL, config as model_config, prepare_vision  # noqa: E402
+from ladder_jax.processing.positions import PositionRule  # noqa: E402
 
 SIZE = (320, 240)
 GREY = 128
@@ -163,11 +164,12 @@ class Arrays:
     named: np.ndarray      # str [N]: the colour a named / pair question asks about, else ""
 
 
-def featurize(jsonl: str, max_pixels: int, spatial_stride: int = 1) -> tuple[Arrays, list[int], np.ndarray]:
+def featurize(jsonl: str, max_pixels: int, position_rule: PositionRule = PositionRule()
+              ) -> tuple[Arrays, list[int], np.ndarray]:
     """Token ids, M-RoPE positions and pixels of every row (all rows have one length and size)."""
     cfg = pipeline.FeaturizerConfig(kind="spatial", min_pixels=4 * 28 * 28, max_pixels=max_pixels,
                                     video_min_pixels=4 * 28 * 28, video_max_pixels=max_pixels,
-                                    max_frames=4, video_fps=2.0, spatial_stride=spatial_stride)
+                                    max_frames=4, video_fps=2.0, position_rule=position_rule)
     feat = pipeline.Featurizer(cfg, pipeline.default_tokenizer_dir())
     rows = pipeline.read_rows("spatial", jsonl)
     fs = [feat.featurize(r) for r in rows]
@@ -293,7 +295,7 @@ def main(argv=None) -> int:
         ap.error(f"--aux-rate is a share in [0, 1], got {args.aux_rate}")
     jsonl = write_task(args.out, args.task, args.train, args.test, args.shuffle_rate, args.seed,
                        weights, args.aux_rate)
-    arrays, letters, grid = featurize(jsonl, args.max_pixels, mcfg.text.mrope_spatial_stride)
+    arrays, letters, grid = featurize(jsonl, args.max_pixels, mcfg.position_rule)
     result = train_and_score(arrays, letters, grid, mcfg, args.train, args.test, args.steps, args.lr,
                              args.batch, args.seed)
     print(json.dumps({"task": args.task, "preset": args.preset, "rope_theta": mcfg.text.rope_theta,

@@ -161,10 +161,7 @@ class FeaturizerConfig:
     max_length: int | None = None  # longest sequence accepted (the largest seq bucket)
     max_patches: int | None = None  # most patches of one example (the largest patch bucket)
     spatial_merge_size: int = 2
-    tokens_per_second: float = 2.0
-    # M-RoPE row / column step inside an image (positions.get_rope_index): the model's
-    # text.mrope_spatial_stride; 1 is Qwen's.
-    spatial_stride: int = 1
+    position_rule: positions.PositionRule = positions.PositionRule()  # the model's (Qwen's by default)
 
 
 class Featurizer:
@@ -267,7 +264,7 @@ class Featurizer:
             image_grid_thw=np.asarray(image_grids).reshape(-1, 3) if image_grids else None,
             video_grid_thw=np.asarray(video_grids).reshape(-1, 3) if video_grids else None,
             second_per_grid_ts=spg or None, spatial_merge_size=m,
-            tokens_per_second=self.cfg.tokens_per_second, spatial_stride=self.cfg.spatial_stride)
+            rule=self.cfg.position_rule)
         pv = (np.concatenate(pixels, axis=0).astype(np.float32) if pixels
               else np.zeros((0, batching.PATCH_DIM), np.float32))
         if self.cfg.max_patches is not None and len(pv) > self.cfg.max_patches:
@@ -412,8 +409,8 @@ def _get(section: Any, key: str, default: Any) -> Any:
 
 def featurizer_config(data: Any, *, seq_buckets: Sequence[int] | None = None,
                       patch_buckets: Sequence[int] | None = None,
-                      spatial_merge_size: int = 2, tokens_per_second: float = 2.0,
-                      spatial_stride: int = 1) -> FeaturizerConfig:
+                      spatial_merge_size: int = 2,
+                      position_rule: positions.PositionRule = positions.PositionRule()) -> FeaturizerConfig:
     min_px, max_px = int(_get(data, "min_pixels", 16 * 28 * 28)), int(_get(data, "max_pixels", 128 * 28 * 28))
     max_frames = int(_get(data, "max_frames", 16))
     return FeaturizerConfig(
@@ -425,14 +422,13 @@ def featurizer_config(data: Any, *, seq_buckets: Sequence[int] | None = None,
         loss_on=str(_get(data, "loss_on", "assistant")),
         max_length=max(seq_buckets) if seq_buckets else None,
         max_patches=max(patch_buckets) if patch_buckets else None,
-        spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second,
-        spatial_stride=spatial_stride)
+        spatial_merge_size=spatial_merge_size, position_rule=position_rule)
 
 
 def build_pipeline(data: Any, *, seed: int = 0, tokenizer_dir: str | os.PathLike | None = None,
                    shard_index: int | None = None, shard_count: int | None = None,
                    shard_block: int = 1, spatial_merge_size: int = 2,
-                   tokens_per_second: float = 2.0, spatial_stride: int = 1) -> SFTPipeline:
+                   position_rule: positions.PositionRule = positions.PositionRule()) -> SFTPipeline:
     """The SFT pipeline of a config's ``data`` section (ConfigDict or dict).
 
     Keys read (defaults in brackets): kind [grounding] | spatial | coldstart; jsonl; image_root
@@ -464,8 +460,7 @@ def build_pipeline(data: Any, *, seed: int = 0, tokenizer_dir: str | os.PathLike
     rows = read_rows(str(_get(data, "kind", "grounding")), jsonl,
                      _get(data, "image_root", "") or None, skip_bad=skip, stats=stats)
     fcfg = featurizer_config(data, seq_buckets=seq_b, patch_buckets=patch_b,
-                             spatial_merge_size=spatial_merge_size,
-                             tokens_per_second=tokens_per_second, spatial_stride=spatial_stride)
+                             spatial_merge_size=spatial_merge_size, position_rule=position_rule)
     feat = Featurizer(fcfg, tokenizer_dir or default_tokenizer_dir(), stats=stats, skip_bad=skip)
     epochs = int(_get(data, "num_epochs", 1))
     pcfg = PipelineConfig(seed=int(seed), shuffle=bool(_get(data, "shuffle", True)),
@@ -477,13 +472,12 @@ def build_pipeline(data: Any, *, seed: int = 0, tokenizer_dir: str | os.PathLike
 
 def example_source(cfg: Any, *, shard_index: int | None = None, shard_count: int | None = None,
                    shard_block: int = 1, spatial_merge_size: int = 2,
-                   tokens_per_second: float = 2.0, spatial_stride: int = 1) -> GrainSource:
+                   position_rule: positions.PositionRule = positions.PositionRule()) -> GrainSource:
     """The trainer's entry point: a full config (``cfg.data``, ``cfg.seed``, ``cfg.model.tokenizer``
     ['' = the exact Qwen2.5 tokenizer built offline]) -> this process's GrainSource."""
     model = _get(cfg, "model", {})
     tok = str(_get(model, "tokenizer", "")) or None
     pipe = build_pipeline(cfg.data, seed=int(_get(cfg, "seed", 0)), tokenizer_dir=tok,
                           shard_index=shard_index, shard_count=shard_count, shard_block=shard_block,
-                          spatial_merge_size=spatial_merge_size, tokens_per_second=tokens_per_second,
-                          spatial_stride=spatial_stride)
+                          spatial_merge_size=spatial_merge_size, position_rule=position_rule)
     return GrainSource(pipe)

@@ -127,8 +127,7 @@ def analyse(args: argparse.Namespace, log=None) -> dict:
         else:
             text, target = question_block(rec.question), None
         prompt = encode_prompt(tok.tokenizer, tok.chat_template, vision, text, images=[image_path],
-                               tokens_per_second=model.config.vision.tokens_per_second,
-                               spatial_stride=model.config.text.mrope_spatial_stride,
+                               position_rule=model.config.position_rule,
                                name=f"question_id {rec.question_id}")
         if args.answer == "generated":
             res = sampler.generate(collate_prompts([prompt], model.config, pad_id=pad))

@@ -103,8 +103,7 @@ class EvalPromptEncoder:
 
     def __init__(self, engine: "EvalModel", cfg: RunConfig):
         self.tok, self.vision, self.video, self.cfg = engine.tok, engine.vision, engine.video, cfg
-        self.tokens_per_second = engine.model.config.vision.tokens_per_second
-        self.spatial_stride = engine.model.config.text.mrope_spatial_stride
+        self.position_rule = engine.model.config.position_rule
 
     def __call__(self, item: EvalItem):
         from ladder_jax.eval.media import decode_video
@@ -121,8 +120,7 @@ class EvalPromptEncoder:
             return encode_prompt(self.tok.tokenizer, self.tok.chat_template, self.vision,
                                  prompt_text(item, cfg.prompt), images=list(item.images), video=video,
                                  num_frames=num_frames, fps=fps,
-                                 tokens_per_second=self.tokens_per_second, spatial_stride=self.spatial_stride,
-                                 name=f"id {item.id!r}",
+                                 position_rule=self.position_rule, name=f"id {item.id!r}",
                                  video_cfg=self.video)
         except (ValueError, OSError) as e:
             raise ValueError(f"{item.where}: {e}") from None

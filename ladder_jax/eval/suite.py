@@ -129,8 +129,7 @@ class QuestionEncoder:
             images = [open_image(ref) for ref in q.images]
             return encode_prompt(e.tok.tokenizer, e.tok.chat_template, e.vision, q.prompt,
                                  images=images,
-                                 tokens_per_second=e.model.config.vision.tokens_per_second,
-                                 spatial_stride=e.model.config.text.mrope_spatial_stride,
+                                 position_rule=e.model.config.position_rule,
                                  name=f"id {q.id!r}")
         except (ValueError, OSError) as err:
             raise ValueError(f"{q.where}: {err}") from None

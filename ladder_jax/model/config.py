@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from ladder_jax.processing import tokenizer as tok
+from ladder_jax.processing.positions import PositionRule
 
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 # attention kernels of ladder_jax.model.attention ("auto": by the platform the model runs on)
@@ -152,6 +153,12 @@ class ModelConfig:
     def pad_id(self) -> int:
         """pad_token_id, or 0 when it lies outside a test-sized vocabulary."""
         return self.pad_token_id if self.pad_token_id < self.text.vocab_size else 0
+
+    @property
+    def position_rule(self) -> PositionRule:
+        """How this model numbers its vision tokens' M-RoPE positions (every prompt encoder, the
+        training pipeline and the rollouts take it from here)."""
+        return PositionRule(float(self.vision.tokens_per_second), self.text.mrope_spatial_stride)
 
     def replace(self, **kw) -> "ModelConfig":
         return dataclasses.replace(self, **kw)

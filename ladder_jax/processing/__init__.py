@@ -12,6 +12,7 @@ from ladder_jax.processing.image import (
     smart_resize,
 )
 from ladder_jax.processing.positions import (
+    PositionRule,
     expand_vision_placeholders,
     get_rope_index,
     mm_token_type_ids,
@@ -47,7 +48,7 @@ from ladder_jax.processing.video import ProcessedVideo, list_frames, process_vid
 
 __all__ = [
     "CHAT_TEMPLATE", "ENDOFTEXT_ID", "IM_END_ID", "IM_START_ID", "IMAGE_PAD_ID", "SPECIAL_IDS",
-    "VIDEO_PAD_ID", "VISION_END_ID", "VISION_START_ID", "LoadedTokenizer", "ProcessedVideo",
+    "VIDEO_PAD_ID", "VISION_END_ID", "VISION_START_ID", "LoadedTokenizer", "PositionRule", "ProcessedVideo",
     "VisionPreprocessConfig", "EncodedPrompt", "build_messages", "encode_prompt", "expand_vision_placeholders", "get_rope_index",
     "list_frames", "load_rgb", "load_tokenizer", "mm_token_type_ids", "num_image_tokens",
     "process_image", "process_images", "process_video", "read_chat_template", "render_chat",

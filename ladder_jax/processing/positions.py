@@ -3,9 +3,10 @@
 Text tokens get t = h = w = running index. A vision block (the t*h*w/merge^2 pad tokens of one
 image or video) starting at running index s gets t = s + floor(temporal_index * interval)
 (interval = tokens_per_second * second_per_grid_t for videos, 1 for images), h = s + row,
-w = s + column, in merged tokens (Qwen's rule; `spatial_stride` k > 1 gives h = s + k * row and
-w = s + k * column instead: not a Qwen2.5-VL checkpoint's positions, an option for a randomly
-initialised model whose slow width frequencies barely turn across an image, docs/ladder.md).
+w = s + column, in merged tokens (Qwen's rule; a PositionRule's `spatial_stride` k > 1 gives
+h = s + k * row and w = s + k * column instead: not a Qwen2.5-VL checkpoint's positions, an
+option for a randomly initialised model whose slow width frequencies barely turn across an image,
+docs/ladder.md).
 Text after the block resumes at:
 
 - "max" (default): 1 + the largest position of the block. This is Qwen's original
@@ -25,6 +26,7 @@ cache_length + rope_delta on all three axes. Padding tokens (attention_mask 0) g
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal, Sequence
 
 import numpy as np
@@ -32,6 +34,25 @@ import numpy as np
 from ladder_jax.processing.tokenizer import IMAGE_PAD_ID, VIDEO_PAD_ID
 
 TextResume = Literal["max", "spatial"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionRule:
+    """A model's own numbering of vision tokens (ModelConfig.position_rule): the defaults are
+    Qwen2.5-VL's, a Hugging Face checkpoint's.
+
+    tokens_per_second: temporal position steps per second of video (vision.tokens_per_second).
+    spatial_stride: the step between neighbouring rows / columns of a vision block
+      (text.mrope_spatial_stride; 1: Qwen's).
+    """
+
+    tokens_per_second: float = 2.0
+    spatial_stride: int = 1
+
+    def __post_init__(self):
+        k = self.spatial_stride
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"spatial_stride must be a positive int, got {k!r}")
 
 
 def mm_token_type_ids(input_ids: np.ndarray, image_token_id: int = IMAGE_PAD_ID, video_token_id: int = VIDEO_PAD_ID) -> np.ndarray:
@@ -58,11 +79,10 @@ def get_rope_index(
     second_per_grid_ts: Sequence[float] | np.ndarray | None = None,
     attention_mask: np.ndarray | None = None,
     spatial_merge_size: int = 2,
-    tokens_per_second: float = 2,
+    rule: PositionRule = PositionRule(),
     image_token_id: int = IMAGE_PAD_ID,
     video_token_id: int = VIDEO_PAD_ID,
     text_resume: TextResume = "max",
-    spatial_stride: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """input_ids int [B, L] (pad tokens already expanded) -> (position_ids int32 [3, B, L],
     rope_deltas int32 [B]).
@@ -70,13 +90,11 @@ def get_rope_index(
     image_grid_thw [Ni, 3] / video_grid_thw [Nv, 3] list every image / video of the batch in
     order (sample 0 first); second_per_grid_ts [Nv] (default 1.0 each). Each pad token run must
     hold exactly t*h*w/merge^2 tokens of its grid; mismatches raise ValueError naming the sample.
-    spatial_stride: the step between neighbouring rows / columns of a vision block (1: Qwen's).
+    rule: the model's PositionRule (default: Qwen's).
     """
     if text_resume not in ("max", "spatial"):
         raise ValueError(f"text_resume must be 'max' or 'spatial', got {text_resume!r}")
-    if isinstance(spatial_stride, bool) or not isinstance(spatial_stride, (int, np.integer)) or spatial_stride < 1:
-        raise ValueError(f"spatial_stride must be a positive int, got {spatial_stride!r}")
-    stride = int(spatial_stride)
+    stride = int(rule.spatial_stride)
     ids = np.asarray(input_ids)
     if ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, length], got shape {ids.shape}")
@@ -124,7 +142,7 @@ def get_rope_index(
                         f"sample {b}: {kinds[kind]} {k} has grid {tuple(int(g) for g in grid)} = {count} tokens "
                         f"but only {hi - lo} consecutive <|{kinds[kind]}_pad|> tokens"
                     )
-                interval = np.float32(tokens_per_second) * np.float32(spg[k]) if kind == 2 else np.float32(1)
+                interval = np.float32(rule.tokens_per_second) * np.float32(spg[k]) if kind == 2 else np.float32(1)
                 block = _block_positions(pos, grid, spatial_merge_size, interval, stride)
                 pieces.append(block)
                 if text_resume == "max":

@@ -29,7 +29,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ladder_jax.processing.image import ImageLike, VisionPreprocessConfig, process_images, smart_resize
-from ladder_jax.processing.positions import TextResume, expand_vision_placeholders, get_rope_index
+from ladder_jax.processing.positions import PositionRule, TextResume, expand_vision_placeholders, get_rope_index
 from ladder_jax.processing.tokenizer import DEFAULT_SYSTEM_PROMPT
 from ladder_jax.processing.video import DEFAULT_FPS, VideoPreprocessConfig, process_video
 
@@ -257,16 +257,14 @@ def encode_prompt(
     num_frames: int | None = None,
     fps: float = DEFAULT_FPS,
     system: str | None = SYSTEM_PROMPT,
-    tokens_per_second: float = 2,
-    spatial_stride: int = 1,
+    position_rule: PositionRule = PositionRule(),
     text_resume: TextResume = "max",
     name: str = "prompt",
     video_cfg: VideoPreprocessConfig | None = None,
 ) -> EncodedPrompt:
     """Renders one user turn (images or video first, then `text`) with the chat template,
     tokenizes it, processes the pixels, expands the pad tokens and computes M-RoPE positions
-    (tokens_per_second and spatial_stride: the model's vision.tokens_per_second and
-    text.mrope_spatial_stride).
+    (position_rule: the model's, ModelConfig.position_rule).
     video_cfg: the checkpoint's video processor settings (VideoPreprocessConfig.from_checkpoint);
     None resizes frames with the image limits of `vision`."""
     if images and video is not None:
@@ -285,7 +283,7 @@ def encode_prompt(
     )
     pos, delta = get_rope_index(
         ids[None], image_grid_thw=grid, video_grid_thw=vgrid, second_per_grid_ts=spg,
-        spatial_merge_size=vision.merge_size, tokens_per_second=tokens_per_second, spatial_stride=spatial_stride,
+        spatial_merge_size=vision.merge_size, rule=position_rule,
         text_resume=text_resume,
     )
     return EncodedPrompt(ids, pv, grid, pvv, vgrid, spg, pos[:, 0], int(delta[0]))

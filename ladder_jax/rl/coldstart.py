@@ -98,8 +98,7 @@ def coldstart(model_dir: str, data: str, out: str, *, image_root: str | None = N
         if min_pixels is not None or max_pixels is not None:
             vis = vis.replace(min_pixels=min_pixels or vis.min_pixels, max_pixels=max_pixels or vis.max_pixels)
         enc = rl.RolloutPromptEncoder(tok.tokenizer, tok.chat_template, vis, vis, max_frames=max_frames or None,
-                               video_fps=video_fps, tokens_per_second=model.config.vision.tokens_per_second,
-                               spatial_stride=model.config.text.mrope_spatial_stride)
+                               video_fps=video_fps, position_rule=model.config.position_rule)
         stop, pad = model.config.eos_token_ids, model.config.pad_token_id
         sampler = Sampler(model, SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                                                 top_k=top_k, top_p=top_p, stop_ids=stop, pad_id=pad))

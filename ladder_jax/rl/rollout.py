@@ -25,6 +25,7 @@ from ladder_jax.model.config import ModelConfig
 from ladder_jax.model.vision import pad_patches, vision_layout
 from ladder_jax.processing import prompts as prompts_lib
 from ladder_jax.processing.image import VisionPreprocessConfig
+from ladder_jax.processing.positions import PositionRule
 from ladder_jax.rewards.batched import RewardArrays, parse_batch
 from ladder_jax.sampling.batch import EMPTY_GRID
 
@@ -48,12 +49,11 @@ class RolloutPromptEncoder:
 
     def __init__(self, tokenizer, chat_template: str, image_cfg: VisionPreprocessConfig,
                  video_cfg: VisionPreprocessConfig, *, max_frames: int | None, video_fps: float,
-                 tokens_per_second: float = 2.0, spatial_stride: int = 1):
+                 position_rule: PositionRule = PositionRule()):
         self.tokenizer, self.chat_template = tokenizer, chat_template
         self.image_cfg, self.video_cfg = image_cfg, video_cfg
         self.max_frames, self.video_fps = max_frames, video_fps
-        # the policy's M-RoPE rule (vision.tokens_per_second, text.mrope_spatial_stride)
-        self.tokens_per_second, self.spatial_stride = tokens_per_second, spatial_stride
+        self.position_rule = position_rule  # the policy's (ModelConfig.position_rule)
 
     @classmethod
     def from_data_config(cls, data, tokenizer_dir, model_config) -> "RolloutPromptEncoder":
@@ -64,8 +64,7 @@ class RolloutPromptEncoder:
         image_cfg = VisionPreprocessConfig(min_pixels=int(data.min_pixels), max_pixels=int(data.max_pixels))
         video_cfg = image_cfg.replace(min_pixels=int(data.video_min_pixels), max_pixels=int(data.video_max_pixels))
         return cls(tok, template, image_cfg, video_cfg, max_frames=int(data.max_frames) or None,
-                   video_fps=float(data.video_fps), tokens_per_second=model_config.vision.tokens_per_second,
-                   spatial_stride=model_config.text.mrope_spatial_stride)
+                   video_fps=float(data.video_fps), position_rule=model_config.position_rule)
 
     def __call__(self, source: str, rec) -> Stage3Item:
         """rec: a ladder_jax.data.formats.SpatialRecord."""
@@ -79,12 +78,10 @@ class RolloutPromptEncoder:
             if rec.data_type == "video":
                 enc = prompts_lib.encode_prompt(self.tokenizer, self.chat_template, self.video_cfg, text,
                                                 video=paths, num_frames=self.max_frames, fps=self.video_fps,
-                                                tokens_per_second=self.tokens_per_second,
-                                                spatial_stride=self.spatial_stride, name=source)
+                                                position_rule=self.position_rule, name=source)
             else:
                 enc = prompts_lib.encode_prompt(self.tokenizer, self.chat_template, self.image_cfg, text,
-                                                images=paths, tokens_per_second=self.tokens_per_second,
-                                                spatial_stride=self.spatial_stride, name=source)
+                                                images=paths, position_rule=self.position_rule, name=source)
         except (OSError, ValueError) as e:
             raise ValueError(f"{source}, field 'image': {e}") from None
         return Stage3Item(source, rec.question_id, text, enc, answer, rec.question_type, tuple(rec.image),

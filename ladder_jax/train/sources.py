@@ -131,5 +131,4 @@ def pipeline_source(cfg, mcfg, *, shard_index: int, shard_count: int) -> Example
     return pipeline.example_source(cfg, shard_index=shard_index, shard_count=shard_count,
                                    shard_block=block,
                                    spatial_merge_size=mcfg.vision.spatial_merge_size,
-                                   tokens_per_second=float(mcfg.vision.tokens_per_second),
-                                   spatial_stride=mcfg.text.mrope_spatial_stride)
+                                   position_rule=mcfg.position_rule)

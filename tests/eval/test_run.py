@@ -352,7 +352,7 @@ def test_eval_prompts_take_the_models_position_rule(ckpt, tmp_path):
     from ladder_jax.eval.inputs import EvalItem
     from ladder_jax.model import config as mc
     from ladder_jax.processing.image import VisionPreprocessConfig
-    from ladder_jax.processing.positions import get_rope_index
+    from ladder_jax.processing.positions import PositionRule, get_rope_index
     from ladder_jax.processing.tokenizer import load_tokenizer
 
     _img(np.random.default_rng(1), tmp_path / "a.png", 112, 168)
@@ -367,6 +367,7 @@ def test_eval_prompts_take_the_models_position_rule(ckpt, tmp_path):
 
     spread, plain = encoded(3), encoded(1)
     assert (spread.image_grid_thw[0, 1:] > 2).all()
-    want, delta = get_rope_index(spread.input_ids[None], image_grid_thw=spread.image_grid_thw, spatial_stride=3)
+    want, delta = get_rope_index(spread.input_ids[None], image_grid_thw=spread.image_grid_thw,
+                                 rule=PositionRule(spatial_stride=3))
     np.testing.assert_array_equal(spread.position_ids, want[:, 0])
     assert spread.rope_delta == int(delta[0]) and spread.rope_delta != plain.rope_delta

@@ -113,6 +113,17 @@ def test_param_counts_eval_shape():
     assert count(qwen25_vl_7b()) == 8_292_166_656  # published Qwen2.5-VL-7B size
 
 
+def test_position_rule_is_the_models_own():
+    import dataclasses
+
+    from ladder_jax.processing.positions import PositionRule
+
+    assert qwen25_vl_3b().position_rule == PositionRule()  # Qwen's: 2 steps a second, stride 1
+    cfg = tiny(mrope_spatial_stride=3)
+    cfg = cfg.replace(vision=dataclasses.replace(cfg.vision, tokens_per_second=4))
+    assert cfg.position_rule == PositionRule(tokens_per_second=4.0, spatial_stride=3)
+
+
 def test_params_carry_logical_axes():
     m = nnx.eval_shape(lambda: Qwen25VL(tiny(tie_word_embeddings=False), rngs=nnx.Rngs(0)))
     names = {}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 
-from ladder_jax.processing.positions import expand_vision_placeholders, get_rope_index, mm_token_type_ids
+from ladder_jax.processing.positions import PositionRule, expand_vision_placeholders, get_rope_index, mm_token_type_ids
 from ladder_jax.processing.tokenizer import IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_END_ID, VISION_START_ID
 from ladder_jax.testing import tiny_hf_config
 
@@ -162,19 +162,19 @@ def test_spatial_stride_by_hand():
     """spatial_stride k: rows and columns k apart inside the block; text resumes after it."""
     grid = (1, 4, 6)  # 2 x 3 merged tokens
     s = np.array([_text(2, 0) + [IMAGE_PAD_ID] * 6 + _text(2, 1)])
-    pos, delta = get_rope_index(s, image_grid_thw=[grid], spatial_stride=3)
+    pos, delta = get_rope_index(s, image_grid_thw=[grid], rule=PositionRule(spatial_stride=3))
     t_want = [0, 1] + [2] * 6 + [9, 10]  # 1 + the largest id, 2 + 3 * 2
     h_want = [0, 1] + [2, 2, 2, 5, 5, 5] + [9, 10]
     w_want = [0, 1] + [2, 5, 8, 2, 5, 8] + [9, 10]
     np.testing.assert_array_equal(pos[:, 0], [t_want, h_want, w_want])
     assert delta[0] == 11 - s.shape[1]
-    pos, _ = get_rope_index(s, image_grid_thw=[grid], spatial_stride=3, text_resume="spatial")
+    pos, _ = get_rope_index(s, image_grid_thw=[grid], rule=PositionRule(spatial_stride=3), text_resume="spatial")
     np.testing.assert_array_equal(pos[0, 0, -2:], [9, 10])  # 2 + 3 * (3 - 1) + 1
     one, _ = get_rope_index(s, image_grid_thw=[grid])
-    np.testing.assert_array_equal(get_rope_index(s, image_grid_thw=[grid], spatial_stride=1)[0], one)
+    np.testing.assert_array_equal(get_rope_index(s, image_grid_thw=[grid], rule=PositionRule(spatial_stride=1))[0], one)
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="spatial_stride must be a positive int"):
-            get_rope_index(s, image_grid_thw=[grid], spatial_stride=bad)
+            PositionRule(spatial_stride=bad)
 
 
 def test_count_mismatch_errors():

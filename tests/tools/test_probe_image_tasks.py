@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ladder_jax.processing.positions import PositionRule
 from ladder_jax.processing.tokenizer import IMAGE_PAD_ID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,7 +101,7 @@ def test_aux_rows_ask_the_left_colour_in_training_only(probe, tmp_path):
 def test_image_position_stride_spreads_the_image_ids_only(probe, tmp_path):
     jsonl = probe.write_task(str(tmp_path), "position", 2, 2, shuffle_rate=0.0, seed=0)
     one, _, grid = probe.featurize(jsonl, 16 * 28 * 28)
-    four, _, _ = probe.featurize(jsonl, 16 * 28 * 28, spatial_stride=4)
+    four, _, _ = probe.featurize(jsonl, 16 * 28 * 28, PositionRule(spatial_stride=4))
     image = np.flatnonzero(one.ids[0] == IMAGE_PAD_ID)
     cols = int(grid[0][2]) // 2
     start = one.positions[2, 0, image[0]]
