@@ -375,7 +375,7 @@ def logits_pair(ladder_dir: str | Path, transformers_dir: str | Path | None = No
     pv = rng.standard_normal((int(np.prod(image)), v.patch_dim)).astype(np.float32)
     pvv = rng.standard_normal((int(np.prod(video)), v.patch_dim)).astype(np.float32)
     pos, _ = get_rope_index(ids, image_grid_thw=np.asarray([image]), video_grid_thw=np.asarray([video]),
-                            spatial_merge_size=m, rule=cfg.position_rule,
+                            spatial_merge_size=m, position_rule=cfg.position_rule,
                             image_token_id=cfg.image_token_id, video_token_id=cfg.video_token_id)
     p, lay = prepare_vision(pv, [image], v)
     pw, law = prepare_vision(pvv, [video], v)

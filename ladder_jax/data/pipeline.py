@@ -264,7 +264,7 @@ class Featurizer:
             image_grid_thw=np.asarray(image_grids).reshape(-1, 3) if image_grids else None,
             video_grid_thw=np.asarray(video_grids).reshape(-1, 3) if video_grids else None,
             second_per_grid_ts=spg or None, spatial_merge_size=m,
-            rule=self.cfg.position_rule)
+            position_rule=self.cfg.position_rule)
         pv = (np.concatenate(pixels, axis=0).astype(np.float32) if pixels
               else np.zeros((0, batching.PATCH_DIM), np.float32))
         if self.cfg.max_patches is not None and len(pv) > self.cfg.max_patches:

@@ -79,7 +79,7 @@ def get_rope_index(
     second_per_grid_ts: Sequence[float] | np.ndarray | None = None,
     attention_mask: np.ndarray | None = None,
     spatial_merge_size: int = 2,
-    rule: PositionRule = PositionRule(),
+    position_rule: PositionRule = PositionRule(),
     image_token_id: int = IMAGE_PAD_ID,
     video_token_id: int = VIDEO_PAD_ID,
     text_resume: TextResume = "max",
@@ -90,11 +90,11 @@ def get_rope_index(
     image_grid_thw [Ni, 3] / video_grid_thw [Nv, 3] list every image / video of the batch in
     order (sample 0 first); second_per_grid_ts [Nv] (default 1.0 each). Each pad token run must
     hold exactly t*h*w/merge^2 tokens of its grid; mismatches raise ValueError naming the sample.
-    rule: the model's PositionRule (default: Qwen's).
+    position_rule: the model's (ModelConfig.position_rule; default: Qwen's).
     """
     if text_resume not in ("max", "spatial"):
         raise ValueError(f"text_resume must be 'max' or 'spatial', got {text_resume!r}")
-    stride = int(rule.spatial_stride)
+    stride = int(position_rule.spatial_stride)
     ids = np.asarray(input_ids)
     if ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, length], got shape {ids.shape}")
@@ -142,7 +142,7 @@ def get_rope_index(
                         f"sample {b}: {kinds[kind]} {k} has grid {tuple(int(g) for g in grid)} = {count} tokens "
                         f"but only {hi - lo} consecutive <|{kinds[kind]}_pad|> tokens"
                     )
-                interval = np.float32(rule.tokens_per_second) * np.float32(spg[k]) if kind == 2 else np.float32(1)
+                interval = np.float32(position_rule.tokens_per_second) * np.float32(spg[k]) if kind == 2 else np.float32(1)
                 block = _block_positions(pos, grid, spatial_merge_size, interval, stride)
                 pieces.append(block)
                 if text_resume == "max":

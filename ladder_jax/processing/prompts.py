@@ -283,7 +283,7 @@ def encode_prompt(
     )
     pos, delta = get_rope_index(
         ids[None], image_grid_thw=grid, video_grid_thw=vgrid, second_per_grid_ts=spg,
-        spatial_merge_size=vision.merge_size, rule=position_rule,
+        spatial_merge_size=vision.merge_size, position_rule=position_rule,
         text_resume=text_resume,
     )
     return EncodedPrompt(ids, pv, grid, pvv, vgrid, spg, pos[:, 0], int(delta[0]))

@@ -315,7 +315,7 @@ def test_the_models_spatial_stride_reaches_the_training_positions(dataset, token
     plain = next(pipeline_source(cfg, mc.tiny(), shard_index=0, shard_count=1))
     assert (spread.grid_thw[:, 1:] > 2).all()  # more than one merged row and column: the stride shows
     want, _ = positions.get_rope_index(spread.input_ids[None], image_grid_thw=spread.grid_thw,
-                                       rule=positions.PositionRule(spatial_stride=3))
+                                       position_rule=positions.PositionRule(spatial_stride=3))
     np.testing.assert_array_equal(spread.position_ids, want[:, 0])
     np.testing.assert_array_equal(spread.input_ids, plain.input_ids)
     assert not np.array_equal(spread.position_ids, plain.position_ids)

@@ -368,6 +368,6 @@ def test_eval_prompts_take_the_models_position_rule(ckpt, tmp_path):
     spread, plain = encoded(3), encoded(1)
     assert (spread.image_grid_thw[0, 1:] > 2).all()
     want, delta = get_rope_index(spread.input_ids[None], image_grid_thw=spread.image_grid_thw,
-                                 rule=PositionRule(spatial_stride=3))
+                                 position_rule=PositionRule(spatial_stride=3))
     np.testing.assert_array_equal(spread.position_ids, want[:, 0])
     assert spread.rope_delta == int(delta[0]) and spread.rope_delta != plain.rope_delta

@@ -162,16 +162,16 @@ def test_spatial_stride_by_hand():
     """spatial_stride k: rows and columns k apart inside the block; text resumes after it."""
     grid = (1, 4, 6)  # 2 x 3 merged tokens
     s = np.array([_text(2, 0) + [IMAGE_PAD_ID] * 6 + _text(2, 1)])
-    pos, delta = get_rope_index(s, image_grid_thw=[grid], rule=PositionRule(spatial_stride=3))
+    pos, delta = get_rope_index(s, image_grid_thw=[grid], position_rule=PositionRule(spatial_stride=3))
     t_want = [0, 1] + [2] * 6 + [9, 10]  # 1 + the largest id, 2 + 3 * 2
     h_want = [0, 1] + [2, 2, 2, 5, 5, 5] + [9, 10]
     w_want = [0, 1] + [2, 5, 8, 2, 5, 8] + [9, 10]
     np.testing.assert_array_equal(pos[:, 0], [t_want, h_want, w_want])
     assert delta[0] == 11 - s.shape[1]
-    pos, _ = get_rope_index(s, image_grid_thw=[grid], rule=PositionRule(spatial_stride=3), text_resume="spatial")
+    pos, _ = get_rope_index(s, image_grid_thw=[grid], position_rule=PositionRule(spatial_stride=3), text_resume="spatial")
     np.testing.assert_array_equal(pos[0, 0, -2:], [9, 10])  # 2 + 3 * (3 - 1) + 1
     one, _ = get_rope_index(s, image_grid_thw=[grid])
-    np.testing.assert_array_equal(get_rope_index(s, image_grid_thw=[grid], rule=PositionRule(spatial_stride=1))[0], one)
+    np.testing.assert_array_equal(get_rope_index(s, image_grid_thw=[grid], position_rule=PositionRule(spatial_stride=1))[0], one)
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="spatial_stride must be a positive int"):
             PositionRule(spatial_stride=bad)
