@@ -5,8 +5,8 @@
 
 DATA is a ladder data folder (data/ladder_tiny/seed<N>: spld_grounding_data.jsonl and its
 images). Every question lists the dataset's categories in one fixed alphabetical option list,
-so the answer letter is a function of the image alone (docs/ladder.md, "first-order
-footholds"):
+so the answer letter is a function of the image alone: a first-order foothold (docs/ladder.md,
+"A category is readable from a crop; the extreme object of a view is not"):
 
 * crops: one grounding box cut out and resized to a square; "Which object is shown in this
   image?" (boxes under --min-box pixels on a side are skipped).
