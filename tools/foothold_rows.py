@@ -36,6 +36,10 @@ import sys
 
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ladder_jax.data import pipeline  # noqa: E402
+
 TASKS = ("crops", "extreme")
 GROUNDING = "spld_grounding_data.jsonl"
 CROP_QUESTION = "Which object is shown in this image?"
@@ -43,20 +47,12 @@ EXTREME_QUESTION = "Of the objects in this image, which one is {side}?"
 
 
 def read_boxes(data: str) -> dict[str, dict[tuple[int, ...], str]]:
-    """image path -> {box (x0, y0, x1, y1) in pixels: label}, over every grounding row."""
+    """image path -> {box (x0, y0, x1, y1) in pixels: label}, over every grounding row (read and
+    checked by the trainer's own reader: a bad row is an error naming its file, line and field)."""
     boxes: dict[str, dict[tuple[int, ...], str]] = collections.defaultdict(dict)
-    path = os.path.join(data, GROUNDING)
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            row = json.loads(line)
-            try:
-                for b in row["answer"]:
-                    box = tuple(int(v) for v in b["bbox_2d"])
-                    if len(box) != 4:
-                        raise ValueError(f"bbox_2d {b['bbox_2d']}: expected [x0, y0, x1, y1]")
-                    boxes[row["image"][0]][box] = str(b["label"])
-            except (KeyError, TypeError, IndexError, ValueError) as e:
-                raise ValueError(f"{path}, row {n}, field 'answer' / 'image': {e!r}") from None
+    for row in pipeline.read_rows("grounding", os.path.join(data, GROUNDING), data):
+        for b in row.record.answer:
+            boxes[row.record.image[0]][b.bbox_2d] = b.label
     return boxes
 
 
@@ -97,9 +93,7 @@ def extreme_questions(boxes, letter: dict[str, str], options: list[str]) -> list
 
 def write(data: str, out: str, tasks=TASKS, crop_size: int = 112, min_box: int = 24, held_out: float = 0.2,
           seed: int = 0) -> dict:
-    boxes = read_boxes(data)
-    if not boxes:
-        raise ValueError(f"{os.path.join(data, GROUNDING)}: no grounding rows")
+    boxes = read_boxes(data)  # read_rows refuses a file without rows
     categories = sorted({label for per in boxes.values() for label in per.values()})
     if len(categories) > 26:
         raise ValueError(f"{len(categories)} categories: more than the 26 option letters")

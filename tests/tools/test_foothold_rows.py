@@ -90,7 +90,10 @@ def test_held_out_images_take_every_question_about_them(tool, tmp_path):
 def test_a_bad_row_names_the_file_and_row(tool, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "spld_grounding_data.jsonl").write_text(json.dumps({"image": ["x.png"], "answer": [{"bbox_2d": [1], "label": "bed"}]}) + "\n")
-    with pytest.raises(ValueError, match=r"spld_grounding_data.jsonl, row 1, field 'answer'"):
+    (data / "x.png").write_bytes(b"")
+    row = {"question_id": 0, "question": "Locate it.", "image": ["x.png"], "data_type": "single_image",
+           "answer": [{"bbox_2d": [1], "label": "bed"}]}
+    (data / "spld_grounding_data.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=r"spld_grounding_data.jsonl, line 1, field 'answer\[0\].bbox_2d'"):
         tool.write(str(data), str(tmp_path / "out"))
     assert tool.main([str(data), str(tmp_path / "out")]) == 2
